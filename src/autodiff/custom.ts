@@ -1,0 +1,180 @@
+/**
+ * Custom VJPs: one call registers a forward and its backward. The forward's outputs are wrapped
+ * in `custom` nodes whose sources are [output, ...tensor inputs, ...saved residuals]; autodiff
+ * never differentiates the forward body, it calls the registered backward instead.
+ */
+import { fail } from "../errors.ts";
+import { toposort } from "../ir/graph.ts";
+import { argText, contentHash, makeNode, type Node } from "../ir/node.ts";
+import { Tensor } from "../tensor.ts";
+import { flatten } from "./tree.ts";
+
+export interface CustomVjpSpec<A extends unknown[], O> {
+  /** Stable, unique name: part of cache keys (closures are not hashable). */
+  name: string;
+  /** The forward. Return `{ out, saved }` to hand residuals to `bwd`, or just the output. */
+  fwd: (...xs: A) => O | { out: O; saved?: Tensor[] };
+  /**
+   * The backward: given the residuals, the output gradient (same structure as the output;
+   * zeros for unused outputs) and the original arguments, one gradient per argument (null for
+   * none; non-tensor arguments must get null).
+   */
+  bwd: (saved: Tensor[], gOut: O, xs: A) => readonly unknown[];
+  /** True when `bwd` is deliberately not the forward's gradient (a gradient estimator). */
+  estimator?: boolean;
+}
+
+export interface CallRecord {
+  name: string;
+  xs: unknown[];
+  rebuildOut: (leaves: readonly unknown[]) => unknown;
+  outNodes: Node[];
+  saved: Node[];
+}
+
+interface Registered {
+  source: string;
+  spec: CustomVjpSpec<unknown[], unknown>;
+}
+
+const registry = new Map<string, Registered>();
+const calls = new WeakMap<Node, CallRecord>();
+
+/** The registered spec for a custom node's name. */
+export function customSpec(name: string): CustomVjpSpec<unknown[], unknown> {
+  const r = registry.get(name);
+  if (!r) throw new Error(`internal: custom VJP ${name} is not registered`);
+  return r.spec;
+}
+
+/** The call a custom node belongs to. */
+export function callRecord(n: Node): CallRecord {
+  const r = calls.get(n);
+  if (!r) throw new Error(`internal: custom node ${n.key} has no call record`);
+  return r;
+}
+
+/** Names of registered estimators (custom VJPs whose backward is not the true gradient). */
+export function isEstimator(name: string): boolean {
+  return !!registry.get(name)?.spec.estimator;
+}
+
+function splitResult<O>(r: O | { out: O; saved?: Tensor[] }): { out: O; saved: Tensor[] } {
+  if (r && typeof r === "object" && !(r instanceof Tensor) && !Array.isArray(r) && "out" in r) {
+    const keys = Object.keys(r);
+    if (keys.every((k) => k === "out" || k === "saved")) {
+      const s = r as { out: O; saved?: Tensor[] };
+      return { out: s.out, saved: s.saved ?? [] };
+    }
+  }
+  return { out: r as O, saved: [] };
+}
+
+/**
+ * Registers a forward with its own backward rule and returns the differentiable function.
+ *
+ * @example
+ * ```ts
+ * // Straight-through sign: forward is sign(x), backward passes the gradient unchanged.
+ * const steSign = mj.customVjp({
+ *   name: "ste.sign",
+ *   fwd: (x: mj.Tensor) => x.sign(),
+ *   bwd: (_saved, g) => [g],
+ *   estimator: true,
+ * });
+ * const g = mj.grad((x: mj.Tensor) => steSign(x).sum())(mj.tensor([-2, 3]));
+ * ```
+ */
+export function customVjp<A extends unknown[], O>(
+  spec: CustomVjpSpec<A, O>,
+): (...xs: A) => O {
+  if (!spec || typeof spec !== "object") fail("customVjp", "expected a spec object");
+  const known = new Set(["name", "fwd", "bwd", "estimator"]);
+  for (const k of Object.keys(spec)) {
+    if (!known.has(k)) {
+      fail("customVjp", `unknown option ${JSON.stringify(k)}; expected name, fwd, bwd, estimator`);
+    }
+  }
+  if (typeof spec.name !== "string" || !spec.name) {
+    fail("customVjp", "expected a non-empty string name");
+  }
+  if (typeof spec.fwd !== "function" || typeof spec.bwd !== "function") {
+    fail("customVjp", `${spec.name}: fwd and bwd must be functions`);
+  }
+  const source = `${spec.fwd}\n${spec.bwd}\n${!!spec.estimator}`;
+  const prev = registry.get(spec.name);
+  if (prev && prev.source !== source) {
+    fail(
+      "customVjp",
+      `the name ${JSON.stringify(spec.name)} is already registered with a different fwd/bwd; ` +
+        `names are part of cache keys and must be unique`,
+    );
+  }
+  registry.set(spec.name, { source, spec: spec as unknown as CustomVjpSpec<unknown[], unknown> });
+  const name = spec.name;
+
+  return (...xs: A): O => {
+    const inFlat = flatten(xs);
+    const inputs = inFlat.leaves.filter((l): l is Tensor => l instanceof Tensor);
+    const statics = argText(
+      inFlat.leaves.map((l) => (l instanceof Tensor ? null : typeof l === "function" ? "fn" : l)),
+    );
+    const { out, saved } = splitResult(spec.fwd(...xs));
+    const outFlat = flatten(out);
+    const outTensors = outFlat.leaves.map((l, i) => {
+      if (!(l instanceof Tensor)) {
+        fail("customVjp", `${name}: fwd output ${outFlat.paths[i] || "(root)"} is not a Tensor`);
+      }
+      return l;
+    });
+    if (!outTensors.length) fail("customVjp", `${name}: fwd returned no tensors`);
+    for (const s of saved) {
+      if (!(s instanceof Tensor)) {
+        fail("customVjp", `${name}: every saved residual must be a Tensor`);
+      }
+    }
+    checkNoCapture(name, inputs, [...outTensors, ...saved]);
+    const group = contentHash(
+      `${name}|${statics}|${outTensors.map((t) => t.node.key).join(",")}|${
+        inputs.map((t) => t.node.key).join(",")
+      }`,
+    );
+    const record: CallRecord = {
+      name,
+      xs,
+      rebuildOut: outFlat.rebuild,
+      outNodes: outTensors.map((t) => t.node),
+      saved: saved.map((t) => t.node),
+    };
+    const wrapped = outTensors.map((t, index) => {
+      const node = makeNode("custom", [t.node, ...inputs.map((x) => x.node), ...record.saved], {
+        name,
+        index,
+        nOut: outTensors.length,
+        nIn: inputs.length,
+        nSaved: record.saved.length,
+        group,
+        estimator: !!spec.estimator,
+      });
+      if (!calls.has(node)) calls.set(node, record);
+      return new Tensor(node);
+    });
+    return outFlat.rebuild(wrapped) as O;
+  };
+}
+
+/** A differentiated value reached without going through an argument would lose its gradient. */
+function checkNoCapture(name: string, inputs: Tensor[], outs: Tensor[]): void {
+  const inputNodes = new Set(inputs.map((t) => t.node));
+  const order = toposort(outs.map((t) => t.node), (n) => inputNodes.has(n));
+  for (const n of order) {
+    if (inputNodes.has(n)) continue;
+    if (n.op === "arg" || n.op === "param") {
+      fail(
+        "customVjp",
+        `${name}: fwd uses a tensor (${n.dtype}[${n.shape}]) that is not one of its arguments; ` +
+          `pass it as an argument so that it receives a gradient`,
+      );
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Element types. `f16` is reserved: it is part of the type so that signatures stay stable,
+ * but no op accepts it yet.
+ */
+export type DType = "f32" | "i32" | "u32" | "bool" | "f16";
+
+/** The dtypes tensors may have today. */
+export const DTYPES: readonly DType[] = ["f32", "i32", "u32", "bool"];
+
+/** Host storage for each dtype. bool is one byte per element on the host. */
+export type TypedArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array;
+
+export function isFloat(d: DType): boolean {
+  return d === "f32" || d === "f16";
+}
+
+export function isInt(d: DType): boolean {
+  return d === "i32" || d === "u32";
+}
+
+/** Bytes per element in device storage (bool is stored as u32 on the device). */
+export function deviceItemSize(d: DType): number {
+  return d === "f16" ? 2 : 4;
+}
+
+/** Allocates host storage for `n` elements; `wide` stores floats as f64 (the oracle's mode). */
+export function allocHost(d: DType, n: number, wide = false): TypedArray {
+  switch (d) {
+    case "f32":
+      return wide ? new Float64Array(n) : new Float32Array(n);
+    case "i32":
+      return new Int32Array(n);
+    case "u32":
+      return new Uint32Array(n);
+    case "bool":
+      return new Uint8Array(n);
+    case "f16":
+      throw new Error("f16 is reserved and not supported yet");
+  }
+}
+
+export function checkDType(d: unknown, op: string): DType {
+  if (d === "f32" || d === "i32" || d === "u32" || d === "bool") return d;
+  if (d === "f16") throw new Error(`${op}: dtype f16 is reserved for later; use f32`);
+  throw new Error(`${op}: unknown dtype ${JSON.stringify(d)}; expected one of f32, i32, u32, bool`);
+}

@@ -1,0 +1,416 @@
+/**
+ * The living definition of every primitive: one implementation per op on dense, row-major typed
+ * arrays. In "wide" mode f32 values are held in Float64Array (the oracle for finite differences);
+ * otherwise results round to f32 after every op, like the device does.
+ */
+import { allocHost, type DType, type TypedArray } from "../dtype.ts";
+import type { Node } from "../ir/node.ts";
+import type { OpName } from "../ir/ops.ts";
+import { threefry2x32 } from "../rng.ts";
+import { prod, type Shape, stridesOf } from "../shape.ts";
+import { erf } from "./special.ts";
+
+export interface EvalContext {
+  wide: boolean;
+}
+
+export type Kernel<K extends OpName> = (
+  node: Node<K>,
+  inputs: TypedArray[],
+  ctx: EvalContext,
+) => TypedArray;
+
+function alloc(node: Node, ctx: EvalContext, dtype: DType = node.dtype): TypedArray {
+  return allocHost(dtype, node.size, ctx.wide);
+}
+
+/** Copies a strided view of `src` (shape, strides, offset) into a dense `out`. */
+export function stridedCopy(
+  src: TypedArray,
+  out: TypedArray,
+  shape: Shape,
+  strides: readonly number[],
+  offset: number,
+): void {
+  const n = prod(shape);
+  if (n === 0) return;
+  const rank = shape.length;
+  if (rank === 0) {
+    out[0] = src[offset];
+    return;
+  }
+  const idx = new Array<number>(rank).fill(0);
+  const last = rank - 1, sl = strides[last], dl = shape[last];
+  let off = offset, o = 0;
+  for (;;) {
+    let p = off;
+    for (let j = 0; j < dl; j++, p += sl) out[o++] = src[p];
+    let d = last - 1;
+    for (; d >= 0; d--) {
+      idx[d]++;
+      off += strides[d];
+      if (idx[d] < shape[d]) break;
+      off -= strides[d] * shape[d];
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+function mapUnary(
+  node: Node,
+  x: TypedArray,
+  ctx: EvalContext,
+  f: (v: number) => number,
+): TypedArray {
+  const out = alloc(node, ctx);
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i]);
+  return out;
+}
+
+function mapBinary(
+  node: Node,
+  a: TypedArray,
+  b: TypedArray,
+  ctx: EvalContext,
+  f: (x: number, y: number) => number,
+): TypedArray {
+  const out = alloc(node, ctx);
+  for (let i = 0; i < a.length; i++) out[i] = f(a[i], b[i]);
+  return out;
+}
+
+const isIntType = (d: DType) => d === "i32" || d === "u32";
+
+/** Value conversion between dtypes (see `cast`). */
+export function convert(v: number, from: DType, to: DType): number {
+  if (to === "bool") return v !== 0 ? 1 : 0; // NaN !== 0 → true
+  if (to === "f32" || to === "f16") return v;
+  if (from === "f32" || from === "f16") {
+    if (Number.isNaN(v)) return 0;
+    const t = Math.trunc(v);
+    if (to === "i32") return Math.min(Math.max(t, -2147483648), 2147483647);
+    return Math.min(Math.max(t, 0), 4294967295);
+  }
+  // Between integer types and from bool: reinterpret the 32 bits.
+  return to === "i32" ? v | 0 : v >>> 0;
+}
+
+function intDiv(a: number, b: number, dtype: DType): number {
+  if (b === 0) return a;
+  if (dtype === "i32" && a === -2147483648 && b === -1) return a;
+  return Math.trunc(a / b);
+}
+
+function intMod(a: number, b: number): number {
+  return b === 0 ? 0 : a % b;
+}
+
+/** Pow that keeps the sign for negative bases with integer exponents (IEEE pow semantics). */
+function powf(a: number, b: number): number {
+  return Math.pow(a, b);
+}
+
+function reduceKernel(node: Node<"reduce">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const src = node.src[0];
+  const { op, axes } = node.arg;
+  const kept = src.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const perm = [...kept, ...axes];
+  const st = stridesOf(src.shape);
+  const pshape = perm.map((p) => src.shape[p]);
+  const moved = allocHost(src.dtype, src.size, true);
+  stridedCopy(x, moved, pshape, perm.map((p) => st[p]), 0);
+  const r = axes.reduce((n, a) => n * src.shape[a], 1);
+  const out = alloc(node, ctx);
+  const dt = src.dtype;
+  const init = op === "sum"
+    ? 0
+    : op === "max"
+    ? (dt === "i32" ? -2147483648 : dt === "u32" ? 0 : -Infinity)
+    : (dt === "i32" ? 2147483647 : dt === "u32" ? 4294967295 : Infinity);
+  for (let o = 0; o < out.length; o++) {
+    let acc = init;
+    const base = o * r;
+    if (op === "sum") { for (let j = 0; j < r; j++) acc += moved[base + j]; }
+    else if (op === "max") {
+      for (let j = 0; j < r; j++) {
+        const v = moved[base + j];
+        if (v > acc || Number.isNaN(v)) acc = v;
+        if (Number.isNaN(acc)) break;
+      }
+    } else {
+      for (let j = 0; j < r; j++) {
+        const v = moved[base + j];
+        if (v < acc || Number.isNaN(v)) acc = v;
+        if (Number.isNaN(acc)) break;
+      }
+    }
+    out[o] = acc;
+  }
+  return out;
+}
+
+function permuteKernel(node: Node<"permute">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const st = stridesOf(node.src[0].shape);
+  const out = alloc(node, ctx);
+  stridedCopy(x, out, node.shape, node.arg.perm.map((p) => st[p]), 0);
+  return out;
+}
+
+function expandKernel(node: Node<"expand">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const srcShape = node.src[0].shape;
+  const st = stridesOf(srcShape).map((s, i) => (srcShape[i] === 1 ? 0 : s));
+  const out = alloc(node, ctx);
+  stridedCopy(x, out, node.shape, st, 0);
+  return out;
+}
+
+function sliceKernel(node: Node<"slice">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const st = stridesOf(node.src[0].shape);
+  const offset = node.arg.starts.reduce((o, s, i) => o + s * st[i], 0);
+  const out = alloc(node, ctx);
+  stridedCopy(x, out, node.shape, st, offset);
+  return out;
+}
+
+function padKernel(node: Node<"pad">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const out = alloc(node, ctx);
+  out.fill(node.arg.value);
+  const srcShape = node.src[0].shape;
+  if (prod(srcShape) === 0) return out;
+  // Write the source densely into the interior: iterate source elements with output offsets.
+  const ost = stridesOf(node.shape);
+  const offset = node.arg.pads.reduce((o, [lo], i) => o + lo * ost[i], 0);
+  const rank = srcShape.length;
+  if (rank === 0) {
+    out[0] = x[0];
+    return out;
+  }
+  const idx = new Array<number>(rank).fill(0);
+  let off = offset, s = 0;
+  const last = rank - 1;
+  for (;;) {
+    for (let j = 0; j < srcShape[last]; j++) out[off + j * ost[last]] = x[s++];
+    let d = last - 1;
+    for (; d >= 0; d--) {
+      idx[d]++;
+      off += ost[d];
+      if (idx[d] < srcShape[d]) break;
+      off -= ost[d] * srcShape[d];
+      idx[d] = 0;
+    }
+    if (d < 0) return out;
+  }
+}
+
+/** Splits a shape around `axis` into outer × axis × inner. */
+function around(shape: Shape, axis: number): [number, number, number] {
+  return [prod(shape.slice(0, axis)), shape[axis], prod(shape.slice(axis + 1))];
+}
+
+function gatherKernel(node: Node<"gather">, [x, idx]: TypedArray[], ctx: EvalContext): TypedArray {
+  const axis = node.arg.axis;
+  const [outer, n, inner] = around(node.src[0].shape, axis);
+  const m = node.shape[axis];
+  const out = alloc(node, ctx);
+  for (let o = 0; o < outer; o++) {
+    for (let a = 0; a < m; a++) {
+      for (let i = 0; i < inner; i++) {
+        const p = (o * m + a) * inner + i;
+        const j = idx[p];
+        if (j < 0 || j >= n) {
+          throw new Error(`gather: index ${j} is out of range for axis ${axis} of size ${n}`);
+        }
+        out[p] = x[(o * n + j) * inner + i];
+      }
+    }
+  }
+  return out;
+}
+
+function scatterAddKernel(
+  node: Node<"scatterAdd">,
+  [upd, idx]: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const axis = node.arg.axis;
+  const [outer, n, inner] = around(node.shape, axis);
+  const m = node.src[0].shape[axis];
+  const acc = new Float64Array(node.size);
+  for (let o = 0; o < outer; o++) {
+    for (let a = 0; a < m; a++) {
+      for (let i = 0; i < inner; i++) {
+        const p = (o * m + a) * inner + i;
+        const j = idx[p];
+        if (j < 0 || j >= n) {
+          throw new Error(`scatterAdd: index ${j} is out of range for axis ${axis} of size ${n}`);
+        }
+        acc[(o * n + j) * inner + i] += upd[p];
+      }
+    }
+  }
+  const out = alloc(node, ctx);
+  for (let i = 0; i < acc.length; i++) out[i] = acc[i];
+  return out;
+}
+
+function matmulKernel(node: Node<"matmul">, [a, b]: TypedArray[], ctx: EvalContext): TypedArray {
+  const as = node.src[0].shape, bs = node.src[1].shape;
+  const r = as.length;
+  const M = as[r - 2], K = as[r - 1], N = bs[r - 1];
+  const batch = prod(as.slice(0, r - 2));
+  const out = alloc(node, ctx);
+  const row = new Float64Array(N);
+  for (let bi = 0; bi < batch; bi++) {
+    const ao = bi * M * K, bo = bi * K * N, oo = bi * M * N;
+    for (let i = 0; i < M; i++) {
+      row.fill(0);
+      for (let k = 0; k < K; k++) {
+        const av = a[ao + i * K + k];
+        const bk = bo + k * N;
+        for (let j = 0; j < N; j++) row[j] += av * b[bk + j];
+      }
+      for (let j = 0; j < N; j++) out[oo + i * N + j] = row[j];
+    }
+  }
+  return out;
+}
+
+function topkKernel(node: Node<"topk">, [x]: TypedArray[], _ctx: EvalContext): TypedArray {
+  const n = node.src[0].shape[node.src[0].shape.length - 1];
+  const k = node.arg.k;
+  const rows = n === 0 ? 0 : node.src[0].size / n;
+  const out = new Int32Array(node.size);
+  const order = new Array<number>(n);
+  // NaN ranks below every number so it is never preferred.
+  const key = (v: number) => (Number.isNaN(v) ? -Infinity : v);
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((p, q) => {
+      const d = key(x[base + q]) - key(x[base + p]);
+      return d > 0 ? 1 : d < 0 ? -1 : p - q;
+    });
+    for (let j = 0; j < k; j++) out[r * k + j] = order[j];
+  }
+  return out;
+}
+
+function cumsumKernel(node: Node<"cumsum">, [x]: TypedArray[], ctx: EvalContext): TypedArray {
+  const { axis, reverse, exclusive } = node.arg;
+  const [outer, n, inner] = around(node.shape, axis);
+  const out = alloc(node, ctx);
+  const isInt = isIntType(node.dtype);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      let acc = 0;
+      for (let s = 0; s < n; s++) {
+        const j = reverse ? n - 1 - s : s;
+        const p = (o * n + j) * inner + i;
+        const v = x[p];
+        if (exclusive) {
+          out[p] = acc;
+          acc += v;
+        } else {
+          acc += v;
+          out[p] = acc;
+        }
+        if (isInt) acc = node.dtype === "i32" ? acc | 0 : acc >>> 0;
+      }
+    }
+  }
+  return out;
+}
+
+const identity = <K extends OpName>(_n: Node<K>, [x]: TypedArray[]) => x;
+
+/** One implementation per primitive. */
+export const KERNELS: { [K in OpName]: Kernel<K> } = {
+  const: (node, _i, ctx) => alloc(node, ctx).fill(node.arg.value),
+  buffer: (node) => {
+    throw new Error(`internal: buffer ${node.arg.id} was not bound before evaluation`);
+  },
+  param: (node) => {
+    throw new Error(`internal: param slot ${node.arg.slot} was not bound before evaluation`);
+  },
+  iota: (node, _i, ctx) => {
+    const out = alloc(node, ctx);
+    const [, n, inner] = around(node.shape, node.arg.axis);
+    for (let p = 0; p < out.length; p++) out[p] = Math.floor(p / inner) % n;
+    return out;
+  },
+  randbits: (node) => {
+    const { key0, key1, stream } = node.arg;
+    const out = new Uint32Array(node.size);
+    for (let i = 0; i < out.length; i++) out[i] = threefry2x32(key0, key1, i, stream);
+    return out;
+  },
+
+  neg: (node, [x], ctx) => mapUnary(node, x, ctx, (v) => -v),
+  exp: (node, [x], ctx) => mapUnary(node, x, ctx, Math.exp),
+  log: (node, [x], ctx) => mapUnary(node, x, ctx, Math.log),
+  sqrt: (node, [x], ctx) => mapUnary(node, x, ctx, Math.sqrt),
+  recip: (node, [x], ctx) => mapUnary(node, x, ctx, (v) => 1 / v),
+  sin: (node, [x], ctx) => mapUnary(node, x, ctx, Math.sin),
+  cos: (node, [x], ctx) => mapUnary(node, x, ctx, Math.cos),
+  tanh: (node, [x], ctx) => mapUnary(node, x, ctx, Math.tanh),
+  erf: (node, [x], ctx) => mapUnary(node, x, ctx, erf),
+  abs: (node, [x], ctx) => mapUnary(node, x, ctx, Math.abs),
+  floor: (node, [x], ctx) => mapUnary(node, x, ctx, Math.floor),
+  not: (node, [x], ctx) =>
+    mapUnary(node, x, ctx, node.dtype === "bool" ? (v) => (v ? 0 : 1) : (v) => ~v),
+  cast: (node, [x], ctx) => {
+    const from = node.src[0].dtype, to = node.arg.dtype;
+    const out = alloc(node, ctx);
+    for (let i = 0; i < x.length; i++) out[i] = convert(x[i], from, to);
+    return out;
+  },
+
+  add: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x + y),
+  sub: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x - y),
+  mul: (node, [a, b], ctx) =>
+    mapBinary(node, a, b, ctx, isIntType(node.dtype) ? Math.imul : (x, y) => x * y),
+  div: (node, [a, b], ctx) =>
+    mapBinary(
+      node,
+      a,
+      b,
+      ctx,
+      isIntType(node.dtype) ? (x, y) => intDiv(x, y, node.dtype) : (x, y) => x / y,
+    ),
+  pow: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, powf),
+  max: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, Math.max),
+  min: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, Math.min),
+  mod: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, intMod),
+  lt: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => (x < y ? 1 : 0)),
+  le: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => (x <= y ? 1 : 0)),
+  eq: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => (x === y ? 1 : 0)),
+  ne: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => (x !== y ? 1 : 0)),
+  and: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x & y),
+  or: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x | y),
+  xor: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x ^ y),
+
+  where: (node, [c, a, b], ctx) => {
+    const out = alloc(node, ctx);
+    for (let i = 0; i < out.length; i++) out[i] = c[i] ? a[i] : b[i];
+    return out;
+  },
+
+  reduce: reduceKernel,
+  reshape: identity,
+  permute: permuteKernel,
+  expand: expandKernel,
+  pad: padKernel,
+  slice: sliceKernel,
+
+  gather: gatherKernel,
+  scatterAdd: scatterAddKernel,
+  matmul: matmulKernel,
+  topk: topkKernel,
+  cumsum: cumsumKernel,
+
+  stopgrad: identity,
+  custom: identity,
+  mark: identity,
+  arg: identity,
+};

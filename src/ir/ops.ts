@@ -1,0 +1,322 @@
+/**
+ * The primitive op registry: every op is declared once, with its category, its argument type
+ * and its shape/dtype rule. Everything else (the front end, the interpreter, the VJP table, the
+ * WGSL lowering) is a table keyed by these names, so a new op fails to type-check until every
+ * table has an entry.
+ */
+import { type DType, isFloat } from "../dtype.ts";
+import { fmtShape, prod, type Shape, shapeEq } from "../shape.ts";
+import type { Node } from "./node.ts";
+
+export type Category =
+  | "leaf"
+  | "unary"
+  | "binary"
+  | "ternary"
+  | "reduce"
+  | "movement"
+  | "routine"
+  | "meta";
+
+export type ReduceKind = "sum" | "max" | "min";
+
+/** Per-op arguments; part of the node's content key. */
+export interface OpArgs {
+  // leaves
+  const: { value: number; shape: Shape; dtype: DType };
+  buffer: { id: number; shape: Shape; dtype: DType };
+  param: { slot: number; shape: Shape; dtype: DType };
+  iota: { axis: number; shape: Shape; dtype: DType };
+  randbits: { key0: number; key1: number; stream: number; shape: Shape };
+  // unary
+  neg: null;
+  exp: null;
+  log: null;
+  sqrt: null;
+  recip: null;
+  sin: null;
+  cos: null;
+  tanh: null;
+  erf: null;
+  abs: null;
+  floor: null;
+  not: null;
+  cast: { dtype: DType };
+  // binary (operands have equal shapes and dtypes)
+  add: null;
+  sub: null;
+  mul: null;
+  div: null;
+  pow: null;
+  max: null;
+  min: null;
+  mod: null;
+  lt: null;
+  le: null;
+  eq: null;
+  ne: null;
+  and: null;
+  or: null;
+  xor: null;
+  // ternary
+  where: null;
+  // reduce: reduced axes keep size 1
+  reduce: { op: ReduceKind; axes: number[] };
+  // movement
+  reshape: { shape: Shape };
+  permute: { perm: number[] };
+  expand: { shape: Shape };
+  pad: { pads: [number, number][]; value: number };
+  slice: { starts: number[]; ends: number[] };
+  // routines
+  gather: { axis: number };
+  scatterAdd: { axis: number; shape: Shape };
+  matmul: null;
+  topk: { k: number };
+  cumsum: { axis: number; reverse: boolean; exclusive: boolean };
+  // meta
+  stopgrad: null;
+  custom: {
+    name: string;
+    index: number;
+    nOut: number;
+    nIn: number;
+    nSaved: number;
+    group: string;
+    estimator: boolean;
+  };
+  mark: { label: string };
+  arg: { level: number; path: string };
+}
+
+export type OpName = keyof OpArgs;
+
+export interface Inferred {
+  shape: Shape;
+  dtype: DType;
+}
+
+export interface OpDef<K extends OpName> {
+  category: Category;
+  /** Shape and dtype of the result; throws on inconsistent input (internal invariant). */
+  infer(src: readonly Node[], arg: OpArgs[K]): Inferred;
+  /** Number of sources; -1 for variadic. */
+  arity: number;
+}
+
+class IRError extends Error {
+  constructor(op: string, msg: string) {
+    super(`IR invariant violated in ${op}: ${msg}`);
+  }
+}
+
+function same(op: string, src: readonly Node[]): void {
+  for (let i = 1; i < src.length; i++) {
+    if (!shapeEq(src[0].shape, src[i].shape) || src[0].dtype !== src[i].dtype) {
+      throw new IRError(
+        op,
+        `operands differ: ${src[0].dtype}${fmtShape(src[0].shape)} vs ${src[i].dtype}${
+          fmtShape(src[i].shape)
+        }`,
+      );
+    }
+  }
+}
+
+function leaf<K extends "const" | "buffer" | "param" | "iota">(): OpDef<K> {
+  return {
+    category: "leaf",
+    arity: 0,
+    infer: (_s, a) => ({ shape: a.shape, dtype: a.dtype }),
+  };
+}
+
+function unary<K extends OpName>(floatOnly: boolean): OpDef<K> {
+  return {
+    category: "unary",
+    arity: 1,
+    infer: (s) => {
+      if (floatOnly && !isFloat(s[0].dtype)) throw new IRError("unary", `needs float`);
+      return { shape: s[0].shape, dtype: s[0].dtype };
+    },
+  };
+}
+
+function binary<K extends OpName>(result: "same" | "bool"): OpDef<K> {
+  return {
+    category: "binary",
+    arity: 2,
+    infer: (s) => {
+      same("binary", s);
+      return { shape: s[0].shape, dtype: result === "bool" ? "bool" : s[0].dtype };
+    },
+  };
+}
+
+export const OPS: { [K in OpName]: OpDef<K> } = {
+  const: leaf(),
+  buffer: leaf(),
+  param: leaf(),
+  iota: leaf(),
+  randbits: { category: "leaf", arity: 0, infer: (_s, a) => ({ shape: a.shape, dtype: "u32" }) },
+
+  neg: unary(false),
+  exp: unary(true),
+  log: unary(true),
+  sqrt: unary(true),
+  recip: unary(true),
+  sin: unary(true),
+  cos: unary(true),
+  tanh: unary(true),
+  erf: unary(true),
+  abs: unary(false),
+  floor: unary(true),
+  not: unary(false),
+  cast: { category: "unary", arity: 1, infer: (s, a) => ({ shape: s[0].shape, dtype: a.dtype }) },
+
+  add: binary("same"),
+  sub: binary("same"),
+  mul: binary("same"),
+  div: binary("same"),
+  pow: binary("same"),
+  max: binary("same"),
+  min: binary("same"),
+  mod: binary("same"),
+  lt: binary("bool"),
+  le: binary("bool"),
+  eq: binary("bool"),
+  ne: binary("bool"),
+  and: binary("same"),
+  or: binary("same"),
+  xor: binary("same"),
+
+  where: {
+    category: "ternary",
+    arity: 3,
+    infer: (s) => {
+      if (s[0].dtype !== "bool") throw new IRError("where", "condition must be bool");
+      if (!shapeEq(s[0].shape, s[1].shape)) throw new IRError("where", "condition shape");
+      same("where", [s[1], s[2]]);
+      return { shape: s[1].shape, dtype: s[1].dtype };
+    },
+  },
+
+  reduce: {
+    category: "reduce",
+    arity: 1,
+    infer: (s, a) => {
+      const shape = s[0].shape.map((d, i) => (a.axes.includes(i) ? 1 : d));
+      return { shape, dtype: s[0].dtype };
+    },
+  },
+
+  reshape: {
+    category: "movement",
+    arity: 1,
+    infer: (s, a) => {
+      if (prod(a.shape) !== prod(s[0].shape)) throw new IRError("reshape", "size changes");
+      return { shape: a.shape, dtype: s[0].dtype };
+    },
+  },
+  permute: {
+    category: "movement",
+    arity: 1,
+    infer: (s, a) => ({ shape: a.perm.map((p) => s[0].shape[p]), dtype: s[0].dtype }),
+  },
+  expand: {
+    category: "movement",
+    arity: 1,
+    infer: (s, a) => {
+      if (a.shape.length !== s[0].shape.length) throw new IRError("expand", "rank changes");
+      s[0].shape.forEach((d, i) => {
+        if (d !== a.shape[i] && d !== 1) throw new IRError("expand", "non-1 dim expanded");
+      });
+      return { shape: a.shape, dtype: s[0].dtype };
+    },
+  },
+  pad: {
+    category: "movement",
+    arity: 1,
+    infer: (s, a) => ({
+      shape: s[0].shape.map((d, i) => d + a.pads[i][0] + a.pads[i][1]),
+      dtype: s[0].dtype,
+    }),
+  },
+  slice: {
+    category: "movement",
+    arity: 1,
+    infer: (s, a) => ({ shape: a.starts.map((st, i) => a.ends[i] - st), dtype: s[0].dtype }),
+  },
+
+  gather: {
+    category: "routine",
+    arity: 2,
+    infer: (s, a) => {
+      const [x, idx] = s;
+      if (idx.dtype !== "i32") throw new IRError("gather", "index must be i32");
+      if (idx.shape.length !== x.shape.length) throw new IRError("gather", "rank");
+      idx.shape.forEach((d, i) => {
+        if (i !== a.axis && d !== x.shape[i]) throw new IRError("gather", "non-axis dims differ");
+      });
+      return { shape: idx.shape, dtype: x.dtype };
+    },
+  },
+  scatterAdd: {
+    category: "routine",
+    arity: 2,
+    infer: (s, a) => {
+      const [upd, idx] = s;
+      if (idx.dtype !== "i32") throw new IRError("scatterAdd", "index must be i32");
+      if (!shapeEq(upd.shape, idx.shape)) throw new IRError("scatterAdd", "updates vs index");
+      a.shape.forEach((d, i) => {
+        if (i !== a.axis && d !== upd.shape[i]) throw new IRError("scatterAdd", "non-axis dims");
+      });
+      return { shape: a.shape, dtype: upd.dtype };
+    },
+  },
+  matmul: {
+    category: "routine",
+    arity: 2,
+    infer: (s) => {
+      const [a, b] = s;
+      const r = a.shape.length;
+      if (r < 2 || b.shape.length !== r) throw new IRError("matmul", "rank");
+      if (a.shape[r - 1] !== b.shape[r - 2]) throw new IRError("matmul", "inner dims");
+      if (!shapeEq(a.shape.slice(0, r - 2), b.shape.slice(0, r - 2))) {
+        throw new IRError("matmul", "batch dims");
+      }
+      if (a.dtype !== b.dtype) throw new IRError("matmul", "dtypes");
+      return { shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype };
+    },
+  },
+  topk: {
+    category: "routine",
+    arity: 1,
+    infer: (s, a) => ({ shape: [...s[0].shape.slice(0, -1), a.k], dtype: "i32" }),
+  },
+  cumsum: {
+    category: "routine",
+    arity: 1,
+    infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }),
+  },
+
+  stopgrad: {
+    category: "meta",
+    arity: 1,
+    infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }),
+  },
+  custom: {
+    category: "meta",
+    arity: -1,
+    infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }),
+  },
+  mark: { category: "meta", arity: 1, infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }) },
+  arg: { category: "meta", arity: 1, infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }) },
+};
+
+/** Ops that are the identity on their first source when evaluated. */
+export const IDENTITY_OPS: ReadonlySet<OpName> = new Set(["stopgrad", "custom", "mark", "arg"]);
+
+export function categoryOf(op: OpName): Category {
+  return OPS[op].category;
+}
