@@ -116,7 +116,13 @@ export { customVjp } from "./src/autodiff/custom.ts";
 export type { CustomVjpSpec } from "./src/autodiff/custom.ts";
 export { flatten as treeFlatten, mapTensors, treeTensors } from "./src/autodiff/tree.ts";
 
-export { getBackend, setBackend } from "./src/backend.ts";
-export type { Backend, BackendName } from "./src/backend.ts";
+export { backendName, getBackend, setBackend } from "./src/backend.ts";
+export type { Backend, BackendName, Prepared } from "./src/backend.ts";
+export { backendInfo, setFusion } from "./src/runtime/webgpu.ts";
+export type { DeviceInfo } from "./src/runtime/device.ts";
+export { snapshot as stats } from "./src/runtime/stats.ts";
+export type { Stats } from "./src/runtime/stats.ts";
+export { jit } from "./src/jit.ts";
+export type { JitOptions } from "./src/jit.ts";
 export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";

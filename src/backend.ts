@@ -1,18 +1,42 @@
 /**
- * Backend selection and realization. A backend turns graph nodes into host values; the `cpu`
- * backend is the reference interpreter, `webgpu` compiles kernels.
+ * Backends and their selection. A backend turns graph nodes into values: host arrays
+ * (`realize`), value leaves that stay where they were computed (`materialize`), or the outputs
+ * of a prepared (compiled) graph over parameter placeholders (`prepare` + `run`, used by jit).
+ * `cpu` is the reference interpreter; `webgpu` compiles WGSL kernels.
  */
 import type { TypedArray } from "./dtype.ts";
+import { envVar } from "./env.ts";
 import { fail } from "./errors.ts";
+import { toposort } from "./ir/graph.ts";
 import type { Node } from "./ir/node.ts";
+import { ensureHost, newBufferNode } from "./ir/values.ts";
 import { evaluate } from "./interp/interpreter.ts";
 
 export type BackendName = "cpu" | "webgpu";
+
+/** A graph compiled for repeated runs with new parameter values. */
+export interface Prepared {
+  readonly backend: BackendName;
+  readonly roots: readonly Node[];
+  readonly params: readonly Node[];
+}
 
 export interface Backend {
   readonly name: BackendName;
   /** Computes the nodes' values; the returned arrays are the caller's to keep. */
   realize(nodes: readonly Node[]): Promise<TypedArray[]>;
+  /** Computes the nodes and returns value leaves holding the results (no graph history). */
+  materialize(nodes: readonly Node[]): Promise<Node[]>;
+  /** Compiles `roots` as a function of the `param` nodes `params`. */
+  prepare(roots: readonly Node[], params: readonly Node[]): Promise<Prepared>;
+  /** Runs a prepared graph; `args` are value leaves aligned with the params. */
+  run(p: Prepared, args: readonly Node[]): Promise<Node[]>;
+}
+
+/** Host values of the buffer leaves under `roots` are fetched before synchronous evaluation. */
+async function fetchLeaves(roots: readonly Node[], bound: (n: Node) => boolean): Promise<void> {
+  const leaves = toposort(roots, bound).filter((n) => n.op === "buffer" && !n.host);
+  await Promise.all(leaves.map(ensureHost));
 }
 
 /** The interpreter as a backend, caching realized values per node. */
@@ -20,29 +44,72 @@ export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   #cache = new WeakMap<Node, TypedArray>();
 
-  realize(nodes: readonly Node[]): Promise<TypedArray[]> {
+  async realize(nodes: readonly Node[]): Promise<TypedArray[]> {
     const missing = nodes.filter((n) => !this.#cache.has(n));
     if (missing.length) {
+      await fetchLeaves(missing, (n) => this.#cache.has(n));
+      checkNoParams(missing, (n) => this.#cache.has(n));
       const vals = evaluate(missing, { bound: (n) => this.#cache.get(n) });
       missing.forEach((n, i) => this.#cache.set(n, vals[i]));
     }
-    return Promise.resolve(nodes.map((n) => this.#cache.get(n)!.slice()));
+    return nodes.map((n) => this.#cache.get(n)!.slice());
+  }
+
+  async materialize(nodes: readonly Node[]): Promise<Node[]> {
+    const vals = await this.realize(nodes);
+    return nodes.map((
+      n,
+      i,
+    ) => (n.op === "buffer" && n.host ? n : newBufferNode(n.shape, n.dtype, vals[i])));
+  }
+
+  prepare(roots: readonly Node[], params: readonly Node[]): Promise<Prepared> {
+    return Promise.resolve({ backend: "cpu", roots, params });
+  }
+
+  async run(p: Prepared, args: readonly Node[]): Promise<Node[]> {
+    await Promise.all(args.map(ensureHost));
+    const byParam = new Map(p.params.map((q, i) => [q, args[i].host!]));
+    await fetchLeaves(p.roots, (n) => byParam.has(n));
+    const vals = evaluate(p.roots, { bound: (n) => byParam.get(n) });
+    return p.roots.map((r, i) => newBufferNode(r.shape, r.dtype, vals[i]));
+  }
+}
+
+/** A `param` placeholder outside of a jitted function has no value: say so clearly. */
+export function checkNoParams(roots: readonly Node[], bound: (n: Node) => boolean): void {
+  for (const n of toposort(roots, bound)) {
+    if (n.op === "param") {
+      fail(
+        "realize",
+        `a tensor inside mj.jit's traced function cannot be read while tracing ` +
+          `(${n.dtype}[${n.shape}]); return it from the function instead`,
+      );
+    }
   }
 }
 
 const factories = new Map<BackendName, () => Backend>([["cpu", () => new CpuBackend()]]);
 const instances = new Map<BackendName, Backend>();
-let current: BackendName = "cpu";
+let chosen: BackendName | null = null;
+let autoResolver: (() => Promise<BackendName>) | null = null;
 
-/** Makes a backend available to `setBackend` (the WebGPU runtime registers itself). */
-export function registerBackend(name: BackendName, factory: () => Backend): void {
+/** Makes a backend available (the WebGPU runtime registers itself with an auto-detector). */
+export function registerBackend(
+  name: BackendName,
+  factory: () => Backend,
+  detect?: () => Promise<BackendName>,
+): void {
   factories.set(name, factory);
   instances.delete(name);
+  if (detect) autoResolver = detect;
 }
 
 /**
  * Chooses where tensors are computed: `"webgpu"` (generated WGSL kernels) or `"cpu"` (the
- * reference interpreter).
+ * reference interpreter). Without a call, moejit uses WebGPU when an adapter exists and falls
+ * back to the CPU with a one-line warning (set `MOEJIT_BACKEND=webgpu` to make a missing
+ * adapter an error instead).
  *
  * @example
  * ```ts
@@ -58,20 +125,37 @@ export function setBackend(name: BackendName): void {
       }`,
     );
   }
-  current = name;
+  chosen = name;
+}
+
+/** The name of the backend in use (resolving the automatic choice on first use). */
+export async function backendName(): Promise<BackendName> {
+  if (chosen) return chosen;
+  const env = envVar("MOEJIT_BACKEND");
+  if (env === "cpu" || env === "webgpu") {
+    chosen = env;
+  } else if (env) {
+    fail("backend", `MOEJIT_BACKEND=${env} is not a backend; expected cpu or webgpu`);
+  } else {
+    chosen = autoResolver ? await autoResolver() : "cpu";
+  }
+  return chosen;
 }
 
 /** The active backend. */
-export function getBackend(): Backend {
-  let b = instances.get(current);
+export async function getBackend(): Promise<Backend> {
+  const name = await backendName();
+  let b = instances.get(name);
   if (!b) {
-    b = factories.get(current)!();
-    instances.set(current, b);
+    const f = factories.get(name);
+    if (!f) fail("backend", `backend ${name} is not available in this build`);
+    b = f();
+    instances.set(name, b);
   }
   return b;
 }
 
 /** Realizes nodes on the active backend. */
-export function realizeNodes(nodes: readonly Node[]): Promise<TypedArray[]> {
-  return getBackend().realize(nodes);
+export async function realizeNodes(nodes: readonly Node[]): Promise<TypedArray[]> {
+  return (await getBackend()).realize(nodes);
 }

@@ -1,3 +1,5 @@
+import { fail } from "./errors.ts";
+
 /**
  * Element types. `f16` is reserved: it is part of the type so that signatures stay stable,
  * but no op accepts it yet.
@@ -41,6 +43,6 @@ export function allocHost(d: DType, n: number, wide = false): TypedArray {
 
 export function checkDType(d: unknown, op: string): DType {
   if (d === "f32" || d === "i32" || d === "u32" || d === "bool") return d;
-  if (d === "f16") throw new Error(`${op}: dtype f16 is reserved for later; use f32`);
-  throw new Error(`${op}: unknown dtype ${JSON.stringify(d)}; expected one of f32, i32, u32, bool`);
+  if (d === "f16") fail(op, "dtype f16 is reserved for later; use f32");
+  return fail(op, `unknown dtype ${JSON.stringify(d)}; expected one of f32, i32, u32, bool`);
 }

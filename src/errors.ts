@@ -14,38 +14,66 @@ function isLibraryFrame(line: string): boolean {
   return rest.startsWith("src/") || rest.startsWith("codegen/") || rest.startsWith("mod.ts");
 }
 
+/** The "scheme:path:line:col" a frame points at, when it points into a source file. */
+function frameLocation(line: string): string | undefined {
+  const m = line.match(/\(?([a-z][a-z0-9+.-]*:[^\s()]+:\d+:\d+)\)?$/i);
+  if (!m) return undefined;
+  // Runtime internals are not the user's code either.
+  if (m[1].startsWith("ext:") || m[1].startsWith("node:")) return undefined;
+  return m[1];
+}
+
+/**
+ * A frame the user wrote: one with a source location outside the library. Builtins such as
+ * `Array.map (<anonymous>)` sit between the library and the user whenever an op validates its
+ * inputs inside a callback, so they must not count as the call site.
+ */
+function isUserFrame(line: string): boolean {
+  return !isLibraryFrame(line) && frameLocation(line) !== undefined;
+}
+
+// V8 keeps 10 frames by default; a check a few helpers deep inside an op (or inside the backward
+// sweep of mj.grad) would otherwise lose the user's frame.
+const DEEP_STACK = 100;
+
+/** The current stack's frames ("at ..." lines), captured without the default depth limit. */
+function captureFrames(): string[] {
+  const E = Error as { stackTraceLimit?: number };
+  const prev = E.stackTraceLimit;
+  const raise = typeof prev === "number" && prev < DEEP_STACK;
+  if (raise) E.stackTraceLimit = DEEP_STACK;
+  try {
+    const stack = new Error().stack ?? "";
+    return stack.split("\n").map((l) => l.trim()).filter((l) => l.startsWith("at "));
+  } finally {
+    if (raise) E.stackTraceLimit = prev;
+  }
+}
+
 /** The first stack frame outside the library, as "file:line:col", or undefined. */
 export function userCallSite(): string | undefined {
-  const stack = new Error().stack ?? "";
-  for (const line of stack.split("\n").slice(1)) {
-    const t = line.trim();
-    if (!t.startsWith("at ")) continue;
-    if (isLibraryFrame(t)) continue;
-    if (t.includes("ext:") || t.includes("node:")) continue;
-    const m = t.match(/\(?([a-z]+:\/\/[^\s()]+:\d+:\d+)\)?$/);
-    return m ? m[1] : t.slice(3);
-  }
-  return undefined;
+  const user = captureFrames().find(isUserFrame);
+  return user === undefined ? undefined : frameLocation(user);
 }
 
 /**
  * The error every moejit op throws. `op` is the user-facing name (`add`, `moe.route`); the
- * stack is trimmed so that its first frame is the user's call.
+ * stack is trimmed so that its first frame is the user's call (set MOEJIT_DEBUG to keep it).
  */
 export class MoejitError extends Error {
   readonly op: string;
   constructor(op: string, message: string) {
-    const site = userCallSite();
+    const frames = captureFrames();
+    const first = frames.findIndex(isUserFrame);
+    const site = first >= 0 ? frameLocation(frames[first]) : undefined;
     super(`${op}: ${message}${site ? `\n    at your call: ${site}` : ""}`);
     this.name = "MoejitError";
     this.op = op;
-    if (this.stack && !envVar("MOEJIT_DEBUG")) {
-      const lines = this.stack.split("\n");
-      const head: string[] = [];
-      const frames: string[] = [];
-      for (const l of lines) (l.trim().startsWith("at ") ? frames : head).push(l);
-      const user = frames.filter((l) => !isLibraryFrame(l.trim()));
-      this.stack = [...head, ...(user.length ? user : frames)].join("\n");
+    if (!envVar("MOEJIT_DEBUG") && first >= 0) {
+      // Everything above the user's frame is library or builtin; below it, library frames are
+      // noise too (user callbacks invoked by mj.grad stay).
+      const kept = frames.slice(first).filter((l) => !isLibraryFrame(l));
+      this.stack = [`${this.name}: ${this.message}`, ...kept.map((l) => `    ${l}`)].join("\n");
     }
   }
 }

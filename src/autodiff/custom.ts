@@ -5,7 +5,10 @@
  */
 import { fail } from "../errors.ts";
 import { toposort } from "../ir/graph.ts";
-import { argText, contentHash, makeNode, type Node } from "../ir/node.ts";
+import { argText, contentHash, makeNode, type Node, onCreate } from "../ir/node.ts";
+import type { OpArgs } from "../ir/ops.ts";
+import type { DType } from "../dtype.ts";
+import type { Shape } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import { flatten } from "./tree.ts";
 
@@ -24,12 +27,34 @@ export interface CustomVjpSpec<A extends unknown[], O> {
   estimator?: boolean;
 }
 
+/** A custom node's call: its arguments (tensors taken from the node's sources) and outputs. */
 export interface CallRecord {
   name: string;
+  spec: CustomVjpSpec<unknown[], unknown>;
   xs: unknown[];
   rebuildOut: (leaves: readonly unknown[]) => unknown;
-  outNodes: Node[];
+  outs: { shape: Shape; dtype: DType }[];
   saved: Node[];
+}
+
+/**
+ * What a call's nodes do not carry in their sources: the argument tree with its static leaves,
+ * and the output tree. It holds no graph nodes, so graphs rewritten over new sources (mj.grad
+ * unwrapping its argument markers, legalization passes) share it with the original call.
+ */
+interface CallShape {
+  name: string;
+  /**
+   * The spec of the customVjp that made the call. Re-registering a name with the same source is
+   * allowed, but closures may capture different values: each call keeps its own backward.
+   */
+  spec: CustomVjpSpec<unknown[], unknown>;
+  /** The flattened argument list, with null in place of each tensor leaf. */
+  argLeaves: unknown[];
+  isTensor: boolean[];
+  rebuildArgs: (leaves: readonly unknown[]) => unknown;
+  rebuildOut: (leaves: readonly unknown[]) => unknown;
+  outs: { shape: Shape; dtype: DType }[];
 }
 
 interface Registered {
@@ -38,7 +63,19 @@ interface Registered {
 }
 
 const registry = new Map<string, Registered>();
-const calls = new WeakMap<Node, CallRecord>();
+const shapes = new WeakMap<Node, CallShape>();
+const records = new WeakMap<Node, CallRecord>();
+
+// Any custom node, including one rebuilt by a graph rewrite, finds its call through its group;
+// the entry lives as long as some node of the group does.
+const byGroup = new Map<string, WeakRef<CallShape>>();
+const groupGc = new FinalizationRegistry<string>((group) => {
+  if (byGroup.get(group)?.deref() === undefined) byGroup.delete(group);
+});
+onCreate("custom", (n) => {
+  const shape = byGroup.get((n.arg as OpArgs["custom"]).group)?.deref();
+  if (shape) shapes.set(n, shape);
+});
 
 /** The registered spec for a custom node's name. */
 export function customSpec(name: string): CustomVjpSpec<unknown[], unknown> {
@@ -47,10 +84,25 @@ export function customSpec(name: string): CustomVjpSpec<unknown[], unknown> {
   return r.spec;
 }
 
-/** The call a custom node belongs to. */
+/** The call a custom node belongs to, over the node's own sources. */
 export function callRecord(n: Node): CallRecord {
-  const r = calls.get(n);
-  if (!r) throw new Error(`internal: custom node ${n.key} has no call record`);
+  const cached = records.get(n);
+  if (cached) return cached;
+  const shape = shapes.get(n);
+  if (!shape) throw new Error(`internal: custom node ${n.key} has no call record`);
+  const a = n.arg as OpArgs["custom"];
+  const inputs = n.src.slice(1, 1 + a.nIn);
+  let k = 0;
+  const leaves = shape.argLeaves.map((l, i) => (shape.isTensor[i] ? new Tensor(inputs[k++]) : l));
+  const r: CallRecord = {
+    name: shape.name,
+    spec: shape.spec,
+    xs: shape.rebuildArgs(leaves) as unknown[],
+    rebuildOut: shape.rebuildOut,
+    outs: shape.outs,
+    saved: n.src.slice(1 + a.nIn),
+  };
+  records.set(n, r);
   return r;
 }
 
@@ -139,24 +191,33 @@ export function customVjp<A extends unknown[], O>(
         inputs.map((t) => t.node.key).join(",")
       }`,
     );
-    const record: CallRecord = {
-      name,
-      xs,
-      rebuildOut: outFlat.rebuild,
-      outNodes: outTensors.map((t) => t.node),
-      saved: saved.map((t) => t.node),
-    };
+    let shape = byGroup.get(group)?.deref();
+    if (!shape) {
+      const isTensor = inFlat.leaves.map((l) => l instanceof Tensor);
+      shape = {
+        name,
+        spec: spec as unknown as CustomVjpSpec<unknown[], unknown>,
+        argLeaves: inFlat.leaves.map((l, i) => (isTensor[i] ? null : l)),
+        isTensor,
+        rebuildArgs: inFlat.rebuild,
+        rebuildOut: outFlat.rebuild,
+        outs: outTensors.map((t) => ({ shape: t.shape, dtype: t.dtype })),
+      };
+      byGroup.set(group, new WeakRef(shape));
+      groupGc.register(shape, group);
+    }
+    const savedNodes = saved.map((t) => t.node);
     const wrapped = outTensors.map((t, index) => {
-      const node = makeNode("custom", [t.node, ...inputs.map((x) => x.node), ...record.saved], {
+      const node = makeNode("custom", [t.node, ...inputs.map((x) => x.node), ...savedNodes], {
         name,
         index,
         nOut: outTensors.length,
         nIn: inputs.length,
-        nSaved: record.saved.length,
+        nSaved: savedNodes.length,
         group,
         estimator: !!spec.estimator,
       });
-      if (!calls.has(node)) calls.set(node, record);
+      if (!shapes.has(node)) shapes.set(node, shape);
       return new Tensor(node);
     });
     return outFlat.rebuild(wrapped) as O;

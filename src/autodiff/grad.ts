@@ -12,8 +12,8 @@ import { add } from "../ops/elementwise.ts";
 import { constant, describe } from "../ops/prim.ts";
 import { fmtShape, shapeEq } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
-import { callRecord, customSpec } from "./custom.ts";
-import { flatten } from "./tree.ts";
+import { callRecord } from "./custom.ts";
+import { flatten, mapTensors, treeTensors } from "./tree.ts";
 import { VJP_RULES, type VjpRule } from "./vjp.ts";
 
 /**
@@ -45,11 +45,11 @@ export function backward(root: Node, seed: Tensor, wrt: readonly Node[]): (Tenso
   const pending = new Map<string, { left: number; g: (Tensor | null)[] }>();
   for (const n of order) {
     if (n.op !== "custom" || !relevant.has(n)) continue;
-    const grp = (n.arg as OpArgs["custom"]).group;
-    const p = pending.get(grp) ??
+    const call = callKey(n);
+    const p = pending.get(call) ??
       { left: 0, g: new Array((n.arg as OpArgs["custom"]).nOut).fill(null) };
     p.left++;
-    pending.set(grp, p);
+    pending.set(call, p);
   }
 
   for (let i = order.length - 1; i >= 0; i--) {
@@ -58,8 +58,9 @@ export function backward(root: Node, seed: Tensor, wrt: readonly Node[]): (Tenso
     const g = grads.get(n);
     if (n.op === "custom") {
       const a = n.arg as OpArgs["custom"];
-      const p = pending.get(a.group)!;
-      p.g[a.index] = g ?? null;
+      const p = pending.get(callKey(n))!;
+      // Two nodes can stand for one output: a rewrite of the forward body alone keeps the key.
+      if (g) p.g[a.index] = p.g[a.index] ? add(p.g[a.index]!, g) : g;
       if (--p.left === 0) runCustomBackward(n, p.g, accumulate);
       continue;
     }
@@ -71,6 +72,14 @@ export function backward(root: Node, seed: Tensor, wrt: readonly Node[]): (Tenso
   return wrt.map((w) => grads.get(w) ?? null);
 }
 
+/**
+ * The outputs of one custom call: same group (name, statics, forward) and same inputs and
+ * residuals. A rewritten copy of a call keeps its group but not its sources, and is another call.
+ */
+function callKey(n: Node): string {
+  return `${(n.arg as OpArgs["custom"]).group}|${n.src.slice(1).map((s) => s.key).join(",")}`;
+}
+
 function runCustomBackward(
   n: Node,
   outGrads: (Tensor | null)[],
@@ -78,9 +87,9 @@ function runCustomBackward(
 ): void {
   const a = n.arg as OpArgs["custom"];
   const rec = callRecord(n);
-  const spec = customSpec(a.name);
+  const spec = rec.spec;
   const gOut = rec.rebuildOut(
-    outGrads.map((g, i) => g ?? constant(0, rec.outNodes[i].shape, rec.outNodes[i].dtype)),
+    outGrads.map((g, i) => g ?? constant(0, rec.outs[i].shape, rec.outs[i].dtype)),
   );
   const saved = rec.saved.map((s) => new Tensor(s));
   const res = spec.bwd(saved, gOut, rec.xs);
@@ -115,6 +124,26 @@ function runCustomBackward(
       accumulate(input, gi);
     });
   });
+}
+
+/**
+ * Rewrites the graphs of `roots` with `map` applied to their nodes (sources first), returning
+ * the lookup from old to new nodes. Nodes that reach no mapped node are kept as they are.
+ */
+function substitute(roots: readonly Node[], map: ReadonlyMap<Node, Node>): (n: Node) => Node {
+  const out = new Map<Node, Node>(map);
+  for (const n of toposort(roots)) {
+    if (out.has(n)) continue;
+    let changed = false;
+    const src = n.src.map((s) => {
+      const r = out.get(s) ?? s;
+      if (r !== s) changed = true;
+      return r;
+    });
+    if (!changed) out.set(n, n);
+    else out.set(n, makeNode(n.op, src, n.arg as never));
+  }
+  return (n) => out.get(n) ?? n;
 }
 
 let level = 0;
@@ -206,8 +235,25 @@ export function valueAndGrad<A extends unknown[]>(
       const gradLeaves = markers.map((m) =>
         m === null ? null : byMarker.get(m) ?? constant(0, m.shape, m.dtype)
       );
-      const grads = flat.rebuild(gradLeaves) as unknown[];
-      return opts.hasAux ? [loss, grads, aux] : [loss, grads];
+      // Markers are keyed by (level, path) so that retracing a step gives the same graph; a
+      // later call over the same tensor therefore gets the very same marker nodes. Whatever is
+      // handed back must not contain them, or a gradient kept from this call and used inside
+      // the next one would be differentiated as a function of the next call's arguments.
+      const unwrap = substitute(
+        [
+          loss.node,
+          ...gs.filter((g): g is Tensor => g !== null).map((g) => g.node),
+          ...(opts.hasAux ? treeTensors(aux).map((t) => t.node) : []),
+        ],
+        new Map(live.map((m) => [m, m.src[0]])),
+      );
+      const out = (t: Tensor) => {
+        const n = unwrap(t.node);
+        return n === t.node ? t : new Tensor(n);
+      };
+      const grads = flat.rebuild(gradLeaves.map((g) => g && out(g))) as unknown[];
+      const value = out(loss);
+      return opts.hasAux ? [value, grads, mapTensors(aux, out)] : [value, grads];
     } finally {
       level--;
     }

@@ -282,14 +282,16 @@ function topkKernel(node: Node<"topk">, [x]: TypedArray[], _ctx: EvalContext): T
   const rows = n === 0 ? 0 : node.src[0].size / n;
   const out = new Int32Array(node.size);
   const order = new Array<number>(n);
-  // NaN ranks below every number so it is never preferred.
-  const key = (v: number) => (Number.isNaN(v) ? -Infinity : v);
   for (let r = 0; r < rows; r++) {
     const base = r * n;
     for (let i = 0; i < n; i++) order[i] = i;
     order.sort((p, q) => {
-      const d = key(x[base + q]) - key(x[base + p]);
-      return d > 0 ? 1 : d < 0 ? -1 : p - q;
+      const a = x[base + p], b = x[base + q];
+      // NaN ranks below every number, -inf included, so it is never preferred; equal values
+      // (NaNs among themselves) keep index order.
+      const an = Number.isNaN(a), bn = Number.isNaN(b);
+      if (an || bn) return an && bn ? p - q : an ? 1 : -1;
+      return a > b ? -1 : a < b ? 1 : p - q;
     });
     for (let j = 0; j < k; j++) out[r * k + j] = order[j];
   }

@@ -82,6 +82,16 @@ const finalizer = new FinalizationRegistry<string>((desc) => {
   if (ref && ref.deref() === undefined) interned.delete(desc);
 });
 
+const createHooks = new Map<OpName, (n: Node) => void>();
+
+/**
+ * Runs `hook` on every node of `op` when it is created (not when an existing node is found), so
+ * that side tables keyed by node can follow a node rebuilt over new sources by a graph rewrite.
+ */
+export function onCreate<K extends OpName>(op: K, hook: (n: Node<K>) => void): void {
+  createHooks.set(op, hook as (n: Node) => void);
+}
+
 /**
  * Creates (or finds) the node for `op` over `src` with `arg`. The shape/dtype rule of the op
  * registry runs here, so an inconsistent node can never exist.
@@ -100,6 +110,7 @@ export function makeNode<K extends OpName>(op: K, src: readonly Node[], arg: OpA
   const node = new Node(op, inf.dtype, [...inf.shape], src, freeze(arg), contentHash(desc));
   interned.set(desc, new WeakRef(node));
   finalizer.register(node, desc);
+  createHooks.get(op)?.(node);
   return node;
 }
 

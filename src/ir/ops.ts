@@ -123,6 +123,27 @@ function same(op: string, src: readonly Node[]): void {
   }
 }
 
+function checkAxis(op: string, axis: number, rank: number): void {
+  if (!Number.isInteger(axis) || axis < 0 || axis >= rank) {
+    throw new IRError(op, `axis ${axis} is not in 0..${rank - 1}`);
+  }
+}
+
+/** One entry per dim of `shape`, each an integer pair with 0 ≤ lo ≤ hi ≤ dim. */
+function checkRanges(op: string, shape: Shape, lo: readonly number[], hi: readonly number[]) {
+  if (lo.length !== shape.length || hi.length !== shape.length) {
+    throw new IRError(op, `${lo.length} ranges for a source of rank ${shape.length}`);
+  }
+  shape.forEach((d, i) => {
+    if (
+      !Number.isInteger(lo[i]) || !Number.isInteger(hi[i]) || lo[i] < 0 || hi[i] < lo[i] ||
+      hi[i] > d
+    ) {
+      throw new IRError(op, `range [${lo[i]}, ${hi[i]}) does not fit axis ${i} of size ${d}`);
+    }
+  });
+}
+
 function leaf<K extends "const" | "buffer" | "param" | "iota">(): OpDef<K> {
   return {
     category: "leaf",
@@ -131,23 +152,25 @@ function leaf<K extends "const" | "buffer" | "param" | "iota">(): OpDef<K> {
   };
 }
 
-function unary<K extends OpName>(floatOnly: boolean): OpDef<K> {
+function unary<K extends OpName>(op: K, floatOnly: boolean): OpDef<K> {
   return {
     category: "unary",
     arity: 1,
     infer: (s) => {
-      if (floatOnly && !isFloat(s[0].dtype)) throw new IRError("unary", `needs float`);
+      if (floatOnly && !isFloat(s[0].dtype)) {
+        throw new IRError(op, `needs a float operand, got ${s[0].dtype}${fmtShape(s[0].shape)}`);
+      }
       return { shape: s[0].shape, dtype: s[0].dtype };
     },
   };
 }
 
-function binary<K extends OpName>(result: "same" | "bool"): OpDef<K> {
+function binary<K extends OpName>(op: K, result: "same" | "bool"): OpDef<K> {
   return {
     category: "binary",
     arity: 2,
     infer: (s) => {
-      same("binary", s);
+      same(op, s);
       return { shape: s[0].shape, dtype: result === "bool" ? "bool" : s[0].dtype };
     },
   };
@@ -160,35 +183,35 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   iota: leaf(),
   randbits: { category: "leaf", arity: 0, infer: (_s, a) => ({ shape: a.shape, dtype: "u32" }) },
 
-  neg: unary(false),
-  exp: unary(true),
-  log: unary(true),
-  sqrt: unary(true),
-  recip: unary(true),
-  sin: unary(true),
-  cos: unary(true),
-  tanh: unary(true),
-  erf: unary(true),
-  abs: unary(false),
-  floor: unary(true),
-  not: unary(false),
+  neg: unary("neg", false),
+  exp: unary("exp", true),
+  log: unary("log", true),
+  sqrt: unary("sqrt", true),
+  recip: unary("recip", true),
+  sin: unary("sin", true),
+  cos: unary("cos", true),
+  tanh: unary("tanh", true),
+  erf: unary("erf", true),
+  abs: unary("abs", false),
+  floor: unary("floor", true),
+  not: unary("not", false),
   cast: { category: "unary", arity: 1, infer: (s, a) => ({ shape: s[0].shape, dtype: a.dtype }) },
 
-  add: binary("same"),
-  sub: binary("same"),
-  mul: binary("same"),
-  div: binary("same"),
-  pow: binary("same"),
-  max: binary("same"),
-  min: binary("same"),
-  mod: binary("same"),
-  lt: binary("bool"),
-  le: binary("bool"),
-  eq: binary("bool"),
-  ne: binary("bool"),
-  and: binary("same"),
-  or: binary("same"),
-  xor: binary("same"),
+  add: binary("add", "same"),
+  sub: binary("sub", "same"),
+  mul: binary("mul", "same"),
+  div: binary("div", "same"),
+  pow: binary("pow", "same"),
+  max: binary("max", "same"),
+  min: binary("min", "same"),
+  mod: binary("mod", "same"),
+  lt: binary("lt", "bool"),
+  le: binary("le", "bool"),
+  eq: binary("eq", "bool"),
+  ne: binary("ne", "bool"),
+  and: binary("and", "same"),
+  or: binary("or", "same"),
+  xor: binary("xor", "same"),
 
   where: {
     category: "ternary",
@@ -205,6 +228,8 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     category: "reduce",
     arity: 1,
     infer: (s, a) => {
+      a.axes.forEach((ax) => checkAxis("reduce", ax, s[0].shape.length));
+      if (new Set(a.axes).size !== a.axes.length) throw new IRError("reduce", "repeated axis");
       const shape = s[0].shape.map((d, i) => (a.axes.includes(i) ? 1 : d));
       return { shape, dtype: s[0].dtype };
     },
@@ -221,7 +246,16 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   permute: {
     category: "movement",
     arity: 1,
-    infer: (s, a) => ({ shape: a.perm.map((p) => s[0].shape[p]), dtype: s[0].dtype }),
+    infer: (s, a) => {
+      const r = s[0].shape.length;
+      if (
+        a.perm.length !== r || a.perm.some((p) => !Number.isInteger(p) || p < 0 || p >= r) ||
+        new Set(a.perm).size !== r
+      ) {
+        throw new IRError("permute", `[${a.perm}] is not a permutation of ${r} axes`);
+      }
+      return { shape: a.perm.map((p) => s[0].shape[p]), dtype: s[0].dtype };
+    },
   },
   expand: {
     category: "movement",
@@ -237,15 +271,28 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   pad: {
     category: "movement",
     arity: 1,
-    infer: (s, a) => ({
-      shape: s[0].shape.map((d, i) => d + a.pads[i][0] + a.pads[i][1]),
-      dtype: s[0].dtype,
-    }),
+    infer: (s, a) => {
+      if (a.pads.length !== s[0].shape.length) throw new IRError("pad", "one pair per axis");
+      if (
+        a.pads.some(([lo, hi]) =>
+          !(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi >= 0)
+        )
+      ) {
+        throw new IRError("pad", "pads must be integers >= 0");
+      }
+      return {
+        shape: s[0].shape.map((d, i) => d + a.pads[i][0] + a.pads[i][1]),
+        dtype: s[0].dtype,
+      };
+    },
   },
   slice: {
     category: "movement",
     arity: 1,
-    infer: (s, a) => ({ shape: a.starts.map((st, i) => a.ends[i] - st), dtype: s[0].dtype }),
+    infer: (s, a) => {
+      checkRanges("slice", s[0].shape, a.starts, a.ends);
+      return { shape: a.starts.map((st, i) => a.ends[i] - st), dtype: s[0].dtype };
+    },
   },
 
   gather: {
@@ -255,6 +302,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       const [x, idx] = s;
       if (idx.dtype !== "i32") throw new IRError("gather", "index must be i32");
       if (idx.shape.length !== x.shape.length) throw new IRError("gather", "rank");
+      checkAxis("gather", a.axis, x.shape.length);
       idx.shape.forEach((d, i) => {
         if (i !== a.axis && d !== x.shape[i]) throw new IRError("gather", "non-axis dims differ");
       });
@@ -268,6 +316,8 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       const [upd, idx] = s;
       if (idx.dtype !== "i32") throw new IRError("scatterAdd", "index must be i32");
       if (!shapeEq(upd.shape, idx.shape)) throw new IRError("scatterAdd", "updates vs index");
+      if (a.shape.length !== upd.shape.length) throw new IRError("scatterAdd", "rank");
+      checkAxis("scatterAdd", a.axis, upd.shape.length);
       a.shape.forEach((d, i) => {
         if (i !== a.axis && d !== upd.shape[i]) throw new IRError("scatterAdd", "non-axis dims");
       });
@@ -292,12 +342,21 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   topk: {
     category: "routine",
     arity: 1,
-    infer: (s, a) => ({ shape: [...s[0].shape.slice(0, -1), a.k], dtype: "i32" }),
+    infer: (s, a) => {
+      const n = s[0].shape[s[0].shape.length - 1];
+      if (s[0].shape.length === 0 || !Number.isInteger(a.k) || a.k < 0 || a.k > n) {
+        throw new IRError("topk", `k = ${a.k} for a source of shape ${fmtShape(s[0].shape)}`);
+      }
+      return { shape: [...s[0].shape.slice(0, -1), a.k], dtype: "i32" };
+    },
   },
   cumsum: {
     category: "routine",
     arity: 1,
-    infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }),
+    infer: (s, a) => {
+      checkAxis("cumsum", a.axis, s[0].shape.length);
+      return { shape: s[0].shape, dtype: s[0].dtype };
+    },
   },
 
   stopgrad: {
@@ -308,7 +367,16 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   custom: {
     category: "meta",
     arity: -1,
-    infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }),
+    infer: (s, a) => {
+      // Sources: the forward's output, the tensor inputs, the saved residuals.
+      if (s.length !== 1 + a.nIn + a.nSaved) {
+        throw new IRError("custom", `${s.length} sources, expected 1 + ${a.nIn} + ${a.nSaved}`);
+      }
+      if (!(a.index >= 0 && a.index < a.nOut)) {
+        throw new IRError("custom", `output ${a.index} of ${a.nOut}`);
+      }
+      return { shape: s[0].shape, dtype: s[0].dtype };
+    },
   },
   mark: { category: "meta", arity: 1, infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }) },
   arg: { category: "meta", arity: 1, infer: (s) => ({ shape: s[0].shape, dtype: s[0].dtype }) },

@@ -2,14 +2,13 @@
 import { allocHost, checkDType, type DType, type TypedArray } from "../dtype.ts";
 import { fail } from "../errors.ts";
 import { makeNode } from "../ir/node.ts";
+import { newBufferNode } from "../ir/values.ts";
 import { drawKey } from "../rng.ts";
 import { fmtShape, prod } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import { add, cast, cos, div, log, mul, sqrt, sub } from "./elementwise.ts";
-import { constant } from "./prim.ts";
+import { constant, intMisfit, requireTensor } from "./prim.ts";
 import { iotaAlong } from "./meta.ts";
-
-let nextBufferId = 1;
 
 /** Nested arrays of numbers or booleans, or a typed array. */
 export type TensorData = number | boolean | TypedArray | readonly unknown[];
@@ -72,9 +71,7 @@ function dtypeOfTyped(op: string, d: TypedArray): DType {
 
 /** A tensor backed by host data (copied), as a `buffer` leaf node. */
 export function fromHost(data: TypedArray, shape: readonly number[], dtype: DType): Tensor {
-  const node = makeNode("buffer", [], { id: nextBufferId++, shape: [...shape], dtype });
-  node.host = data;
-  return new Tensor(node);
+  return new Tensor(newBufferNode(shape, dtype, data));
 }
 
 /**
@@ -135,9 +132,8 @@ export function tensor(
       );
     }
     const n = Number(v);
-    if ((dtype === "i32" || dtype === "u32") && !Number.isInteger(n)) {
-      fail("tensor", `element ${i} is ${n}, which is not an integer, but dtype is ${dtype}`);
-    }
+    const misfit = intMisfit(n, dtype);
+    if (misfit) fail("tensor", `element ${i} is ${n}, which is ${misfit}`);
     host[i] = dtype === "bool" ? (n !== 0 ? 1 : 0) : n;
   }
   return fromHost(host, target, dtype);
@@ -145,38 +141,56 @@ export function tensor(
 
 /** A tensor of `shape` filled with `value`. */
 export function full(shape: readonly number[], value: number, opts?: { dtype?: DType }): Tensor {
-  checkOptions("full", opts);
-  const s = checkShape("full", shape);
-  const dtype = checkDType(opts?.dtype ?? (typeof value === "boolean" ? "bool" : "f32"), "full");
+  return filled("full", shape, value, opts);
+}
+
+// zeros and ones share full's checks but report under their own names.
+function filled(
+  op: string,
+  shape: readonly number[],
+  value: number,
+  opts?: { dtype?: DType },
+): Tensor {
+  checkOptions(op, opts);
+  const s = checkShape(op, shape);
+  const dtype = checkDType(opts?.dtype ?? (typeof value === "boolean" ? "bool" : "f32"), op);
   if (typeof value !== "number" && typeof value !== "boolean") {
-    fail("full", `expected a number value, got ${typeof value}`);
+    fail(op, `expected a number value, got ${typeof value}`);
   }
-  if ((dtype === "i32" || dtype === "u32") && !Number.isInteger(value)) {
-    fail("full", `value ${value} is not an integer, but dtype is ${dtype}`);
-  }
+  const misfit = intMisfit(Number(value), dtype);
+  if (misfit) fail(op, `value ${value} is ${misfit}`);
   return constant(Number(value), s, dtype);
 }
 
 /** Zeros of `shape` (f32 unless `dtype` says otherwise). */
 export function zeros(shape: readonly number[], opts?: { dtype?: DType }): Tensor {
-  return full(shape, 0, opts);
+  return filled("zeros", shape, 0, opts);
 }
 
 /** Ones of `shape`. */
 export function ones(shape: readonly number[], opts?: { dtype?: DType }): Tensor {
-  return full(shape, 1, opts);
+  return filled("ones", shape, 1, opts);
 }
 
 export function zerosLike(t: Tensor): Tensor {
+  requireTensor("zerosLike", t);
   return constant(0, t.shape, t.dtype);
 }
 
 export function onesLike(t: Tensor): Tensor {
+  requireTensor("onesLike", t);
   return constant(1, t.shape, t.dtype);
 }
 
+/** A tensor of `t`'s shape and dtype filled with `value`. */
 export function fullLike(t: Tensor, value: number): Tensor {
-  return constant(value, t.shape, t.dtype);
+  requireTensor("fullLike", t);
+  if (typeof value !== "number" && typeof value !== "boolean") {
+    fail("fullLike", `expected a number value, got ${typeof value}`);
+  }
+  const misfit = intMisfit(Number(value), t.dtype);
+  if (misfit) fail("fullLike", `value ${value} is ${misfit}`);
+  return constant(Number(value), t.shape, t.dtype);
 }
 
 /**
@@ -205,6 +219,14 @@ export function arange(
   if (step === 0) fail("arange", "step must not be 0");
   const allInt = [start, stop, step].every(Number.isInteger);
   const dtype = checkDType(opts?.dtype ?? (allInt ? "i32" : "f32"), "arange");
+  if (dtype === "bool") fail("arange", "dtype bool is not supported; expected f32, i32 or u32");
+  if (dtype !== "f32" && !allInt) {
+    // Otherwise the failure would surface from the mul/add that builds the range.
+    fail(
+      "arange",
+      `start ${start}, stop ${stop} and step ${step} are not all integers, but dtype is ${dtype}`,
+    );
+  }
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const idx = iotaAlong([n], 0, dtype === "f32" ? "f32" : dtype);
   if (start === 0 && step === 1) return idx;

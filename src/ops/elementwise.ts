@@ -146,12 +146,14 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 
 // ---- unary ------------------------------------------------------------------------------------
 
+/** `name` is what errors call the op: the primitive's name is not always the public one. */
 function floatUnary(
   op: "exp" | "log" | "sqrt" | "recip" | "sin" | "cos" | "tanh" | "erf" | "floor",
+  name: string = op,
 ) {
   return (x: Tensor): Tensor => {
-    requireTensor(op, x);
-    requireFloat(op, x);
+    requireTensor(name, x);
+    requireFloat(name, x);
     return prim(op, [x], null);
   };
 }
@@ -159,7 +161,7 @@ function floatUnary(
 export const exp: UnaryOp = floatUnary("exp");
 export const log: UnaryOp = floatUnary("log");
 export const sqrt: UnaryOp = floatUnary("sqrt");
-export const reciprocal: UnaryOp = floatUnary("recip");
+export const reciprocal: UnaryOp = floatUnary("recip", "reciprocal");
 export const sin: UnaryOp = floatUnary("sin");
 export const cos: UnaryOp = floatUnary("cos");
 export const tanh: UnaryOp = floatUnary("tanh");
@@ -178,14 +180,17 @@ export function abs(x: Tensor): Tensor {
   return prim("abs", [x], null);
 }
 
-/** -1, 0 or 1 (in x's dtype). */
+/** -1, 0 or 1 (in x's dtype); NaN stays NaN. */
 export function sign(x: Tensor): Tensor {
   requireTensor("sign", x);
   requireNumeric("sign", x);
   const one = constant(1, x.shape, x.dtype);
   const zero = constant(0, x.shape, x.dtype);
   const pos = where(gt(x, 0), one, zero);
-  return x.dtype === "u32" ? pos : where(lt(x, 0), constant(-1, x.shape, x.dtype), pos);
+  if (x.dtype === "u32") return pos;
+  const s = where(lt(x, 0), constant(-1, x.shape, x.dtype), pos);
+  // Both comparisons are false for NaN, which would otherwise read as 0 and hide it.
+  return isFloat(x.dtype) ? where(isnan(x), x, s) : s;
 }
 
 export function rsqrt(x: Tensor): Tensor {
@@ -194,11 +199,12 @@ export function rsqrt(x: Tensor): Tensor {
   return reciprocal(sqrt(x));
 }
 
-/** max(x, 0), with gradient 0 at x = 0. */
+/** max(x, 0), with gradient 0 at x = 0; NaN stays NaN. */
 export function relu(x: Tensor): Tensor {
   requireTensor("relu", x);
   requireFloat("relu", x);
-  return where(gt(x, 0), x, 0);
+  // Selecting on x <= 0 rather than x > 0 lets NaN (for which both are false) pass through.
+  return where(le(x, 0), 0, x);
 }
 
 // sigmoid is stable for any x (no overflow in either direction), and its backward uses the

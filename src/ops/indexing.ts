@@ -1,12 +1,12 @@
 /** Index-driven ops: gather/scatter, rows, top-k, one-hot, cumulative sums. */
 import { fail } from "../errors.ts";
-import { fmtShape } from "../shape.ts";
+import { fmtShape, isIntegerDim } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { cast, eq } from "./elementwise.ts";
 import { reshape } from "./movement.ts";
 import { broadcastTo, describe, normAxis, prim, requireTensor } from "./prim.ts";
 import { iotaAlong } from "./meta.ts";
-import type { DType } from "../dtype.ts";
+import { checkDType, type DType } from "../dtype.ts";
 
 function requireIndex(op: string, idx: Tensor): void {
   requireTensor(op, idx, "the index");
@@ -51,6 +51,11 @@ export function scatterAdd(
   requireTensor("scatterAdd", updates, "updates");
   requireIndex("scatterAdd", index);
   const a = normAxis("scatterAdd", axis, updates.ndim, updates.shape);
+  // The target size along `axis` is free, so nothing else would catch a bad one before the
+  // kernel allocates it.
+  if (!Array.isArray(shape) || !shape.every(isIntegerDim)) {
+    fail("scatterAdd", `expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
   if (index.ndim !== updates.ndim || index.shape.some((d, i) => d !== updates.shape[i])) {
     fail(
       "scatterAdd",
@@ -136,6 +141,7 @@ export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
 export function oneHot(index: Tensor, n: number, dtype: DType = "f32"): Tensor {
   requireIndex("oneHot", index);
   if (!Number.isInteger(n) || n < 1) fail("oneHot", `n must be a positive integer, got ${n}`);
+  dtype = checkDType(dtype, "oneHot");
   const shape = [...index.shape, n];
   const hot = eq(
     broadcastTo(reshape(index, [...index.shape, 1]), shape),

@@ -6,8 +6,10 @@ import { Tensor } from "../tensor.ts";
 import { add } from "./elementwise.ts";
 import {
   broadcastTo as bcast,
+  coerceValue,
   constant,
   describe,
+  intMisfit,
   normAxes,
   normAxis,
   prim,
@@ -211,8 +213,19 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[], val
       fail("pad", `each pad must be [before, after] with integers >= 0, got ${JSON.stringify(p)}`);
     }
   }
+  if (typeof value !== "number" && typeof value !== "boolean") {
+    fail("pad", `expected a number value, got ${typeof value}`);
+  }
+  const v = Number(value);
+  const misfit = intMisfit(v, x.dtype);
+  if (misfit) fail("pad", `value ${v} is ${misfit}`);
   if (pads.every(([a, b]) => a === 0 && b === 0)) return x;
-  return prim("pad", [x], { pads: pads.map(([a, b]) => [a, b] as [number, number]), value });
+  // Canonical per dtype (a bool pad of 2 is true), as for any other constant: the kernels fill
+  // host storage with the value as given.
+  return prim("pad", [x], {
+    pads: pads.map(([a, b]) => [a, b] as [number, number]),
+    value: coerceValue(v, x.dtype),
+  });
 }
 
 /**
@@ -248,6 +261,9 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   }
   if (xs.length === 1) return first;
   const total = xs.reduce((n, t) => n + t.shape[a], 0);
+  // Each output element is one input's value plus the others' padding. x + -0 is x for every
+  // float, whereas x + 0 turns -0 into +0, so f32 pads with -0.
+  const fill = first.dtype === "f32" ? -0 : 0;
   let before = 0;
   let out: Tensor | null = null;
   for (const t of xs as Tensor[]) {
@@ -255,7 +271,7 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
       (j === a ? [before, total - before - t.shape[a]] : [0, 0]) as [number, number]
     );
     before += t.shape[a];
-    const p = pad(t, pads, 0);
+    const p = pad(t, pads, fill);
     out = out ? (first.dtype === "bool" ? prim("or", [out, p], null) : add(out, p)) : p;
   }
   return out!;
@@ -265,6 +281,25 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(xs) || xs.length === 0) fail("stack", "expected a non-empty array of tensors");
   xs.forEach((t, i) => requireTensor("stack", t, `element ${i}`));
-  const a = normAxis("stack", axis, xs[0].ndim + 1);
+  const first = xs[0];
+  // Checked here, before the unsqueeze, so that errors name stack and the shapes as given.
+  for (let i = 1; i < xs.length; i++) {
+    const t: Tensor = xs[i];
+    if (t.dtype !== first.dtype) {
+      fail(
+        "stack",
+        `element ${i} is ${describe(t)}, element 0 is ${describe(first)}; expected one dtype`,
+      );
+    }
+    if (!shapeEq(t.shape, first.shape)) {
+      fail(
+        "stack",
+        `element ${i} has shape ${fmtShape(t.shape)}, element 0 has ${
+          fmtShape(first.shape)
+        }; expected equal shapes`,
+      );
+    }
+  }
+  const a = normAxis("stack", axis, first.ndim + 1);
   return concat(xs.map((t) => unsqueeze(t, a)), a);
 }

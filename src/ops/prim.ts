@@ -25,6 +25,20 @@ export function coerceValue(v: number, dtype: DType): number {
   }
 }
 
+const INT_RANGE = { i32: [-2147483648, 2147483647], u32: [0, 4294967295] } as const;
+
+/**
+ * Why `v` cannot be stored in an integer dtype, or undefined when it can. Host storage would
+ * otherwise truncate or wrap it without a word.
+ */
+export function intMisfit(v: number, dtype: DType): string | undefined {
+  if (dtype !== "i32" && dtype !== "u32") return undefined;
+  if (!Number.isInteger(v)) return `not an integer, but dtype is ${dtype}`;
+  const [lo, hi] = INT_RANGE[dtype];
+  if (v < lo || v > hi) return `outside the ${dtype} range ${lo}..${hi}`;
+  return undefined;
+}
+
 /** A constant tensor: one node, no storage, whatever its shape. */
 export function constant(value: number, shape: Shape, dtype: DType): Tensor {
   return new Tensor(

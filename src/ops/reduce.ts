@@ -3,7 +3,8 @@ import { fail } from "../errors.ts";
 import type { ReduceKind } from "../ir/ops.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Axis } from "../tensor.ts";
-import { add, div, eq, exp, log, mul, sub, where } from "./elementwise.ts";
+import { isFloat } from "../dtype.ts";
+import { abs, add, div, eq, exp, isnan, log, logicalOr, mul, sub, where } from "./elementwise.ts";
 import {
   broadcastTo,
   constant,
@@ -78,15 +79,21 @@ export function mean(x: Tensor, axis?: Axis, keepdims = false): Tensor {
 export function variance(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   requireTensor("var", x);
   requireFloat("var", x);
+  // Normalized here so that a bad axis is reported as var's, not as the inner mean's.
+  axis = normAxes("var", axis, x.ndim, x.shape);
   const m = mean(x, axis, true);
   const d = sub(x, m);
   return mean(mul(d, d), axis, keepdims);
 }
 
-/** A max that is safe to subtract: -inf rows (all masked) become 0, and no gradient flows. */
+/**
+ * A max that is safe to subtract, and no gradient flows through it. An infinite max becomes 0:
+ * for -inf rows (all masked) x - m would be -inf - -inf = NaN, and for a +inf entry inf - inf
+ * would turn logsumexp's correct +inf into NaN.
+ */
 function stableMax(x: Tensor, axes: number[]): Tensor {
   const m = stopGradient(prim("reduce", [x], { op: "max", axes }));
-  return where(eq(m, -Infinity), 0, m);
+  return where(eq(abs(m), Infinity), 0, m);
 }
 
 /** log(Σ exp(x)) over `axis`, computed stably (rows of -inf give -inf). */
@@ -122,7 +129,10 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   requireTensor("logSoftmax", x);
   requireFloat("logSoftmax", x);
   const a = normAxis("logSoftmax", axis, x.ndim, x.shape);
-  return sub(x, logsumexp(x, [a], true));
+  // (x - m) - log Σ exp(x - m) rather than x - logsumexp(x): with large logits the latter
+  // subtracts two nearly equal f32 numbers and keeps only the bits left after |m|'s exponent.
+  const shifted = sub(x, stableMax(x, [a]));
+  return sub(shifted, log(prim("reduce", [exp(shifted)], { op: "sum", axes: [a] })));
 }
 
 function argReduce(name: string, kind: "max" | "min", x: Tensor, axis: number, keepdims: boolean) {
@@ -133,7 +143,11 @@ function argReduce(name: string, kind: "max" | "min", x: Tensor, axis: number, k
   if (n === 0) fail(name, `cannot take ${name} over an empty axis of ${describe(x)}`);
   const best = broadcastTo(prim("reduce", [x], { op: kind, axes: [a] }), x.shape);
   const idx = iotaAlong(x.shape, a, "i32");
-  const cand = where(eq(x, best), idx, constant(n, x.shape, "i32"));
+  // max/min propagate NaN, so a row holding one has best = NaN, which equals nothing; counting
+  // NaN as a hit picks the row's first NaN (as NumPy does) instead of the out-of-range n. A NaN
+  // can only sit in a row whose best is NaN, so other rows are unaffected.
+  const hit = isFloat(x.dtype) ? logicalOr(eq(x, best), isnan(x)) : eq(x, best);
+  const cand = where(hit, idx, constant(n, x.shape, "i32"));
   const r = prim("reduce", [cand], { op: "min", axes: [a] });
   return keepdims ? r : dropAxes(r, [a]);
 }

@@ -1,0 +1,463 @@
+/**
+ * Scalar expressions: the body of a kernel for one output element. Expressions are interned
+ * (identical expressions are one object, which gives CSE for free), constant-folded as they are
+ * built, and carry an integer range so that index arithmetic from reshapes simplifies
+ * (x % c → x when 0 ≤ x < c).
+ */
+
+export type ScalarType = "f32" | "i32" | "u32" | "bool";
+
+export type ExpOp =
+  | "const"
+  | "var"
+  | "load"
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "mod"
+  | "max"
+  | "min"
+  | "pow"
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "recip"
+  | "sin"
+  | "cos"
+  | "tanh"
+  | "erf"
+  | "abs"
+  | "floor"
+  | "not"
+  | "lt"
+  | "le"
+  | "eq"
+  | "ne"
+  | "and"
+  | "or"
+  | "xor"
+  | "select"
+  | "cast"
+  | "isnan"
+  | "threefry";
+
+export class Exp {
+  /** Inclusive integer range for i32/u32 values (±Infinity when unknown). */
+  readonly lo: number;
+  readonly hi: number;
+  constructor(
+    readonly op: ExpOp,
+    readonly type: ScalarType,
+    readonly args: readonly Exp[],
+    /** const: the value; var: the name; load: the binding slot; threefry: [key0, key1, stream]. */
+    readonly attr: number | string | readonly number[] | null,
+    readonly id: number,
+    range: [number, number],
+  ) {
+    [this.lo, this.hi] = range;
+  }
+  get isConst(): boolean {
+    return this.op === "const";
+  }
+  get value(): number {
+    return this.attr as number;
+  }
+}
+
+const table = new Map<string, Exp>();
+let nextId = 0;
+
+/** Empties the intern table (between kernels, so it does not grow without bound). */
+export function resetExpTable(): void {
+  table.clear();
+}
+
+function intern(
+  op: ExpOp,
+  type: ScalarType,
+  args: readonly Exp[],
+  attr: Exp["attr"],
+  range?: [number, number],
+): Exp {
+  const key = `${op}|${type}|${Array.isArray(attr) ? attr.join(",") : String(attr)}|${
+    args.map((a) => a.id).join(",")
+  }`;
+  let e = table.get(key);
+  if (!e) {
+    e = new Exp(op, type, args, attr, nextId++, range ?? [-Infinity, Infinity]);
+    table.set(key, e);
+  }
+  return e;
+}
+
+function canonConst(v: number, type: ScalarType): number {
+  switch (type) {
+    case "i32":
+      return v | 0;
+    case "u32":
+      return v >>> 0;
+    case "bool":
+      return v ? 1 : 0;
+    default:
+      return Math.fround(v);
+  }
+}
+
+export function cst(v: number, type: ScalarType): Exp {
+  const c = canonConst(v, type);
+  return intern("const", type, [], Object.is(c, -0) ? 0 : c, [c, c]);
+}
+
+export const i32 = (v: number): Exp => cst(v, "i32");
+
+/** A named variable (e.g. the invocation's element index), with its known range. */
+export function variable(name: string, type: ScalarType, lo = -Infinity, hi = Infinity): Exp {
+  return intern("var", type, [], name, [lo, hi]);
+}
+
+/** Reads element `index` of binding `slot` (whose element type is `type`). */
+export function load(slot: number, type: ScalarType, index: Exp): Exp {
+  return intern("load", type, [index], slot, type === "bool" ? [0, 1] : undefined);
+}
+
+const isInt = (t: ScalarType) => t === "i32" || t === "u32";
+
+function wrapRange(type: ScalarType, lo: number, hi: number): [number, number] {
+  if (type === "i32" && lo >= -2147483648 && hi <= 2147483647) return [lo, hi];
+  if (type === "u32" && lo >= 0 && hi <= 4294967295) return [lo, hi];
+  return [-Infinity, Infinity];
+}
+
+/** Evaluates an ALU op on constants exactly as the device does. */
+function foldBinary(op: ExpOp, a: number, b: number, type: ScalarType): number | undefined {
+  const int = isInt(type);
+  switch (op) {
+    case "add":
+      return a + b;
+    case "sub":
+      return a - b;
+    case "mul":
+      return int ? Math.imul(a, b) : a * b;
+    case "div":
+      if (!int) return a / b;
+      if (b === 0) return a;
+      return Math.trunc(a / b);
+    case "mod":
+      return b === 0 ? 0 : a % b;
+    case "max":
+      return Math.max(a, b);
+    case "min":
+      return Math.min(a, b);
+    case "lt":
+      return a < b ? 1 : 0;
+    case "le":
+      return a <= b ? 1 : 0;
+    case "eq":
+      return a === b ? 1 : 0;
+    case "ne":
+      return a !== b ? 1 : 0;
+    case "and":
+      return a & b;
+    case "or":
+      return a | b;
+    case "xor":
+      return a ^ b;
+  }
+  return undefined;
+}
+
+const COMPARE = new Set<ExpOp>(["lt", "le", "eq", "ne"]);
+
+/** A binary ALU expression, folded and simplified where it is safe. */
+export function bin(op: ExpOp, a: Exp, b: Exp): Exp {
+  const type: ScalarType = COMPARE.has(op) ? "bool" : a.type;
+  if (a.isConst && b.isConst) {
+    const v = foldBinary(op, a.value, b.value, a.type);
+    if (v !== undefined) return cst(v, type);
+  }
+  if (isInt(a.type)) {
+    const r = simplifyInt(op, a, b);
+    if (r) return r;
+  } else if (a.type === "f32") {
+    // Only identities that are exact for every float (x*1, x+0 would turn -0 into 0 — harmless).
+    if (op === "mul" && b.isConst && b.value === 1) return a;
+    if (op === "mul" && a.isConst && a.value === 1) return b;
+    if ((op === "add" || op === "sub") && b.isConst && b.value === 0) return a;
+    if (op === "add" && a.isConst && a.value === 0) return b;
+    if (op === "div" && b.isConst && b.value === 1) return a;
+  } else if (a.type === "bool") {
+    if (op === "and") {
+      if (a.isConst) return a.value ? b : a;
+      if (b.isConst) return b.value ? a : b;
+    }
+    if (op === "or") {
+      if (a.isConst) return a.value ? a : b;
+      if (b.isConst) return b.value ? b : a;
+    }
+  }
+  let range: [number, number] | undefined;
+  if (isInt(type)) range = intRange(op, a, b, type);
+  else if (type === "bool") {
+    const known = compareKnown(op, a, b);
+    if (known !== undefined) return cst(known, "bool");
+    range = [0, 1];
+  }
+  // Commutative ops get a canonical operand order so that a+b and b+a intern to one node.
+  if (
+    (op === "add" || op === "mul" || op === "max" || op === "min" || op === "eq" ||
+      op === "ne" || op === "and" || op === "or" || op === "xor") && a.id > b.id && !b.isConst
+  ) {
+    [a, b] = [b, a];
+  }
+  if ((op === "add" || op === "mul") && a.isConst && !b.isConst) [a, b] = [b, a];
+  return intern(op, type, [a, b], null, range);
+}
+
+/** Decides integer comparisons from ranges (e.g. index bounds checks that always hold). */
+function compareKnown(op: ExpOp, a: Exp, b: Exp): number | undefined {
+  if (!isInt(a.type)) return undefined;
+  if (op === "lt") {
+    if (a.hi < b.lo) return 1;
+    if (a.lo >= b.hi) return 0;
+  }
+  if (op === "le") {
+    if (a.hi <= b.lo) return 1;
+    if (a.lo > b.hi) return 0;
+  }
+  return undefined;
+}
+
+function intRange(op: ExpOp, a: Exp, b: Exp, type: ScalarType): [number, number] {
+  switch (op) {
+    case "add":
+      return wrapRange(type, a.lo + b.lo, a.hi + b.hi);
+    case "sub":
+      return wrapRange(type, a.lo - b.hi, a.hi - b.lo);
+    case "mul": {
+      const c = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi].filter((v) =>
+        !Number.isNaN(v)
+      );
+      return c.length === 4
+        ? wrapRange(type, Math.min(...c), Math.max(...c))
+        : [-Infinity, Infinity];
+    }
+    case "div":
+      if (b.isConst && b.value > 0 && a.lo >= 0) {
+        return [Math.floor(a.lo / b.value), Math.floor(a.hi / b.value)];
+      }
+      return [-Infinity, Infinity];
+    case "mod":
+      if (b.isConst && b.value > 0 && a.lo >= 0) return [0, Math.min(a.hi, b.value - 1)];
+      return [-Infinity, Infinity];
+    case "max":
+      return [Math.max(a.lo, b.lo), Math.max(a.hi, b.hi)];
+    case "min":
+      return [Math.min(a.lo, b.lo), Math.min(a.hi, b.hi)];
+    case "and":
+      if (a.lo >= 0 && b.lo >= 0) return [0, Math.min(a.hi, b.hi)];
+      return [-Infinity, Infinity];
+    default:
+      return [-Infinity, Infinity];
+  }
+}
+
+/** Index-arithmetic rewrites, guided by ranges. */
+function simplifyInt(op: ExpOp, a: Exp, b: Exp): Exp | undefined {
+  const bc = b.isConst ? b.value : undefined;
+  const ac = a.isConst ? a.value : undefined;
+  switch (op) {
+    case "add":
+      if (bc === 0) return a;
+      if (ac === 0) return b;
+      // (x + c1) + c2 → x + (c1 + c2)
+      if (bc !== undefined && a.op === "add" && a.args[1].isConst) {
+        return bin("add", a.args[0], cst(a.args[1].value + bc, a.type));
+      }
+      // (x / c) * c + x % c → x   (both orders of the addition)
+      {
+        const r = divModRecombine(a, b) ?? divModRecombine(b, a);
+        if (r) return r;
+      }
+      break;
+    case "sub":
+      if (bc === 0) return a;
+      if (a === b) return cst(0, a.type);
+      break;
+    case "mul":
+      if (bc === 1) return a;
+      if (ac === 1) return b;
+      if (bc === 0 || ac === 0) return cst(0, a.type);
+      break;
+    case "div":
+      if (bc === 1) return a;
+      if (bc !== undefined && bc > 0 && a.lo >= 0 && a.hi < bc) return cst(0, a.type);
+      // (x * c) / c → x when x*c cannot wrap
+      if (
+        bc !== undefined && bc > 0 && a.op === "mul" && a.args[1].isConst &&
+        a.args[1].value === bc &&
+        a.lo >= 0
+      ) return a.args[0];
+      // (x / c1) / c2 → x / (c1·c2) for non-negative x
+      if (
+        bc !== undefined && bc > 0 && a.op === "div" && a.args[1].isConst && a.args[1].value > 0 &&
+        a.args[0].lo >= 0 && a.args[1].value * bc <= 2147483647
+      ) {
+        return bin("div", a.args[0], cst(a.args[1].value * bc, a.type));
+      }
+      break;
+    case "mod":
+      if (bc === 1) return cst(0, a.type);
+      if (bc !== undefined && bc > 0 && a.lo >= 0 && a.hi < bc) return a;
+      // (x * c1) % c2 → 0 when c2 divides c1
+      if (
+        bc !== undefined && bc > 0 && a.op === "mul" && a.args[1].isConst &&
+        a.args[1].value % bc === 0 &&
+        a.lo >= 0
+      ) return cst(0, a.type);
+      // (x % c1) % c2 → x % c2 when c2 divides c1
+      if (
+        bc !== undefined && bc > 0 && a.op === "mod" && a.args[1].isConst &&
+        a.args[1].value % bc === 0 &&
+        a.args[0].lo >= 0
+      ) return bin("mod", a.args[0], b);
+      break;
+    case "max":
+      if (a === b) return a;
+      if (a.lo >= b.hi) return a;
+      if (b.lo >= a.hi) return b;
+      break;
+    case "min":
+      if (a === b) return a;
+      if (a.hi <= b.lo) return a;
+      if (b.hi <= a.lo) return b;
+      break;
+  }
+  return undefined;
+}
+
+/** Recognizes (x / c) * c and x % c over the same non-negative x. */
+function divModRecombine(p: Exp, q: Exp): Exp | undefined {
+  if (p.op !== "mul" || q.op !== "mod") return undefined;
+  const [d, c] = p.args;
+  if (!c.isConst || d.op !== "div" || !d.args[1].isConst || d.args[1].value !== c.value) {
+    return undefined;
+  }
+  const x = d.args[0];
+  if (q.args[0] !== x || !q.args[1].isConst || q.args[1].value !== c.value || x.lo < 0) {
+    return undefined;
+  }
+  return x;
+}
+
+const FLOAT_UNARY: Record<string, (v: number) => number> = {
+  exp: Math.exp,
+  log: Math.log,
+  sqrt: Math.sqrt,
+  recip: (v) => 1 / v,
+  sin: Math.sin,
+  cos: Math.cos,
+  tanh: Math.tanh,
+  abs: Math.abs,
+  floor: Math.floor,
+  neg: (v) => -v,
+};
+
+/** A unary ALU expression. */
+export function un(op: ExpOp, a: Exp): Exp {
+  if (a.isConst && op in FLOAT_UNARY && a.type === "f32") {
+    return cst(FLOAT_UNARY[op](a.value), "f32");
+  }
+  if (a.isConst && op === "neg") return cst(-a.value, a.type);
+  if (a.isConst && op === "not") {
+    return cst(a.type === "bool" ? (a.value ? 0 : 1) : ~a.value, a.type);
+  }
+  if (op === "neg" && a.op === "neg") return a.args[0];
+  if (op === "not" && a.op === "not") return a.args[0];
+  const type: ScalarType = op === "isnan" ? "bool" : a.type;
+  let range: [number, number] | undefined;
+  if (op === "neg" && a.type === "i32") range = wrapRange("i32", -a.hi, -a.lo);
+  if (op === "abs" && a.type === "i32" && a.lo > -2147483648) {
+    range = [a.lo >= 0 ? a.lo : a.hi <= 0 ? -a.hi : 0, Math.max(Math.abs(a.lo), Math.abs(a.hi))];
+  }
+  return intern(op, type, [a], null, range);
+}
+
+/** `c ? a : b`. */
+export function select(c: Exp, a: Exp, b: Exp): Exp {
+  if (c.isConst) return c.value ? a : b;
+  if (a === b) return a;
+  return intern("select", a.type, [c, a, b], null, [Math.min(a.lo, b.lo), Math.max(a.hi, b.hi)]);
+}
+
+/** A dtype conversion with moejit's semantics (see the interpreter's `convert`). */
+export function cast(a: Exp, to: ScalarType): Exp {
+  if (a.type === to) return a;
+  if (a.isConst) {
+    const v = a.value;
+    if (to === "bool") return cst(v !== 0 ? 1 : 0, "bool");
+    if (to === "f32") return cst(v, "f32");
+    if (a.type === "f32") {
+      if (Number.isNaN(v)) return cst(0, to);
+      const t = Math.trunc(v);
+      return cst(
+        to === "i32"
+          ? Math.min(Math.max(t, -2147483648), 2147483647)
+          : Math.min(Math.max(t, 0), 4294967295),
+        to,
+      );
+    }
+    return cst(to === "i32" ? v | 0 : v >>> 0, to);
+  }
+  let range: [number, number] | undefined;
+  if (
+    (to === "i32" || to === "u32") && (a.type === "i32" || a.type === "u32" || a.type === "bool")
+  ) {
+    range = wrapRange(to, a.lo, a.hi);
+  }
+  return intern("cast", to, [a], to, range);
+}
+
+/** First word of Threefry-2x32 with a fixed key, counter (c0, stream). */
+export function threefry(key0: number, key1: number, stream: number, c0: Exp): Exp {
+  return intern("threefry", "u32", [c0], [key0 >>> 0, key1 >>> 0, stream >>> 0]);
+}
+
+/** Visits every sub-expression once, sources first. */
+export function walk(roots: readonly Exp[], f: (e: Exp) => void): void {
+  const seen = new Set<Exp>();
+  const stack: [Exp, number][] = roots.map((r) => [r, 0]);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [e, i] = top;
+    if (seen.has(e) && i === 0) {
+      stack.pop();
+      continue;
+    }
+    if (i < e.args.length) {
+      top[1]++;
+      if (!seen.has(e.args[i])) stack.push([e.args[i], 0]);
+    } else {
+      stack.pop();
+      if (!seen.has(e)) {
+        seen.add(e);
+        f(e);
+      }
+    }
+  }
+}
+
+/** Whether `e` depends on any variable in `names`. */
+export function dependsOn(
+  e: Exp,
+  names: ReadonlySet<string>,
+  memo = new Map<Exp, boolean>(),
+): boolean {
+  const m = memo.get(e);
+  if (m !== undefined) return m;
+  let r = e.op === "var" && names.has(e.attr as string);
+  if (!r) { for (const a of e.args) if (dependsOn(a, names, memo)) r = true; }
+  memo.set(e, r);
+  return r;
+}

@@ -1,0 +1,454 @@
+/**
+ * Compiles a graph into a step program: legalize → schedule → lower every kernel to WGSL →
+ * plan memory. The result is independent of any device buffers: inputs, outputs and
+ * temporaries are slots, bound at run time.
+ */
+import { type Exp, resetExpTable, variable, walk as walkExp } from "../../codegen/exp.ts";
+import {
+  type ElementwiseKernel,
+  elementwiseShader,
+  type RowKernel,
+  rowShader,
+  type ShaderProgram,
+} from "../../codegen/kernel.ts";
+import {
+  groupReductions,
+  Lowerer,
+  lowerGroup,
+  LoweringConflict,
+  resetLowerCaches,
+  scalarType,
+  unravel,
+} from "../../codegen/lower.ts";
+import { matmulShader } from "../../codegen/templates/matmul.ts";
+import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts";
+import { scanShader } from "../../codegen/templates/scan.ts";
+import { topkShader } from "../../codegen/templates/topk.ts";
+import { deviceItemSize } from "../dtype.ts";
+import type { Node } from "../ir/node.ts";
+import type { OpArgs } from "../ir/ops.ts";
+import { prod } from "../shape.ts";
+import { DEFAULT_LIMITS, legalize, type LegalizeLimits } from "./legalize.ts";
+import { type PlannedKernel, schedule } from "./schedule.ts";
+
+export interface CompileOptions {
+  fuse: boolean;
+  /** The device's storage-buffer limit per shader stage. */
+  maxBindings: number;
+  limits?: LegalizeLimits;
+}
+
+export interface Launch {
+  program: ShaderProgram;
+  /** Step slot bound at each binding index of the program. */
+  slots: number[];
+  /** Total invocations (0 means the launch is skipped). */
+  work: number;
+}
+
+export interface SlotInfo {
+  bytes: number;
+  kind: "input" | "output" | "temp";
+  /** Index into the step's inputs / outputs, or the physical temp buffer. */
+  index: number;
+  label: string;
+}
+
+export interface StepProgram {
+  inputs: Node[];
+  /** For each requested root, the slot holding its value (an input slot when it is an input). */
+  outputSlots: number[];
+  slots: SlotInfo[];
+  launches: Launch[];
+  /** Byte sizes of the physical temporary buffers (shared between slots by liveness). */
+  temps: number[];
+  /** Human-readable schedule (for MOEJIT_DEBUG). */
+  describe(): string;
+}
+
+/** Thrown when a kernel binds more buffers than the device allows; the node gets realized. */
+class TooManyBindings extends LoweringConflict {}
+
+export function compileStep(
+  roots: readonly Node[],
+  isInput: (n: Node) => boolean,
+  opts: CompileOptions,
+): StepProgram {
+  const { roots: legal } = legalize(roots, opts.limits ?? DEFAULT_LIMITS, isInput);
+  const forced = new Set<Node>();
+  for (let attempt = 0;; attempt++) {
+    if (attempt > 10000) throw new Error("internal: scheduling did not converge");
+    const sched = schedule(legal, isInput, { fuse: opts.fuse, forced });
+    try {
+      return build(roots, legal, sched.inputs, sched.realized, sched.kernels, isInput, opts);
+    } catch (e) {
+      if (e instanceof LoweringConflict && !forced.has(e.node)) {
+        forced.add(e.node);
+        continue;
+      }
+      throw e;
+    }
+  }
+}
+
+function bytesOf(n: Node): number {
+  return Math.max(4, n.size * deviceItemSize(n.dtype));
+}
+
+function build(
+  userRoots: readonly Node[],
+  roots: readonly Node[],
+  inputs: Node[],
+  realized: ReadonlySet<Node>,
+  kernels: PlannedKernel[],
+  isInput: (n: Node) => boolean,
+  opts: CompileOptions,
+): StepProgram {
+  resetExpTable();
+  resetLowerCaches();
+  const slotOf = new Map<Node, number>();
+  const slots: SlotInfo[] = [];
+  inputs.forEach((n, i) => {
+    slotOf.set(n, slots.length);
+    slots.push({ bytes: bytesOf(n), kind: "input", index: i, label: `input ${i}` });
+  });
+  const outputs = [...new Set(roots)];
+  for (const k of kernels) {
+    slotOf.set(k.root, slots.length);
+    const outIndex = outputs.indexOf(k.root);
+    slots.push({
+      bytes: bytesOf(k.root),
+      kind: outIndex >= 0 ? "output" : "temp",
+      index: outIndex,
+      label: `${k.root.op}${JSON.stringify(k.root.shape)}`,
+    });
+  }
+  const isRealized = (n: Node) => realized.has(n) || isInput(n);
+  const launches: Launch[] = [];
+  const lastUse = new Map<number, number>();
+  for (const k of kernels) {
+    const made = lowerKernel(k, isRealized, (n) => slotOf.get(n), opts.maxBindings);
+    for (const l of made) {
+      const li = launches.length;
+      for (const s of l.slots) lastUse.set(s, li);
+      launches.push(l);
+    }
+  }
+  const temps = planMemory(slots, launches, lastUse);
+  const outputSlots = userRoots.map((_, i) => {
+    const s = slotOf.get(roots[i]);
+    if (s === undefined) throw new Error(`internal: output ${i} has no slot`);
+    return s;
+  });
+  return {
+    inputs,
+    outputSlots,
+    slots,
+    launches,
+    temps,
+    describe: () => describeStep(launches, slots, temps),
+  };
+}
+
+/** Liveness: temporaries share physical buffers of equal size once their last use is past. */
+function planMemory(slots: SlotInfo[], launches: Launch[], lastUse: Map<number, number>): number[] {
+  const temps: number[] = [];
+  const free = new Map<number, number[]>();
+  const firstWrite = new Map<number, number>();
+  launches.forEach((l, i) => {
+    const out = l.slots[l.slots.length - 1];
+    if (!firstWrite.has(out)) firstWrite.set(out, i);
+  });
+  const releaseAt = new Map<number, number[]>();
+  slots.forEach((s, slot) => {
+    if (s.kind !== "temp") return;
+    const end = lastUse.get(slot) ?? firstWrite.get(slot) ?? 0;
+    const list = releaseAt.get(end) ?? [];
+    list.push(slot);
+    releaseAt.set(end, list);
+  });
+  const assign = (slot: number) => {
+    const s = slots[slot];
+    const pool = free.get(s.bytes);
+    if (pool?.length) s.index = pool.pop()!;
+    else {
+      s.index = temps.length;
+      temps.push(s.bytes);
+    }
+  };
+  launches.forEach((_, i) => {
+    for (const [slot, w] of firstWrite) if (w === i && slots[slot].kind === "temp") assign(slot);
+    for (const slot of releaseAt.get(i) ?? []) {
+      const list = free.get(slots[slot].bytes) ?? [];
+      list.push(slots[slot].index);
+      free.set(slots[slot].bytes, list);
+    }
+  });
+  return temps;
+}
+
+function describeStep(launches: Launch[], slots: SlotInfo[], temps: number[]): string {
+  const name = (s: number) => {
+    const i = slots[s];
+    return i.kind === "temp"
+      ? `t${s}(buf${i.index})`
+      : `${i.kind === "input" ? "in" : "out"}${i.index}`;
+  };
+  const lines = launches.map((l, i) => {
+    const reads = l.slots.slice(0, -1).map(name).join(", ");
+    return `  k${i} ${l.program.label}: ${name(l.slots[l.slots.length - 1])} <- ${
+      reads || "-"
+    }  grid ${l.program.grid.join("x")}`;
+  });
+  const tempBytes = temps.reduce((a, b) => a + b, 0);
+  return `${launches.length} kernels, ${temps.length} temporary buffers (${tempBytes} bytes)\n${
+    lines.join("\n")
+  }`;
+}
+
+/** Local binding numbers for a kernel: inputs in first-use order, then the output. */
+class LocalSlots {
+  readonly order: number[] = [];
+  #local = new Map<number, number>();
+  constructor(
+    readonly global: (n: Node) => number | undefined,
+    readonly isRealized: (n: Node) => boolean,
+  ) {}
+  of(n: Node): number | undefined {
+    if (!this.isRealized(n)) return undefined;
+    const g = this.global(n);
+    if (g === undefined) throw new Error(`internal: realized ${n.op} has no slot`);
+    let l = this.#local.get(g);
+    if (l === undefined) {
+      l = this.order.length;
+      this.#local.set(g, l);
+      this.order.push(g);
+    }
+    return l;
+  }
+}
+
+function launchOf(
+  program: ShaderProgram,
+  local: LocalSlots,
+  work: number,
+  maxBindings: number,
+  root: Node,
+): Launch {
+  if (program.bindings.length > maxBindings) {
+    throw new TooManyBindings(
+      heaviestSource(root, local.isRealized) ?? root,
+      `binds ${program.bindings.length} buffers, the device allows ${maxBindings}`,
+    );
+  }
+  return { program, slots: program.bindings.map((b) => local.order[b.slot]), work };
+}
+
+/** The unrealized source subtree of `root` that reads the most distinct buffers. */
+function heaviestSource(root: Node, isRealized: (n: Node) => boolean): Node | null {
+  let best: Node | null = null, bestCount = 0;
+  const reads = (n: Node, acc: Set<Node>, seen: Set<Node>) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (isRealized(n)) {
+      acc.add(n);
+      return;
+    }
+    n.src.forEach((s) => reads(s, acc, seen));
+  };
+  const visit = (n: Node, seen: Set<Node>) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    for (const s of n.src) {
+      if (isRealized(s)) continue;
+      const acc = new Set<Node>();
+      reads(s, acc, new Set());
+      if (acc.size > bestCount && s.src.length) {
+        best = s;
+        bestCount = acc.size;
+      }
+      visit(s, seen);
+    }
+  };
+  visit(root, new Set());
+  return bestCount > 1 ? best : null;
+}
+
+function labelOf(k: PlannedKernel): string {
+  const ops = new Set<string>();
+  const seen = new Set<Node>();
+  const walk = (n: Node, first: boolean) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (!first && n.src.length === 0) return;
+    ops.add(n.op);
+    for (const s of n.src) if (s.src.length && !(k.root !== s && seen.has(s))) walk(s, false);
+  };
+  walk(k.root, true);
+  const list = [...ops].slice(0, 6).join("+");
+  return `${k.kind === "fused" ? list : k.kind}${ops.size > 6 ? "+…" : ""} → ${k.root.dtype}[${
+    k.root.shape.join(",")
+  }]`;
+}
+
+function lowerKernel(
+  k: PlannedKernel,
+  isRealized: (n: Node) => boolean,
+  globalSlot: (n: Node) => number | undefined,
+  maxBindings: number,
+): Launch[] {
+  const label = labelOf(k);
+  resetLowerCaches();
+  const local = new LocalSlots(globalSlot, isRealized);
+  const root = k.root;
+  switch (k.kind) {
+    case "fused": {
+      const kernel = lowerFused(root, isRealized, local, label);
+      const program = kernel.kind === "elementwise" ? elementwiseShader(kernel) : rowShader(kernel);
+      return [launchOf(program, local, root.size, maxBindings, root)];
+    }
+    case "matmul":
+      return [lowerMatmul(k, isRealized, local, label, maxBindings)];
+    case "topk": {
+      const src = root.src[0];
+      const n = src.shape[src.shape.length - 1];
+      const x = local.of(src)!;
+      const out = registerOut(local, root);
+      const rows = n === 0 ? 0 : src.size / n;
+      if (root.arg && (root.arg as OpArgs["topk"]).k * n > 60000) {
+        throw new Error(
+          `topk: k·n = ${
+            (root.arg as OpArgs["topk"]).k * n
+          } per row exceeds what one WebGPU invocation may loop over (60000); use a smaller k`,
+        );
+      }
+      const program = topkShader({
+        label,
+        rows,
+        n,
+        k: (root.arg as OpArgs["topk"]).k,
+        type: scalarType(src.dtype),
+        x,
+        out,
+      });
+      return [launchOf(program, local, rows, maxBindings, root)];
+    }
+    case "cumsum": {
+      const a = root.arg as OpArgs["cumsum"];
+      const src = root.src[0];
+      const x = local.of(src)!;
+      const out = registerOut(local, root);
+      const outer = prod(src.shape.slice(0, a.axis)), inner = prod(src.shape.slice(a.axis + 1));
+      const program = scanShader({
+        label,
+        outer,
+        length: src.shape[a.axis],
+        inner,
+        reverse: a.reverse,
+        exclusive: a.exclusive,
+        type: scalarType(src.dtype),
+        x,
+        out,
+      });
+      return [launchOf(program, local, outer * inner, maxBindings, root)];
+    }
+    case "scatterAdd": {
+      const a = root.arg as OpArgs["scatterAdd"];
+      const [upd, idx] = root.src;
+      const u = local.of(upd)!, ix = local.of(idx)!;
+      const out = registerOut(local, root);
+      const fillLocal = new LocalSlots(globalSlot, isRealized);
+      const fo = registerOut(fillLocal, root);
+      const fill = fillShader(`zero ${label}`, root.size, fo, scalarType(root.dtype));
+      const program = scatterAddShader({
+        label,
+        outer: prod(upd.shape.slice(0, a.axis)),
+        m: upd.shape[a.axis],
+        inner: prod(upd.shape.slice(a.axis + 1)),
+        n: root.shape[a.axis],
+        type: scalarType(root.dtype),
+        upd: u,
+        idx: ix,
+        out,
+      });
+      return [
+        launchOf(fill, fillLocal, root.size, maxBindings, root),
+        launchOf(program, local, upd.size, maxBindings, root),
+      ];
+    }
+  }
+}
+
+/** Gives the kernel's output a local binding after its inputs. */
+function registerOut(local: LocalSlots, root: Node): number {
+  const g = local.global(root)!;
+  local.order.push(g);
+  return local.order.length - 1;
+}
+
+function lowerFused(
+  root: Node,
+  isRealized: (n: Node) => boolean,
+  local: LocalSlots,
+  label: string,
+): ElementwiseKernel | RowKernel {
+  const kernel = lowerGroup(root, isRealized, (n) => local.of(n), -1, label);
+  kernel.out.slot = registerOut(local, root);
+  return kernel;
+}
+
+function lowerMatmul(
+  k: Extract<PlannedKernel, { kind: "matmul" }>,
+  isRealized: (n: Node) => boolean,
+  local: LocalSlots,
+  label: string,
+  maxBindings: number,
+): Launch {
+  const { mm, root } = k;
+  if (groupReductions(root, isRealized).length) {
+    throw new LoweringConflict(mm, "a reduction follows in the same kernel");
+  }
+  const [A, B] = mm.src;
+  const r = mm.shape.length;
+  const M = A.shape[r - 2], K = A.shape[r - 1], N = B.shape[r - 1];
+  const batchShape = mm.shape.slice(0, r - 2);
+  const batch = prod(batchShape);
+  const a = local.of(k.a.node)!, b = local.of(k.b.node)!;
+  let epilogue: Exp | null = null;
+  if (root !== mm) {
+    const mmB = variable("mm_b", "i32", 0, Math.max(0, batch - 1));
+    const coords = [
+      ...unravel(mmB, batchShape),
+      variable("mm_m", "i32", 0, Math.max(0, M - 1)),
+      variable("mm_n", "i32", 0, Math.max(0, N - 1)),
+    ];
+    const acc = variable("mm_v", "f32");
+    const lw = new Lowerer(
+      (n) => (n === mm ? undefined : local.of(n)),
+      new Map([[mm, { acc, kept: coords }]]),
+      root,
+    );
+    epilogue = lw.lower(root, coords);
+    let aliased = false;
+    walkExp([epilogue], (e) => {
+      if (e.op === "load" && (e.attr === a || e.attr === b)) aliased = true;
+    });
+    // The fast path binds A and B as vec4 arrays; an epilogue reading them needs its own kernel.
+    if (aliased) throw new LoweringConflict(mm, "the epilogue reads a matmul operand");
+  }
+  const out = registerOut(local, root);
+  const program = matmulShader({
+    label,
+    batch,
+    M,
+    K,
+    N,
+    a,
+    b,
+    out,
+    strideA: k.a.batchBroadcast ? 0 : M * K,
+    strideB: k.b.batchBroadcast ? 0 : K * N,
+    epilogue,
+  });
+  return launchOf(program, local, mm.size, maxBindings, root);
+}

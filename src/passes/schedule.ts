@@ -1,0 +1,197 @@
+/**
+ * Scheduling: which nodes are realized into buffers, and so which fused kernels run. The rules
+ * are explicit (design.md §4):
+ *  - outputs are realized; inputs (params, buffers) already are;
+ *  - routine ops (matmul, top-k, scan, scatter-add) run as templates over realized inputs; a
+ *    matmul's single elementwise consumer chain fuses into its write (epilogue);
+ *  - a value feeding two or more kernels is realized unless it is cheap to recompute;
+ *  - reductions fuse into their consumers as row kernels when every reduction of a kernel shares
+ *    one row domain (softmax, norms); otherwise lowering reports a conflict and they are realized;
+ *  - a kernel never binds more storage buffers than the device allows.
+ * Without fusion every op is its own kernel (the reference for fused-vs-unfused tests).
+ */
+import type { Node } from "../ir/node.ts";
+import type { OpArgs } from "../ir/ops.ts";
+import { categoryOf } from "../ir/ops.ts";
+import { consumers, toposort } from "../ir/graph.ts";
+
+export interface ScheduleOptions {
+  fuse: boolean;
+  /** Nodes that must be realized (from earlier lowering conflicts). */
+  forced?: ReadonlySet<Node>;
+}
+
+/** A matmul operand: a realized node, possibly broadcast over the whole batch. */
+export interface MatmulOperand {
+  node: Node;
+  batchBroadcast: boolean;
+}
+
+export type PlannedKernel =
+  | { kind: "fused"; root: Node }
+  | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
+  | { kind: "topk" | "cumsum" | "scatterAdd"; root: Node };
+
+export interface Schedule {
+  /** Input leaves, in first-use order. */
+  inputs: Node[];
+  realized: Set<Node>;
+  kernels: PlannedKernel[];
+}
+
+const ROUTINES = new Set(["matmul", "topk", "cumsum", "scatterAdd"]);
+const IDENTITY = new Set(["stopgrad", "mark", "arg", "custom"]);
+const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "sin", "cos", "tanh", "erf", "pow", "recip"]);
+
+/** A view of a realized node that a matmul can read with a zero batch stride. */
+export function batchBroadcastSource(op: Node): Node | null {
+  if (op.op !== "expand") return null;
+  let src = op.src[0];
+  const r = op.shape.length;
+  if (src.shape.slice(0, r - 2).some((d) => d !== 1)) return null;
+  if (src.shape[r - 2] !== op.shape[r - 2] || src.shape[r - 1] !== op.shape[r - 1]) return null;
+  // Leading size-1 dims added by a reshape of the real operand are free too.
+  if (
+    src.op === "reshape" && src.src[0].size === src.size &&
+    src.src[0].shape.join() === src.shape.slice(src.shape.length - src.src[0].shape.length).join()
+  ) {
+    src = src.src[0];
+  }
+  return src;
+}
+
+export function schedule(
+  roots: readonly Node[],
+  isInput: (n: Node) => boolean,
+  opts: ScheduleOptions,
+): Schedule {
+  const order = toposort(roots, isInput);
+  const users = consumers(order);
+  const realized = new Set<Node>();
+  const inputs: Node[] = [];
+  const isLeafConst = (n: Node) => n.op === "const" || n.op === "iota" || n.op === "randbits";
+  for (const n of order) if (isInput(n)) inputs.push(n);
+  const realize = (n: Node) => {
+    if (!isInput(n)) realized.add(n);
+  };
+  for (const r of roots) realize(r);
+  for (const f of opts.forced ?? []) realize(f);
+
+  const matmulOperands = new Map<Node, [MatmulOperand, MatmulOperand]>();
+  for (const n of order) {
+    if (isInput(n)) continue;
+    if (!opts.fuse && !isLeafConst(n)) realize(n);
+    if (ROUTINES.has(n.op)) {
+      if (n.op !== "matmul") realize(n);
+      if (n.op === "matmul") {
+        const ops = n.src.map((s): MatmulOperand => {
+          const under = batchBroadcastSource(s);
+          const node = under ?? s;
+          realize(node);
+          return { node, batchBroadcast: !!under };
+        });
+        matmulOperands.set(n, [ops[0], ops[1]]);
+      } else {
+        n.src.forEach(realize);
+      }
+    }
+    if (n.op === "gather" && opts.fuse && cost(n.src[0], realized, isInput) > 2) realize(n.src[0]);
+  }
+
+  // Values feeding several kernels are realized unless recomputing them is cheap.
+  const feeds = new Map<Node, Set<Node>>();
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i];
+    if (isInput(n)) continue;
+    if (realized.has(n)) {
+      feeds.set(n, new Set([n]));
+      continue;
+    }
+    const f = new Set<Node>();
+    for (const c of users.get(n) ?? []) for (const k of feeds.get(c) ?? []) f.add(k);
+    const loops = n.op === "reduce" || n.op === "matmul";
+    if (f.size > 1 && (loops || cost(n, realized, isInput) > 3)) {
+      realize(n);
+      feeds.set(n, new Set([n]));
+      continue;
+    }
+    if (n.op === "matmul") {
+      // Epilogue fusion: exactly one consumer, elementwise, f32, on the matmul's own shape.
+      const us = users.get(n) ?? [];
+      const ok = us.length === 1 && isElementwise(us[0]) && us[0].dtype === "f32" &&
+        us[0].shape.join() === n.shape.join() && f.size === 1;
+      if (!ok) {
+        realize(n);
+        feeds.set(n, new Set([n]));
+        continue;
+      }
+    }
+    feeds.set(n, f);
+  }
+
+  const kernels: PlannedKernel[] = [];
+  for (const n of order) {
+    if (!realized.has(n)) continue;
+    if (n.op === "topk" || n.op === "cumsum" || n.op === "scatterAdd") {
+      kernels.push({ kind: n.op, root: n });
+      continue;
+    }
+    const mm = n.op === "matmul" ? n : fusedMatmul(n, realized);
+    if (mm) {
+      const [a, b] = matmulOperands.get(mm)!;
+      kernels.push({ kind: "matmul", root: n, mm, a, b });
+      continue;
+    }
+    kernels.push({ kind: "fused", root: n });
+  }
+  return { inputs, realized, kernels };
+}
+
+function isElementwise(n: Node): boolean {
+  const c = categoryOf(n.op);
+  return c === "unary" || c === "binary" || c === "ternary";
+}
+
+/** The unrealized matmul inside a kernel root's group, if any. */
+function fusedMatmul(root: Node, realized: ReadonlySet<Node>): Node | null {
+  let found: Node | null = null;
+  const seen = new Set<Node>();
+  const visit = (n: Node) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (n !== root && realized.has(n)) return;
+    if (n.op === "matmul") found = n;
+    else n.src.forEach(visit);
+  };
+  visit(root);
+  return found;
+}
+
+/** Rough cost of recomputing `n` inside a consumer (ALU ops until realized values). */
+function cost(
+  n: Node,
+  realized: ReadonlySet<Node>,
+  isInput: (n: Node) => boolean,
+  memo = new Map<Node, number>(),
+): number {
+  if (realized.has(n) || isInput(n)) return 0;
+  const m = memo.get(n);
+  if (m !== undefined) return m;
+  let c: number;
+  if (n.op === "const" || n.op === "iota") c = 0;
+  else if (n.op === "randbits") c = 6;
+  else if (n.op === "reduce" || ROUTINES.has(n.op)) c = Infinity;
+  else {
+    const own = categoryOf(n.op) === "movement" || IDENTITY.has(n.op)
+      ? 0
+      : TRANSCENDENTAL.has(n.op)
+      ? 4
+      : 1;
+    c = own;
+    for (const s of n.src) c += cost(s, realized, isInput, memo);
+  }
+  memo.set(n, c);
+  return c;
+}
+
+export type { OpArgs };

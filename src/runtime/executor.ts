@@ -1,0 +1,116 @@
+/**
+ * Runs a compiled step: one command encoder, one compute pass, every kernel dispatched in order,
+ * one submit; outputs that must reach the host are copied to staging buffers in the same
+ * submission and mapped together (one host round trip).
+ */
+import type { TypedArray } from "../dtype.ts";
+import type { StepProgram } from "../passes/compile.ts";
+import type { Node } from "../ir/node.ts";
+import { type BufferPool, fromDeviceBytes } from "./buffers.ts";
+import { checkDeviceHealth } from "./device.ts";
+import { pipelineFor } from "./pipelines.ts";
+import { stats } from "./stats.ts";
+
+interface StepState {
+  pipelines: GPUComputePipeline[];
+  temps: GPUBuffer[];
+  bindGroups: ({ bufs: GPUBuffer[]; group: GPUBindGroup } | undefined)[];
+}
+
+const states = new WeakMap<StepProgram, Promise<StepState>>();
+
+function stateOf(device: GPUDevice, pool: BufferPool, prog: StepProgram): Promise<StepState> {
+  let s = states.get(prog);
+  if (!s) {
+    s = (async () => {
+      const pipelines = await Promise.all(prog.launches.map((l) => pipelineFor(device, l.program)));
+      const temps = prog.temps.map((b) => pool.acquire(b));
+      return { pipelines, temps, bindGroups: [] };
+    })();
+    states.set(prog, s);
+    s.catch(() => states.delete(prog));
+  }
+  return s;
+}
+
+export interface RunResult {
+  /** The device buffer of each requested output (aligned with `prog.outputSlots`). */
+  buffers: GPUBuffer[];
+  /** Host copies of the outputs whose `readback` flag was set. */
+  host: (TypedArray | null)[];
+}
+
+/**
+ * Executes `prog` with `inputs` (aligned with prog.inputs). Output buffers are fresh from the
+ * pool; the caller owns them.
+ */
+export async function runStep(
+  device: GPUDevice,
+  pool: BufferPool,
+  prog: StepProgram,
+  inputs: GPUBuffer[],
+  outputNodes: readonly Node[],
+  readback: readonly boolean[],
+): Promise<RunResult> {
+  checkDeviceHealth();
+  const st = await stateOf(device, pool, prog);
+  const bySlot: GPUBuffer[] = new Array(prog.slots.length);
+  prog.slots.forEach((s, i) => {
+    if (s.kind === "input") bySlot[i] = inputs[s.index];
+    else if (s.kind === "temp") bySlot[i] = st.temps[s.index];
+    else bySlot[i] = pool.acquire(s.bytes);
+  });
+  device.pushErrorScope("validation");
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  prog.launches.forEach((l, i) => {
+    if (l.work === 0) return;
+    const bufs = l.slots.map((s) => bySlot[s]);
+    let cached = st.bindGroups[i];
+    if (!cached || cached.bufs.some((b, j) => b !== bufs[j])) {
+      const group = device.createBindGroup({
+        layout: st.pipelines[i].getBindGroupLayout(0),
+        entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      cached = { bufs, group };
+      st.bindGroups[i] = cached;
+    }
+    pass.setPipeline(st.pipelines[i]);
+    pass.setBindGroup(0, cached.group);
+    pass.dispatchWorkgroups(...l.program.grid);
+    stats.kernelsDispatched++;
+  });
+  pass.end();
+  const buffers = prog.outputSlots.map((s) => bySlot[s]);
+  const staging: (GPUBuffer | null)[] = buffers.map((b, i) => {
+    if (!readback[i]) return null;
+    const n = outputNodes[i];
+    const bytes = Math.max(4, n.size * 4);
+    const sb = device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    enc.copyBufferToBuffer(b, 0, sb, 0, bytes);
+    return sb;
+  });
+  device.queue.submit([enc.finish()]);
+  stats.submits++;
+  const err = await device.popErrorScope();
+  if (err) throw new Error(`WebGPU rejected a step: ${err.message}`);
+  // Outputs that are not the caller's (temporaries of eager steps) could alias; none are here.
+  let host: (TypedArray | null)[] = staging.map(() => null);
+  if (staging.some((s) => s)) {
+    await Promise.all(staging.map((s) => s?.mapAsync(GPUMapMode.READ)));
+    stats.readbacks++;
+    host = staging.map((s, i) => {
+      if (!s) return null;
+      const n = outputNodes[i];
+      const data = fromDeviceBytes(s.getMappedRange().slice(0), n.size, n.dtype);
+      s.unmap();
+      s.destroy();
+      return data;
+    });
+    checkDeviceHealth();
+  }
+  return { buffers, host };
+}

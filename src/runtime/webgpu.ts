@@ -1,0 +1,282 @@
+/**
+ * The WebGPU backend: compiles graphs to step programs (cached by signature), keeps values on
+ * the device, and reads back only what the host asks for.
+ */
+import type { Backend, BackendName, Prepared } from "../backend.ts";
+import { checkNoParams, registerBackend } from "../backend.ts";
+import type { TypedArray } from "../dtype.ts";
+import { envVar } from "../env.ts";
+import { fail } from "../errors.ts";
+import { toposort } from "../ir/graph.ts";
+import { makeNode, type Node } from "../ir/node.ts";
+import { rewriteGraph } from "../ir/rewrite.ts";
+import { newBufferNode, registerHostFetcher } from "../ir/values.ts";
+import { compileStep, type StepProgram } from "../passes/compile.ts";
+import { BufferPool, fromDeviceBytes, Residency } from "./buffers.ts";
+import { acquireGpu, type DeviceInfo, type Gpu, NO_ADAPTER_HELP } from "./device.ts";
+import { runStep } from "./executor.ts";
+import { stats } from "./stats.ts";
+import { debugDump } from "./debug_dump.ts";
+
+/** Whether graphs are fused into few kernels (the default) or run one op per kernel. */
+let fusion = envVar("MOEJIT_FUSION") !== "0";
+
+/**
+ * Turns kernel fusion on (default) or off. Unfused execution runs every op as its own kernel:
+ * slower, but a reference for checking the fuser.
+ */
+export function setFusion(on: boolean): void {
+  fusion = !!on;
+}
+
+export function fusionEnabled(): boolean {
+  return fusion;
+}
+
+interface WebGpuPrepared extends Prepared {
+  readonly program: StepProgram;
+}
+
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu" as const;
+  #gpu: Promise<Gpu>;
+  #pool?: BufferPool;
+  #resident?: Residency;
+  #steps = new Map<string, StepProgram>();
+
+  constructor() {
+    this.#gpu = acquireGpu().then((g) => {
+      if (!g) fail("webgpu", NO_ADAPTER_HELP);
+      this.#pool = new BufferPool(g.device);
+      this.#resident = new Residency(this.#pool);
+      return g;
+    });
+  }
+
+  async info(): Promise<DeviceInfo> {
+    return (await this.#gpu).info;
+  }
+
+  /** Reads a device-resident buffer leaf to the host (for other backends and `data()`). */
+  fetch(n: Node): Promise<TypedArray> | undefined {
+    const b = this.#resident?.get(n);
+    if (!b) return undefined;
+    return this.#read([n], [b]).then((r) => r[0]);
+  }
+
+  async #read(nodes: readonly Node[], bufs: readonly GPUBuffer[]): Promise<TypedArray[]> {
+    const { device } = await this.#gpu;
+    const enc = device.createCommandEncoder();
+    const staging = nodes.map((n, i) => {
+      const bytes = Math.max(4, n.size * 4);
+      const s = device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      enc.copyBufferToBuffer(bufs[i], 0, s, 0, bytes);
+      return s;
+    });
+    device.queue.submit([enc.finish()]);
+    stats.submits++;
+    await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+    stats.readbacks++;
+    return staging.map((s, i) => {
+      const d = fromDeviceBytes(s.getMappedRange().slice(0), nodes[i].size, nodes[i].dtype);
+      s.unmap();
+      s.destroy();
+      return d;
+    });
+  }
+
+  #isValue(n: Node): boolean {
+    return this.#resident!.has(n) || (n.op === "buffer" && !!n.host);
+  }
+
+  /** Compiles (or finds) the program for roots over `param` inputs and captured values. */
+  async #program(roots: readonly Node[]): Promise<StepProgram> {
+    const g = await this.#gpu;
+    const key = `${fusion ? "F" : "U"}|${roots.map((r) => r.key).join(",")}`;
+    let prog = this.#steps.get(key);
+    if (!prog) {
+      const maxBindings = g.info.limits.maxStorageBuffersPerShaderStage ?? 8;
+      prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
+        fuse: fusion,
+        maxBindings,
+      });
+      this.#steps.set(key, prog);
+      stats.stepsCompiled++;
+      if (envVar("MOEJIT_DEBUG")) debugDump(prog, stats.stepsCompiled);
+    }
+    return prog;
+  }
+
+  /**
+   * Runs roots whose inputs are values (resident or host leaves): they are renamed to numbered
+   * params first, so equal computations on different data share one compiled step.
+   */
+  async #runValues(
+    roots: readonly Node[],
+    readback: boolean,
+  ): Promise<{ bufs: GPUBuffer[]; host: (TypedArray | null)[] }> {
+    await this.#gpu;
+    const isValue = (n: Node) => this.#isValue(n);
+    checkNoParams(roots, isValue);
+    const values: Node[] = [];
+    for (const n of toposort(roots, isValue)) if (isValue(n)) values.push(n);
+    const slot = new Map(values.map((v, i) => [v, i]));
+    const { roots: normalized } = rewriteGraph(
+      roots,
+      (
+        n,
+      ) => (slot.has(n)
+        ? makeNode("param", [], { slot: slot.get(n)!, shape: n.shape, dtype: n.dtype })
+        : undefined),
+      isValue,
+    );
+    const prog = await this.#program(normalized);
+    const bySlot = new Map<number, Node>(values.map((v, i) => [i, v]));
+    return await this.#execute(
+      prog,
+      (p) => bySlot.get((p.arg as { slot: number }).slot)!,
+      roots,
+      readback,
+    );
+  }
+
+  async #execute(
+    prog: StepProgram,
+    valueOfParam: (p: Node) => Node,
+    outNodes: readonly Node[],
+    readback: boolean,
+  ): Promise<{ bufs: GPUBuffer[]; host: (TypedArray | null)[] }> {
+    const { device } = await this.#gpu;
+    const inputs = prog.inputs.map((n) =>
+      this.#resident!.ensure(n.op === "param" ? valueOfParam(n) : n)
+    );
+    const r = await runStep(
+      device,
+      this.#pool!,
+      prog,
+      inputs,
+      outNodes,
+      outNodes.map(() => readback),
+    );
+    return { bufs: r.buffers, host: r.host };
+  }
+
+  async realize(nodes: readonly Node[]): Promise<TypedArray[]> {
+    await this.#gpu;
+    const out: TypedArray[] = new Array(nodes.length);
+    const todo: Node[] = [];
+    const cachedBufs: [number, GPUBuffer][] = [];
+    nodes.forEach((n, i) => {
+      if (n.op === "buffer" && n.host) out[i] = n.host.slice();
+      else if (this.#resident!.has(n)) cachedBufs.push([i, this.#resident!.get(n)!]);
+      else todo.push(n);
+    });
+    const unique = [...new Set(todo)];
+    if (unique.length) {
+      const { bufs, host } = await this.#runValues(unique, true);
+      unique.forEach((n, i) => this.#adopt(n, bufs[i]));
+      nodes.forEach((n, i) => {
+        const j = unique.indexOf(n);
+        if (j >= 0) out[i] = host[j]!.slice();
+      });
+    }
+    if (cachedBufs.length) {
+      const read = await this.#read(
+        cachedBufs.map(([i]) => nodes[i]),
+        cachedBufs.map(([, b]) => b),
+      );
+      cachedBufs.forEach(([i], j) => (out[i] = read[j]));
+    }
+    return out;
+  }
+
+  /** Records that `n`'s value lives in `b` (unless `b` is already some input's buffer). */
+  #adopt(n: Node, b: GPUBuffer): void {
+    if (!this.#resident!.has(n)) this.#resident!.set(n, b);
+  }
+
+  async materialize(nodes: readonly Node[]): Promise<Node[]> {
+    await this.#gpu;
+    const todo = [...new Set(nodes.filter((n) => !this.#isValue(n)))];
+    if (todo.length) {
+      const { bufs } = await this.#runValues(todo, false);
+      todo.forEach((n, i) => this.#adopt(n, bufs[i]));
+    }
+    return nodes.map((n) => {
+      if (n.op === "buffer") return n;
+      const b = this.#resident!.get(n);
+      if (!b) return n; // a host value leaf
+      const leaf = newBufferNode(n.shape, n.dtype);
+      this.#resident!.set(leaf, b);
+      return leaf;
+    });
+  }
+
+  async prepare(roots: readonly Node[], params: readonly Node[]): Promise<Prepared> {
+    const program = await this.#program(roots);
+    const p: WebGpuPrepared = { backend: "webgpu", roots, params, program };
+    return p;
+  }
+
+  async run(p: Prepared, args: readonly Node[]): Promise<Node[]> {
+    const prog = (p as WebGpuPrepared).program;
+    const byParam = new Map(p.params.map((q, i) => [q, args[i]]));
+    const { bufs } = await this.#execute(
+      prog,
+      (q) => {
+        const v = byParam.get(q);
+        if (!v) throw new Error(`internal: param ${q.key} is not bound`);
+        return v;
+      },
+      p.roots,
+      false,
+    );
+    return p.roots.map((r, i) => {
+      if (r.op === "param") return byParam.get(r)!;
+      if (this.#isValue(r)) return r;
+      const leaf = newBufferNode(r.shape, r.dtype);
+      this.#resident!.set(leaf, bufs[i]);
+      return leaf;
+    });
+  }
+}
+
+let instance: WebGpuBackend | null = null;
+
+function webgpu(): WebGpuBackend {
+  instance ??= new WebGpuBackend();
+  return instance;
+}
+
+async function detect(): Promise<BackendName> {
+  const g = await acquireGpu();
+  if (g) return "webgpu";
+  console.warn(
+    `moejit: ${
+      NO_ADAPTER_HELP.replace(
+        "no WebGPU adapter was found. ",
+        "no WebGPU adapter; using the CPU interpreter. ",
+      )
+    }`,
+  );
+  return "cpu";
+}
+
+registerBackend("webgpu", webgpu, detect);
+registerHostFetcher((n) => instance?.fetch(n));
+
+/**
+ * Adapter, limits and features of the WebGPU device (null when there is none).
+ *
+ * @example
+ * ```ts
+ * console.log((await mj.backendInfo())?.adapter.description); // e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"
+ * ```
+ */
+export async function backendInfo(): Promise<DeviceInfo | null> {
+  const g = await acquireGpu();
+  return g ? g.info : null;
+}
