@@ -11,6 +11,7 @@ export function f32Literal(v: number): string {
   if (v === Infinity) return "bitcast<f32>(0x7f800000u)";
   if (v === -Infinity) return "bitcast<f32>(0xff800000u)";
   const f = Math.fround(v);
+  if (Object.is(f, -0)) return "(-0.0)";
   let s = String(f);
   if (Math.fround(Number(s)) !== f) s = f.toPrecision(9);
   if (!/[.e]/.test(s)) s += ".0";
@@ -51,9 +52,18 @@ const HELPERS: Record<string, string> = {
   let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
   return select(-y, y, x >= 0.0);
 }`,
+  mj_fmax: `fn mj_fmax(a: f32, b: f32) -> f32 {
+  // WGSL leaves max(NaN, x) unspecified; NaN propagates here, as in the interpreter.
+  return select(max(a, b), a + b, mj_isnan(a) || mj_isnan(b));
+}`,
+  mj_fmin: `fn mj_fmin(a: f32, b: f32) -> f32 {
+  return select(min(a, b), a + b, mj_isnan(a) || mj_isnan(b));
+}`,
   mj_pow: `fn mj_pow(a: f32, b: f32) -> f32 {
-  // WGSL pow is undefined for a < 0; integer exponents of negative bases keep their sign.
+  // WGSL pow is undefined for a <= 0; follow IEEE pow: integer exponents of negative bases
+  // keep their sign, 0 to a negative power is +inf.
   if (b == 0.0) { return 1.0; }
+  if (a == 0.0) { return select(0.0, bitcast<f32>(0x7f800000u), b < 0.0); }
   let r = pow(abs(a), b);
   if (a >= 0.0) { return r; }
   if (fract(b) != 0.0) { return bitcast<f32>(0x7fc00000u); }
@@ -206,14 +216,19 @@ export class Emitter {
       case "mod":
         return `(${r(a)} % ${r(b)})`;
       case "max":
-        return `max(${r(a)}, ${r(b)})`;
       case "min":
-        return `min(${r(a)}, ${r(b)})`;
+        if (a.type === "f32") {
+          this.helpers.add("mj_isnan");
+          this.helpers.add(e.op === "max" ? "mj_fmax" : "mj_fmin");
+          return `${e.op === "max" ? "mj_fmax" : "mj_fmin"}(${r(a)}, ${r(b)})`;
+        }
+        return `${e.op}(${r(a)}, ${r(b)})`;
       case "pow":
         this.helpers.add("mj_pow");
         return `mj_pow(${r(a)}, ${r(b)})`;
       case "neg":
-        return `(-${r(a)})`;
+        // WGSL has no unary minus on u32; 0u - x wraps the same way.
+        return a.type === "u32" ? `(0u - ${r(a)})` : `(-${r(a)})`;
       case "exp":
       case "log":
       case "sqrt":
@@ -278,6 +293,9 @@ export class Emitter {
 
   /** The helper functions used so far. */
   helperText(): string {
-    return [...this.helpers].map((h) => HELPERS[h]).join("\n");
+    // Helpers may call each other; WGSL allows any order, but keep the base ones first.
+    const order = Object.keys(HELPERS);
+    return [...this.helpers].sort((x, y) => order.indexOf(x) - order.indexOf(y)).map((h) => HELPERS[h])
+      .join("\n");
   }
 }

@@ -81,7 +81,8 @@ function intern(
   attr: Exp["attr"],
   range?: [number, number],
 ): Exp {
-  const key = `${op}|${type}|${Array.isArray(attr) ? attr.join(",") : String(attr)}|${
+  const a = Array.isArray(attr) ? attr.join(",") : Object.is(attr, -0) ? "-0" : String(attr);
+  const key = `${op}|${type}|${a}|${
     args.map((a) => a.id).join(",")
   }`;
   let e = table.get(key);
@@ -107,7 +108,8 @@ function canonConst(v: number, type: ScalarType): number {
 
 export function cst(v: number, type: ScalarType): Exp {
   const c = canonConst(v, type);
-  return intern("const", type, [], Object.is(c, -0) ? 0 : c, [c, c]);
+  // -0 is kept (its own intern entry): adding it leaves every float unchanged, unlike +0.
+  return intern("const", type, [], c, [c, c]);
 }
 
 export const i32 = (v: number): Exp => cst(v, "i32");
@@ -181,11 +183,13 @@ export function bin(op: ExpOp, a: Exp, b: Exp): Exp {
     const r = simplifyInt(op, a, b);
     if (r) return r;
   } else if (a.type === "f32") {
-    // Only identities that are exact for every float (x*1, x+0 would turn -0 into 0 — harmless).
+    // Only identities that hold for every float, signed zeros included: x·1, x/1, x + (-0),
+    // x - (+0).
     if (op === "mul" && b.isConst && b.value === 1) return a;
     if (op === "mul" && a.isConst && a.value === 1) return b;
-    if ((op === "add" || op === "sub") && b.isConst && b.value === 0) return a;
-    if (op === "add" && a.isConst && a.value === 0) return b;
+    if (op === "add" && b.isConst && Object.is(b.value, -0)) return a;
+    if (op === "add" && a.isConst && Object.is(a.value, -0)) return b;
+    if (op === "sub" && b.isConst && Object.is(b.value, 0)) return a;
     if (op === "div" && b.isConst && b.value === 1) return a;
   } else if (a.type === "bool") {
     if (op === "and") {

@@ -136,7 +136,8 @@ function combine(kind: ReduceKind, type: ScalarType, acc: string, v: string): st
   if (type === "f32") {
     // NaN wins, like the interpreter (WGSL max/min leave NaN unspecified).
     const f = kind === "max" ? "max" : "min";
-    return `select(${f}(${acc}, ${v}), ${v}, (bitcast<u32>(${v}) & 0x7fffffffu) > 0x7f800000u)`;
+    const nan = (x: string) => `((bitcast<u32>(${x}) & 0x7fffffffu) > 0x7f800000u)`;
+    return `select(${f}(${acc}, ${v}), ${acc} + ${v}, ${nan(acc)} || ${nan(v)})`;
   }
   return `${kind}(${acc}, ${v})`;
 }
@@ -162,7 +163,7 @@ export function rowShader(k: RowKernel): ShaderProgram {
       post: ["}"],
     });
     // Accumulators are visible from here on.
-    const after = em.segment(false, []);
+    const after = em.segment(false, [red.acc]);
     parts.push({ seg: after, pre: [], post: [] });
   }
   const store = `buf${k.out.slot}[${"IDX"}] = ${"VAL"};`;

@@ -31,12 +31,17 @@ export function topkShader(s: TopkSpec): ShaderProgram {
     { slot: s.out, type: "i32", write: true },
   ];
   const grid = foldGrid(Math.ceil(s.rows / WORKGROUP));
-  // Values are compared as f32 keys; NaN ranks below everything, like the interpreter.
-  const key = s.type === "f32"
-    ? `select(v0, bitcast<f32>(0xff800000u), (bitcast<u32>(v0) & 0x7fffffffu) > 0x7f800000u)`
-    : "v0";
   const t = storageType(s.type);
+  // The order: non-NaN before NaN, larger values first, then the lower index.
+  const nan = (v: string) => s.type === "f32" ? `((bitcast<u32>(${v}) & 0x7fffffffu) > 0x7f800000u)` : "false";
   const code = `${bindingDecls(bindings)}
+fn before(v: ${t}, i: i32, w: ${t}, j: i32) -> bool {
+  let nv = ${nan("v")};
+  let nw = ${nan("w")};
+  if (nv != nw) { return nw; }
+  if (!nv && v != w) { return v > w; }
+  return i < j;
+}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = ${invocationIndex(grid)};
@@ -48,10 +53,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var bestIdx = -1i;
     var bestVal: ${t};
     for (var i = 0i; i < ${s.n}i; i++) {
-      let v0 = buf${s.x}[base + i];
-      let v = ${key};
-      let after = prevIdx < 0i || v < prevVal || (v == prevVal && i > prevIdx);
-      if (after && (bestIdx < 0i || v > bestVal)) {
+      let v = buf${s.x}[base + i];
+      let after = prevIdx < 0i || before(prevVal, prevIdx, v, i);
+      if (after && (bestIdx < 0i || before(v, i, bestVal, bestIdx))) {
         bestIdx = i;
         bestVal = v;
       }
