@@ -2,11 +2,14 @@
  * Batched matmul C[b] = A[b] · B[b] over row-major operands, with an epilogue hook (a fused
  * elementwise consumer of each output element).
  *
- * Fast path (N and K multiples of 4): each invocation owns one vec4 column group over R rows
- * and streams K in steps of 4 with vec4 loads of B; every invocation of a workgroup reads the same
- * A rows, so they are uniform loads. No workgroup memory and no barriers: on llvmpipe that beats
- * shared-memory tiling several times (research/perf-peers.md). The k-loop runs K/4 times, well
- * under the 65,535-iteration cap because the legalizer splits K > 32,768 first.
+ * Fast path (N and K multiples of 4): each invocation owns a block of R rows × C vec4 column
+ * groups and streams K in steps of 4 with vec4 loads of B; every invocation of a workgroup reads
+ * the same A rows, so they are uniform loads. No workgroup memory and no barriers: on llvmpipe
+ * that beats shared-memory tiling several times (research/perf-peers.md). Measured here on
+ * 1024³: R=8,C=1,WG=64 ≈ 10 GFLOP/s; R=16,C=4,WG=16 ≈ 27; R=32,C=4,WG=8 ≈ 31–36 (WG = 8 is
+ * llvmpipe's SIMD width). Smaller tiles are chosen when the big one would leave too few
+ * workgroups. The k-loop runs K/4 times, under the 65,535-iteration cap because the legalizer
+ * splits K > 32,768 first.
  */
 import { Emitter } from "../emit.ts";
 import { type Exp, walk } from "../exp.ts";
@@ -29,9 +32,25 @@ export interface MatmulSpec {
   epilogue: Exp | null;
 }
 
-const ROWS = 8;
-const WG = 64;
-const SCALAR_ROWS = 4;
+/** Register-block configurations, largest first: rows, vec4 column groups, workgroup size. */
+const VEC_CONFIGS: [number, number, number][] = [[32, 4, 8], [16, 4, 8], [16, 2, 8], [8, 2, 8], [
+  8,
+  1,
+  8,
+], [4, 1, 8]];
+const SCALAR_ROWS = 8;
+const SCALAR_WG = 8;
+/** Enough workgroups to keep every CPU thread (or GPU core group) busy. */
+const MIN_WORKGROUPS = 32;
+
+function pickConfig(M: number, N4: number, batch: number): [number, number, number] {
+  for (const c of VEC_CONFIGS) {
+    const [R, C, WG] = c;
+    const groups = Math.ceil(N4 / (C * WG)) * Math.ceil(M / R) * batch;
+    if (groups >= MIN_WORKGROUPS) return c;
+  }
+  return VEC_CONFIGS[VEC_CONFIGS.length - 1];
+}
 
 function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
   if (!epi) {
@@ -74,54 +93,69 @@ export function matmulShader(s: MatmulSpec): ShaderProgram {
     ...[...extra.values()].sort((x, y) => x.slot - y.slot),
     { slot: s.out, type: "f32", write: true, vec4: vec },
   ];
-  const rows = vec ? ROWS : SCALAR_ROWS;
+  const [rows, C, WG] = vec ? pickConfig(s.M, s.N / 4, s.batch) : [SCALAR_ROWS, 1, SCALAR_WG];
   const rowBlocks = Math.max(1, Math.ceil(s.M / rows));
-  const cols = vec ? s.N / 4 : s.N;
+  const colGroups = vec ? Math.ceil(s.N / 4 / C) : s.N;
   const { y, z } = blockGrid(rowBlocks, s.batch);
-  const grid: [number, number, number] = [Math.max(1, Math.ceil(cols / WG)), y, z];
+  const grid: [number, number, number] = [Math.max(1, Math.ceil(colGroups / WG)), y, z];
   const head = `${bindingDecls(bindings)}
 ${epi}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let col = i32(gid.x);
+  let cg = i32(gid.x);
   let block = i32(gid.y + gid.z * ${y}u);
-  if (col >= ${cols}i || block >= ${rowBlocks * s.batch}i) { return; }
+  if (cg >= ${colGroups}i || block >= ${rowBlocks * s.batch}i) { return; }
   let bt = block / ${rowBlocks}i;
   let m0 = (block % ${rowBlocks}i) * ${rows}i;
   let aBase = bt * ${s.strideA}i;
   let bBase = bt * ${s.strideB}i;
   let oBase = bt * ${s.M * s.N}i;`;
-  const rowIdx = Array.from({ length: rows }, (_, i) => i);
+  const R = Array.from({ length: rows }, (_, i) => i);
+  const Cs = Array.from({ length: C }, (_, j) => j);
   let body: string;
   if (vec) {
     const K4 = s.K / 4, N4 = s.N / 4;
+    // Column groups past N (when C does not divide N/4) read a clamped column and skip stores.
     body = `
-${
-      rowIdx.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join(
-        "\n",
-      )
-    }
-${rowIdx.map((i) => `  var acc${i} = vec4<f32>(0.0);`).join("\n")}
-  var bi = bBase / 4i + col;
+  let col = cg * ${C}i;
+${Cs.map((j) => `  let c${j} = min(col + ${j}i, ${N4 - 1}i);`).join("\n")}
+${R.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join("\n")}
+${R.map((i) => Cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+  var bk = bBase / 4i;
   for (var k = 0i; k < ${K4}i; k++) {
-    let b0 = buf${s.b}[bi];
-    let b1 = buf${s.b}[bi + ${N4}i];
-    let b2 = buf${s.b}[bi + ${2 * N4}i];
-    let b3 = buf${s.b}[bi + ${3 * N4}i];
-    bi += ${4 * N4}i;
 ${
-      rowIdx.map((i) =>
+      Cs.map((j) =>
+        [0, 1, 2, 3].map((q) => `    let b${q}_${j} = buf${s.b}[bk + ${q * N4}i + c${j}];`).join(
+          "\n",
+        )
+      ).join("\n")
+    }
+    bk += ${4 * N4}i;
+${
+      R.map((i) =>
         `    let a${i} = buf${s.a}[ra${i} + k];
-    acc${i} = fma(vec4<f32>(a${i}.x), b0, fma(vec4<f32>(a${i}.y), b1, fma(vec4<f32>(a${i}.z), b2, fma(vec4<f32>(a${i}.w), b3, acc${i}))));`
+${
+          Cs.map((j) =>
+            `    acc${i}_${j} = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc${i}_${j}))));`
+          ).join("\n")
+        }`
       ).join("\n")
     }
   }
-  let n0 = col * 4i;
 ${
-      rowIdx.map((i) =>
+      R.map((i) =>
         `  if (m0 + ${i}i < ${s.M}i) {
     let m = m0 + ${i}i;
-    buf${s.out}[(oBase + m * ${s.N}i) / 4i + col] = vec4<f32>(mm_epilogue(acc${i}.x, bt, m, n0), mm_epilogue(acc${i}.y, bt, m, n0 + 1i), mm_epilogue(acc${i}.z, bt, m, n0 + 2i), mm_epilogue(acc${i}.w, bt, m, n0 + 3i));
+    let ro = (oBase + m * ${s.N}i) / 4i;
+${
+          Cs.map((j) =>
+            `    if (col + ${j}i < ${N4}i) {
+      let n = (col + ${j}i) * 4i;
+      let v = acc${i}_${j};
+      buf${s.out}[ro + col + ${j}i] = vec4<f32>(mm_epilogue(v.x, bt, m, n), mm_epilogue(v.y, bt, m, n + 1i), mm_epilogue(v.z, bt, m, n + 2i), mm_epilogue(v.w, bt, m, n + 3i));
+    }`
+          ).join("\n")
+        }
   }`
       ).join("\n")
     }
@@ -129,18 +163,18 @@ ${
 `;
   } else {
     body = `
+  let col = cg;
 ${
-      rowIdx.map((i) =>
-        `  let ra${i} = aBase + min(m0 + ${i}i, ${Math.max(0, s.M - 1)}i) * ${s.K}i;`
-      ).join("\n")
+      R.map((i) => `  let ra${i} = aBase + min(m0 + ${i}i, ${Math.max(0, s.M - 1)}i) * ${s.K}i;`)
+        .join("\n")
     }
-${rowIdx.map((i) => `  var acc${i} = 0.0;`).join("\n")}
+${R.map((i) => `  var acc${i} = 0.0;`).join("\n")}
   for (var k = 0i; k < ${s.K}i; k++) {
     let bv = buf${s.b}[bBase + k * ${s.N}i + col];
-${rowIdx.map((i) => `    acc${i} = fma(buf${s.a}[ra${i} + k], bv, acc${i});`).join("\n")}
+${R.map((i) => `    acc${i} = fma(buf${s.a}[ra${i} + k], bv, acc${i});`).join("\n")}
   }
 ${
-      rowIdx.map((i) =>
+      R.map((i) =>
         `  if (m0 + ${i}i < ${s.M}i) {
     let m = m0 + ${i}i;
     buf${s.out}[oBase + m * ${s.N}i + col] = mm_epilogue(acc${i}, bt, m, col);
