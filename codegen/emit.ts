@@ -53,21 +53,50 @@ const HELPERS: Record<string, string> = {
   return select(-y, y, x >= 0.0);
 }`,
   mj_fmax: `fn mj_fmax(a: f32, b: f32) -> f32 {
-  // WGSL leaves max(NaN, x) unspecified; NaN propagates here, as in the interpreter.
-  return select(max(a, b), a + b, mj_isnan(a) || mj_isnan(b));
+  // WGSL leaves max(NaN, x) unspecified; NaN propagates here, as in the interpreter. Equal
+  // operands can only differ in the sign of zero, and +0 is the larger (JS Math.max).
+  if (mj_isnan(a) || mj_isnan(b)) { return a + b; }
+  if (a == b) { return bitcast<f32>(bitcast<u32>(a) & bitcast<u32>(b)); }
+  return max(a, b);
 }`,
   mj_fmin: `fn mj_fmin(a: f32, b: f32) -> f32 {
-  return select(min(a, b), a + b, mj_isnan(a) || mj_isnan(b));
+  if (mj_isnan(a) || mj_isnan(b)) { return a + b; }
+  if (a == b) { return bitcast<f32>(bitcast<u32>(a) | bitcast<u32>(b)); }
+  return min(a, b);
 }`,
   mj_pow: `fn mj_pow(a: f32, b: f32) -> f32 {
-  // WGSL pow is undefined for a <= 0; follow IEEE pow: integer exponents of negative bases
-  // keep their sign, 0 to a negative power is +inf.
+  // WGSL pow is undefined for a <= 0 and for non-finite operands; this follows JS Math.pow (the
+  // interpreter): x^NaN = NaN, x^±0 = 1, NaN^y = NaN, (±1)^±inf = NaN, integer exponents of
+  // negative bases (-0 and -inf included) keep their sign. NaN is tested by bits: comparisons
+  // with NaN are unreliable on some drivers.
+  if (mj_isnan(b)) { return b; }
   if (b == 0.0) { return 1.0; }
-  if (a == 0.0) { return select(0.0, bitcast<f32>(0x7f800000u), b < 0.0); }
-  let r = pow(abs(a), b);
-  if (a >= 0.0) { return r; }
-  if (fract(b) != 0.0) { return bitcast<f32>(0x7fc00000u); }
-  return select(r, -r, fract(b * 0.5) != 0.0);
+  if (mj_isnan(a)) { return a; }
+  let inf = bitcast<f32>(0x7f800000u);
+  let m = abs(a);
+  if ((bitcast<u32>(b) & 0x7fffffffu) == 0x7f800000u) {
+    if (m == 1.0) { return bitcast<f32>(0x7fc00000u); }
+    return select(0.0, inf, (m > 1.0) == (b > 0.0));
+  }
+  var r: f32;
+  if (m == 0.0) {
+    r = select(0.0, inf, b < 0.0);
+  } else if (m == inf) {
+    r = select(inf, 0.0, b < 0.0);
+  } else {
+    r = pow(m, b);
+  }
+  if ((bitcast<u32>(a) >> 31u) == 0u) { return r; }
+  let integer = floor(b) == b;
+  if (!integer) { return select(bitcast<f32>(0x7fc00000u), r, m == 0.0 || m == inf); }
+  // An odd integer: half of it is not an integer (|b| >= 2^24 is always even).
+  return select(r, -r, floor(b * 0.5) != b * 0.5);
+}`,
+  mj_tanh: `fn mj_tanh(x: f32) -> f32 {
+  // Some drivers overflow in tanh for large |x|; tanh(±15) is ±1 in f32 already. clamp would
+  // turn NaN into a bound, so NaN passes through first.
+  if (mj_isnan(x)) { return x; }
+  return tanh(clamp(x, -15.0, 15.0));
 }`,
   mj_f2i: `fn mj_f2i(x: f32) -> i32 {
   if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return 0i; }
@@ -224,6 +253,7 @@ export class Emitter {
         }
         return `${e.op}(${r(a)}, ${r(b)})`;
       case "pow":
+        this.helpers.add("mj_isnan");
         this.helpers.add("mj_pow");
         return `mj_pow(${r(a)}, ${r(b)})`;
       case "neg":
@@ -240,8 +270,9 @@ export class Emitter {
       case "recip":
         return `(1.0 / ${r(a)})`;
       case "tanh":
-        // Some drivers overflow in tanh for large |x|; tanh(±15) is ±1 in f32 already.
-        return `tanh(clamp(${r(a)}, -15.0, 15.0))`;
+        this.helpers.add("mj_isnan");
+        this.helpers.add("mj_tanh");
+        return `mj_tanh(${r(a)})`;
       case "erf":
         this.helpers.add("mj_erf");
         return `mj_erf(${r(a)})`;
@@ -254,6 +285,12 @@ export class Emitter {
       case "eq":
         return `(${r(a)} == ${r(b)})`;
       case "ne":
+        if (a.type === "f32") {
+          // naga emits an ordered not-equal (false when either side is NaN); NaN != y is true.
+          this.helpers.add("mj_isnan");
+          const x = r(a), y = r(b);
+          return `((${x} != ${y}) || mj_isnan(${x}) || mj_isnan(${y}))`;
+        }
         return `(${r(a)} != ${r(b)})`;
       case "and":
         return `(${r(a)} & ${r(b)})`;
@@ -295,7 +332,9 @@ export class Emitter {
   helperText(): string {
     // Helpers may call each other; WGSL allows any order, but keep the base ones first.
     const order = Object.keys(HELPERS);
-    return [...this.helpers].sort((x, y) => order.indexOf(x) - order.indexOf(y)).map((h) => HELPERS[h])
+    return [...this.helpers].sort((x, y) => order.indexOf(x) - order.indexOf(y)).map((h) =>
+      HELPERS[h]
+    )
       .join("\n");
   }
 }

@@ -82,9 +82,11 @@ function intern(
   range?: [number, number],
 ): Exp {
   const a = Array.isArray(attr) ? attr.join(",") : Object.is(attr, -0) ? "-0" : String(attr);
-  const key = `${op}|${type}|${a}|${
-    args.map((a) => a.id).join(",")
-  }`;
+  // A variable's range is part of its identity: kernels of one step share this table, and
+  // `gidx` of a 3-element kernel must not lend its range [0, 2] to `gidx` of a 6-element one
+  // (x % 3 would simplify to x). Other ranges follow from the arguments.
+  const r = op === "var" && range ? `|${range[0]},${range[1]}` : "";
+  const key = `${op}|${type}|${a}|${args.map((a) => a.id).join(",")}${r}`;
   let e = table.get(key);
   if (!e) {
     e = new Exp(op, type, args, attr, nextId++, range ?? [-Infinity, Infinity]);

@@ -134,10 +134,11 @@ function accInit(kind: ReduceKind, type: ScalarType): string {
 function combine(kind: ReduceKind, type: ScalarType, acc: string, v: string): string {
   if (kind === "sum") return `${acc} + ${v}`;
   if (type === "f32") {
-    // NaN wins, like the interpreter (WGSL max/min leave NaN unspecified).
-    const f = kind === "max" ? "max" : "min";
+    // Like the interpreter: NaN wins (WGSL max/min leave NaN unspecified), and on ties the
+    // earlier element stays, which decides between -0 and +0 (WGSL max/min may pick either).
     const nan = (x: string) => `((bitcast<u32>(${x}) & 0x7fffffffu) > 0x7f800000u)`;
-    return `select(${f}(${acc}, ${v}), ${acc} + ${v}, ${nan(acc)} || ${nan(v)})`;
+    const better = kind === "max" ? `${v} > ${acc}` : `${v} < ${acc}`;
+    return `select(select(${acc}, ${v}, ${better}), ${acc} + ${v}, ${nan(acc)} || ${nan(v)})`;
   }
   return `${kind}(${acc}, ${v})`;
 }

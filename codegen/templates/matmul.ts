@@ -1,15 +1,19 @@
 /**
- * Batched matmul C[b] = A[b] · B[b] over row-major operands, with an epilogue hook (a fused
- * elementwise consumer of each output element).
+ * Batched matmul C[b] = A[b] · B[b], with an epilogue hook (a fused elementwise consumer of each
+ * output element). Operands are row-major buffers, each possibly stored transposed (so the
+ * transposes of a backward pass cost nothing) and possibly broadcast over the batch.
  *
- * Fast path (N and K multiples of 4): each invocation owns a block of R rows × C vec4 column
- * groups and streams K in steps of 4 with vec4 loads of B; every invocation of a workgroup reads
- * the same A rows, so they are uniform loads. No workgroup memory and no barriers: on llvmpipe
- * that beats shared-memory tiling several times (research/perf-peers.md). Measured here on
- * 1024³: R=8,C=1,WG=64 ≈ 10 GFLOP/s; R=16,C=4,WG=16 ≈ 27; R=32,C=4,WG=8 ≈ 31–36 (WG = 8 is
- * llvmpipe's SIMD width). Smaller tiles are chosen when the big one would leave too few
- * workgroups. The k-loop runs K/4 times, under the 65,535-iteration cap because the legalizer
- * splits K > 32,768 first.
+ * Register blocking without workgroup memory or barriers, which is what llvmpipe runs fastest
+ * (research/perf-peers.md): each invocation owns R output rows × C vec4 column groups; A values
+ * are identical across a workgroup (uniform loads), B values are vec4 loads. Measured on this
+ * machine at 1024³ (NN): R=8,C=1,WG=64 ≈ 10 GFLOP/s; R=16,C=4,WG=16 ≈ 27; R=32,C=4,WG=8 ≈ 31–36
+ * (8 is llvmpipe's SIMD width). Smaller tiles are chosen when a big one would leave too few
+ * workgroups. Layouts:
+ *  - NN: A[m,k], B[k,n] — k advances by 4 (vec4 of A along k, four vec4 rows of B);
+ *  - TN: A stored [k,m], B[k,n] — k advances by 1 (vec4 of A along m: a rank-1 update);
+ *  - NT: A[m,k], B stored [n,k] — k advances by 4, vec4 products summed at the end;
+ *  - anything else (odd sizes, TT): a strided scalar kernel.
+ * Loops run at most K iterations; the legalizer splits K > 32,768 first (loop cap 65,535).
  */
 import { Emitter } from "../emit.ts";
 import { type Exp, walk } from "../exp.ts";
@@ -28,28 +32,30 @@ export interface MatmulSpec {
   /** Elements between consecutive batches of A and B (0 when broadcast). */
   strideA: number;
   strideB: number;
+  /** A is stored as [K, M] / B is stored as [N, K] (row-major). */
+  transA?: boolean;
+  transB?: boolean;
   /** f32 over vars mm_v, mm_b, mm_m, mm_n (and loads of other slots); null for none. */
   epilogue: Exp | null;
 }
 
-/** Register-block configurations, largest first: rows, vec4 column groups, workgroup size. */
-const VEC_CONFIGS: [number, number, number][] = [[32, 4, 8], [16, 4, 8], [16, 2, 8], [8, 2, 8], [
-  8,
-  1,
-  8,
-], [4, 1, 8]];
-const SCALAR_ROWS = 8;
-const SCALAR_WG = 8;
+type Config = [rows: number, colGroups: number, workgroup: number];
+
+/** Register-block configurations, largest first. */
+const NN_CONFIGS: Config[] = [[32, 4, 8], [16, 4, 8], [16, 2, 8], [8, 2, 8], [8, 1, 8], [4, 1, 8]];
+const TN_CONFIGS: Config[] = [[32, 4, 8], [16, 4, 8], [16, 2, 8], [8, 2, 8], [8, 1, 8], [4, 1, 8]];
+/** NT keeps one vec4 accumulator per output element, so its tiles are smaller. */
+const NT_CONFIGS: Config[] = [[8, 4, 8], [8, 2, 8], [4, 2, 8], [4, 1, 8]];
+const SCALAR: Config = [8, 1, 8];
 /** Enough workgroups to keep every CPU thread (or GPU core group) busy. */
 const MIN_WORKGROUPS = 32;
 
-function pickConfig(M: number, N4: number, batch: number): [number, number, number] {
-  for (const c of VEC_CONFIGS) {
+function pick(configs: Config[], M: number, N4: number, batch: number): Config {
+  for (const c of configs) {
     const [R, C, WG] = c;
-    const groups = Math.ceil(N4 / (C * WG)) * Math.ceil(M / R) * batch;
-    if (groups >= MIN_WORKGROUPS) return c;
+    if (Math.ceil(N4 / (C * WG)) * Math.ceil(M / R) * batch >= MIN_WORKGROUPS) return c;
   }
-  return VEC_CONFIGS[VEC_CONFIGS.length - 1];
+  return configs[configs.length - 1];
 }
 
 function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
@@ -80,8 +86,173 @@ function blockGrid(rowBlocks: number, batch: number): { y: number; z: number } {
   return { y: Math.ceil(total / z), z };
 }
 
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+type Variant = "NN" | "TN" | "NT" | "scalar";
+
+function variantOf(s: MatmulSpec): Variant {
+  const n4 = s.N % 4 === 0 && s.N > 0;
+  if (!s.transA && !s.transB && n4 && s.K % 4 === 0) return "NN";
+  if (s.transA && !s.transB && n4 && s.M % 4 === 0) return "TN";
+  if (!s.transA && s.transB && n4 && s.K % 4 === 0) return "NT";
+  return "scalar";
+}
+
+/** Stores one vec4 of outputs (row m, columns n..n+3) through the epilogue. */
+function storeVec4(out: number, N: number, value: string, m: string, nExp: string): string {
+  return `buf${out}[(oBase + ${m} * ${N}i + ${nExp}) / 4i] = vec4<f32>(mm_epilogue(${value}.x, bt, ${m}, ${nExp}), mm_epilogue(${value}.y, bt, ${m}, ${nExp} + 1i), mm_epilogue(${value}.z, bt, ${m}, ${nExp} + 2i), mm_epilogue(${value}.w, bt, ${m}, ${nExp} + 3i));`;
+}
+
+function nnBody(s: MatmulSpec, R: number, C: number): string {
+  const K4 = s.K / 4, N4 = s.N / 4, rs = range(R), cs = range(C);
+  return `
+  let col = cg * ${C}i;
+${cs.map((j) => `  let c${j} = min(col + ${j}i, ${N4 - 1}i);`).join("\n")}
+${rs.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join("\n")}
+${rs.map((i) => cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+  var bk = bBase / 4i;
+  for (var k = 0i; k < ${K4}i; k++) {
+${
+    cs.map((j) =>
+      range(4).map((q) => `    let b${q}_${j} = buf${s.b}[bk + ${q * N4}i + c${j}];`).join("\n")
+    ).join("\n")
+  }
+    bk += ${4 * N4}i;
+${
+    rs.map((i) =>
+      `    let a${i} = buf${s.a}[ra${i} + k];
+${
+        cs.map((j) =>
+          `    acc${i}_${j} = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc${i}_${j}))));`
+        ).join("\n")
+      }`
+    ).join("\n")
+  }
+  }
+${storeBlock(s, rs, cs, (i, j) => `acc${i}_${j}`)}
+}
+`;
+}
+
+function tnBody(s: MatmulSpec, R: number, C: number): string {
+  const M4 = s.M / 4, N4 = s.N / 4, rs = range(R), cs = range(C), qs = range(R / 4);
+  const lane = ["x", "y", "z", "w"];
+  return `
+  let col = cg * ${C}i;
+${cs.map((j) => `  let c${j} = min(col + ${j}i, ${N4 - 1}i);`).join("\n")}
+${qs.map((q) => `  let am${q} = min(m0 / 4i + ${q}i, ${M4 - 1}i);`).join("\n")}
+${rs.map((i) => cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+  var ak = aBase / 4i;
+  var bk = bBase / 4i;
+  for (var k = 0i; k < ${s.K}i; k++) {
+${cs.map((j) => `    let b${j} = buf${s.b}[bk + c${j}];`).join("\n")}
+${
+    qs.map((q) =>
+      `    let a${q} = buf${s.a}[ak + am${q}];
+${
+        range(4).map((e) =>
+          cs.map((j) =>
+            `    acc${4 * q + e}_${j} = fma(vec4<f32>(a${q}.${lane[e]}), b${j}, acc${
+              4 * q + e
+            }_${j});`
+          ).join("\n")
+        ).join("\n")
+      }`
+    ).join("\n")
+  }
+    ak += ${M4}i;
+    bk += ${N4}i;
+  }
+${storeBlock(s, rs, cs, (i, j) => `acc${i}_${j}`)}
+}
+`;
+}
+
+function ntBody(s: MatmulSpec, R: number, C: number): string {
+  // C vec4 column groups = 4C output columns, each with a vec4 accumulator per row.
+  const K4 = s.K / 4, rs = range(R), ns = range(4 * C);
+  return `
+  let col = cg * ${C}i;
+${
+    ns.map((c) => `  let rb${c} = bBase / 4i + min(col * 4i + ${c}i, ${s.N - 1}i) * ${K4}i;`).join(
+      "\n",
+    )
+  }
+${rs.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join("\n")}
+${rs.map((i) => ns.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`).join("\n")).join("\n")}
+  for (var k = 0i; k < ${K4}i; k++) {
+${ns.map((c) => `    let b${c} = buf${s.b}[rb${c} + k];`).join("\n")}
+${
+    rs.map((i) =>
+      `    let a${i} = buf${s.a}[ra${i} + k];
+${ns.map((c) => `    acc${i}_${c} = fma(a${i}, b${c}, acc${i}_${c});`).join("\n")}`
+    ).join("\n")
+  }
+  }
+${
+    storeBlock(s, rs, range(C), (i, j) => {
+      const h = (c: number) => `dot(acc${i}_${c}, vec4<f32>(1.0))`;
+      return `vec4<f32>(${h(4 * j)}, ${h(4 * j + 1)}, ${h(4 * j + 2)}, ${h(4 * j + 3)})`;
+    })
+  }
+}
+`;
+}
+
+/** Stores the R × C vec4 block of outputs, skipping rows and columns past the edges. */
+function storeBlock(
+  s: MatmulSpec,
+  rs: number[],
+  cs: number[],
+  acc: (i: number, j: number) => string,
+): string {
+  const N4 = s.N / 4;
+  return rs.map((i) =>
+    `  if (m0 + ${i}i < ${s.M}i) {
+    let m = m0 + ${i}i;
+${
+      cs.map((j) =>
+        `    if (col + ${j}i < ${N4}i) {
+      let v = ${acc(i, j)};
+      ${storeVec4(s.out, s.N, "v", "m", `(col + ${j}i) * 4i`)}
+    }`
+      ).join("\n")
+    }
+  }`
+  ).join("\n");
+}
+
+function scalarBody(s: MatmulSpec, R: number): string {
+  const rs = range(R);
+  // Element strides of A[m, k] and B[k, n] in their stored layouts.
+  const [aM, aK] = s.transA ? [1, s.M] : [s.K, 1];
+  const [bK, bN] = s.transB ? [1, s.K] : [s.N, 1];
+  return `
+  let col = cg;
+${
+    rs.map((i) => `  let ra${i} = aBase + min(m0 + ${i}i, ${Math.max(0, s.M - 1)}i) * ${aM}i;`)
+      .join("\n")
+  }
+${rs.map((i) => `  var acc${i} = 0.0;`).join("\n")}
+  for (var k = 0i; k < ${s.K}i; k++) {
+    let bv = buf${s.b}[bBase + k * ${bK}i + col * ${bN}i];
+${rs.map((i) => `    acc${i} = fma(buf${s.a}[ra${i} + k * ${aK}i], bv, acc${i});`).join("\n")}
+  }
+${
+    rs.map((i) =>
+      `  if (m0 + ${i}i < ${s.M}i) {
+    let m = m0 + ${i}i;
+    buf${s.out}[oBase + m * ${s.N}i + col] = mm_epilogue(acc${i}, bt, m, col);
+  }`
+    ).join("\n")
+  }
+}
+`;
+}
+
 export function matmulShader(s: MatmulSpec): ShaderProgram {
-  const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
+  const variant = variantOf(s);
+  const vec = variant !== "scalar";
   const extra = new Map<number, Binding>();
   const epi = epilogueFn(s.epilogue, extra);
   extra.delete(s.a);
@@ -93,9 +264,16 @@ export function matmulShader(s: MatmulSpec): ShaderProgram {
     ...[...extra.values()].sort((x, y) => x.slot - y.slot),
     { slot: s.out, type: "f32", write: true, vec4: vec },
   ];
-  const [rows, C, WG] = vec ? pickConfig(s.M, s.N / 4, s.batch) : [SCALAR_ROWS, 1, SCALAR_WG];
-  const rowBlocks = Math.max(1, Math.ceil(s.M / rows));
-  const colGroups = vec ? Math.ceil(s.N / 4 / C) : s.N;
+  const N4 = s.N / 4;
+  const [R, C, WG] = variant === "NN"
+    ? pick(NN_CONFIGS, s.M, N4, s.batch)
+    : variant === "TN"
+    ? pick(TN_CONFIGS, s.M, N4, s.batch)
+    : variant === "NT"
+    ? pick(NT_CONFIGS, s.M, N4, s.batch)
+    : SCALAR;
+  const rowBlocks = Math.max(1, Math.ceil(s.M / R));
+  const colGroups = vec ? Math.ceil(N4 / C) : s.N;
   const { y, z } = blockGrid(rowBlocks, s.batch);
   const grid: [number, number, number] = [Math.max(1, Math.ceil(colGroups / WG)), y, z];
   const head = `${bindingDecls(bindings)}
@@ -106,83 +284,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let block = i32(gid.y + gid.z * ${y}u);
   if (cg >= ${colGroups}i || block >= ${rowBlocks * s.batch}i) { return; }
   let bt = block / ${rowBlocks}i;
-  let m0 = (block % ${rowBlocks}i) * ${rows}i;
+  let m0 = (block % ${rowBlocks}i) * ${R}i;
   let aBase = bt * ${s.strideA}i;
   let bBase = bt * ${s.strideB}i;
   let oBase = bt * ${s.M * s.N}i;`;
-  const R = Array.from({ length: rows }, (_, i) => i);
-  const Cs = Array.from({ length: C }, (_, j) => j);
-  let body: string;
-  if (vec) {
-    const K4 = s.K / 4, N4 = s.N / 4;
-    // Column groups past N (when C does not divide N/4) read a clamped column and skip stores.
-    body = `
-  let col = cg * ${C}i;
-${Cs.map((j) => `  let c${j} = min(col + ${j}i, ${N4 - 1}i);`).join("\n")}
-${R.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join("\n")}
-${R.map((i) => Cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")).join("\n")}
-  var bk = bBase / 4i;
-  for (var k = 0i; k < ${K4}i; k++) {
-${
-      Cs.map((j) =>
-        [0, 1, 2, 3].map((q) => `    let b${q}_${j} = buf${s.b}[bk + ${q * N4}i + c${j}];`).join(
-          "\n",
-        )
-      ).join("\n")
-    }
-    bk += ${4 * N4}i;
-${
-      R.map((i) =>
-        `    let a${i} = buf${s.a}[ra${i} + k];
-${
-          Cs.map((j) =>
-            `    acc${i}_${j} = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc${i}_${j}))));`
-          ).join("\n")
-        }`
-      ).join("\n")
-    }
-  }
-${
-      R.map((i) =>
-        `  if (m0 + ${i}i < ${s.M}i) {
-    let m = m0 + ${i}i;
-    let ro = (oBase + m * ${s.N}i) / 4i;
-${
-          Cs.map((j) =>
-            `    if (col + ${j}i < ${N4}i) {
-      let n = (col + ${j}i) * 4i;
-      let v = acc${i}_${j};
-      buf${s.out}[ro + col + ${j}i] = vec4<f32>(mm_epilogue(v.x, bt, m, n), mm_epilogue(v.y, bt, m, n + 1i), mm_epilogue(v.z, bt, m, n + 2i), mm_epilogue(v.w, bt, m, n + 3i));
-    }`
-          ).join("\n")
-        }
-  }`
-      ).join("\n")
-    }
-}
-`;
-  } else {
-    body = `
-  let col = cg;
-${
-      R.map((i) => `  let ra${i} = aBase + min(m0 + ${i}i, ${Math.max(0, s.M - 1)}i) * ${s.K}i;`)
-        .join("\n")
-    }
-${R.map((i) => `  var acc${i} = 0.0;`).join("\n")}
-  for (var k = 0i; k < ${s.K}i; k++) {
-    let bv = buf${s.b}[bBase + k * ${s.N}i + col];
-${R.map((i) => `    acc${i} = fma(buf${s.a}[ra${i} + k], bv, acc${i});`).join("\n")}
-  }
-${
-      R.map((i) =>
-        `  if (m0 + ${i}i < ${s.M}i) {
-    let m = m0 + ${i}i;
-    buf${s.out}[oBase + m * ${s.N}i + col] = mm_epilogue(acc${i}, bt, m, col);
-  }`
-      ).join("\n")
-    }
-}
-`;
-  }
-  return { label: s.label, code: head + body, bindings, grid };
+  const body = variant === "NN"
+    ? nnBody(s, R, C)
+    : variant === "TN"
+    ? tnBody(s, R, C)
+    : variant === "NT"
+    ? ntBody(s, R, C)
+    : scalarBody(s, R);
+  return {
+    label: `${s.label} (${variant} ${R}x${vec ? 4 * C : 1})`,
+    code: head + body,
+    bindings,
+    grid,
+  };
 }

@@ -448,6 +448,8 @@ function lowerMatmul(
     out,
     strideA: k.a.batchBroadcast ? 0 : M * K,
     strideB: k.b.batchBroadcast ? 0 : K * N,
+    transA: k.a.transposed,
+    transB: k.b.transposed,
     epilogue,
   });
   return launchOf(program, local, mm.size, maxBindings, root);

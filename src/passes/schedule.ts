@@ -21,10 +21,41 @@ export interface ScheduleOptions {
   forced?: ReadonlySet<Node>;
 }
 
-/** A matmul operand: a realized node, possibly broadcast over the whole batch. */
+/** A matmul operand: a realized node, possibly stored transposed and broadcast over the batch. */
 export interface MatmulOperand {
   node: Node;
   batchBroadcast: boolean;
+  /** The node holds the operand with its last two dims swapped. */
+  transposed: boolean;
+}
+
+function swapsLastTwo(n: Node): boolean {
+  if (n.op !== "permute") return false;
+  const perm = (n.arg as OpArgs["permute"]).perm;
+  const r = perm.length;
+  return r >= 2 && perm[r - 2] === r - 1 && perm[r - 1] === r - 2 &&
+    perm.slice(0, r - 2).every((p, i) => p === i);
+}
+
+/** Peels transposes and whole-batch broadcasts off a matmul operand: both are free to read. */
+export function matmulOperand(
+  s: Node,
+): { node: Node; batchBroadcast: boolean; transposed: boolean } {
+  let node = s, batchBroadcast = false, transposed = false;
+  for (;;) {
+    if (swapsLastTwo(node)) {
+      transposed = !transposed;
+      node = node.src[0];
+      continue;
+    }
+    const under = batchBroadcastSource(node);
+    if (under) {
+      batchBroadcast = true;
+      node = under;
+      continue;
+    }
+    return { node, batchBroadcast, transposed };
+  }
 }
 
 export type PlannedKernel =
@@ -85,10 +116,9 @@ export function schedule(
       if (n.op !== "matmul") realize(n);
       if (n.op === "matmul") {
         const ops = n.src.map((s): MatmulOperand => {
-          const under = batchBroadcastSource(s);
-          const node = under ?? s;
-          realize(node);
-          return { node, batchBroadcast: !!under };
+          const o = matmulOperand(s);
+          realize(o.node);
+          return o;
         });
         matmulOperands.set(n, [ops[0], ops[1]]);
       } else {

@@ -1,0 +1,216 @@
+/**
+ * WebGPU runtime acceptance: kernel counts, compiled-step reuse, host round trips, llvmpipe's
+ * loop cap, shader error reports, fused vs unfused agreement.
+ */
+import * as mj from "../../mod.ts";
+import { assert, assertClose, randomArray } from "../helpers.ts";
+import { compileStep } from "../../src/passes/compile.ts";
+import { acquireGpu } from "../../src/runtime/device.ts";
+import { BufferPool } from "../../src/runtime/buffers.ts";
+import { runStep } from "../../src/runtime/executor.ts";
+import { ShaderError } from "../../src/runtime/pipelines.ts";
+
+const gpu = await acquireGpu();
+const ignore = gpu === null;
+
+function delta(before: mj.Stats): mj.Stats {
+  const now = mj.stats();
+  const d = { ...now };
+  for (const k of Object.keys(now) as (keyof mj.Stats)[]) d[k] = now[k] - before[k];
+  return d;
+}
+
+async function value(t: mj.Tensor, shape: number[], seed: number) {
+  return await mj.realize(mj.tensor(randomArray(shape.reduce((a, b) => a * b, 1), seed), shape));
+}
+
+Deno.test({ name: "runtime: x.mul(2).add(1).exp().sum() is one kernel", ignore }, async () => {
+  mj.setBackend("webgpu");
+  const x = await value(mj.zeros([1]), [37, 53], 1);
+  const s = mj.stats();
+  const v = await x.mul(2).add(1).exp().sum().item();
+  assert.equal(delta(s).kernelsDispatched, 1);
+  const xs = await x.data();
+  const expected = Array.from(xs).reduce((a, b) => a + Math.exp(2 * b + 1), 0);
+  assertClose([v], [expected], { rtol: 1e-5 });
+});
+
+Deno.test({ name: "runtime: softmax(x @ w + b) is at most two kernels", ignore }, async () => {
+  mj.setBackend("webgpu");
+  const x = await value(mj.zeros([1]), [64, 32], 2);
+  const w = await value(mj.zeros([1]), [32, 24], 3);
+  const b = await value(mj.zeros([1]), [24], 4);
+  const s = mj.stats();
+  const y = await x.matmul(w).add(b).softmax(-1).data();
+  assert.ok(delta(s).kernelsDispatched <= 2, `${delta(s).kernelsDispatched} kernels`);
+  mj.setBackend("cpu");
+  assertClose(y, await x.matmul(w).add(b).softmax(-1).data(), { rtol: 1e-5, atol: 1e-7 });
+});
+
+type Mlp = { w1: mj.Tensor; b1: mj.Tensor; w2: mj.Tensor; b2: mj.Tensor };
+const mlpLoss = (p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
+  x.matmul(p.w1).add(p.b1).gelu().matmul(p.w2).add(p.b2).sub(y).square().mean();
+
+async function mlpParams(): Promise<Mlp> {
+  return await mj.realize({
+    w1: mj.tensor(randomArray(32 * 48, 11, -0.3, 0.3), [32, 48]),
+    b1: mj.tensor(randomArray(48, 12, -0.1, 0.1), [48]),
+    w2: mj.tensor(randomArray(48 * 8, 13, -0.3, 0.3), [48, 8]),
+    b2: mj.tensor(randomArray(8, 14, -0.1, 0.1), [8]),
+  });
+}
+
+/**
+ * The stated kernel budget of a two-layer GELU MLP's forward+backward: the loss and the
+ * gradients of all four parameters. Measured: 12 (two forward matmuls, the GELU pieces, the
+ * loss reduction, four weight/input-gradient matmuls with fused epilogues, two bias sums).
+ */
+export const MLP_FWD_BWD_KERNELS = 12;
+
+Deno.test({
+  name: "runtime: a whole MLP forward+backward is a small, stated number of kernels",
+  ignore,
+}, async () => {
+  mj.setBackend("webgpu");
+  const p = await mlpParams();
+  const x = await value(mj.zeros([1]), [64, 32], 15), y = await value(mj.zeros([1]), [64, 8], 16);
+  const fwdBwd = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
+    mj.valueAndGrad((p: Mlp) => mlpLoss(p, x, y))(p)
+  );
+  await fwdBwd(p, x, y);
+  const s = mj.stats();
+  const [loss, [g]] = await fwdBwd(p, x, y);
+  const d = delta(s);
+  assert.ok(d.kernelsDispatched <= MLP_FWD_BWD_KERNELS, `${d.kernelsDispatched} kernels`);
+  assert.equal(d.submits, 1);
+  assert.equal(d.readbacks, 0);
+  mj.setBackend("cpu");
+  const [l2, [g2]] = mj.valueAndGrad((p: Mlp) => mlpLoss(p, x, y))(p);
+  assertClose([await loss.item()], [await l2.item()], { rtol: 1e-5 });
+  for (const k of ["w1", "b1", "w2", "b2"] as const) {
+    assertClose(await g[k].data(), await g2[k].data(), { rtol: 1e-4, atol: 1e-6, msg: k });
+  }
+});
+
+Deno.test({
+  name: "runtime: a jitted step compiles nothing the second time, also with a new learning rate",
+  ignore,
+}, async () => {
+  mj.setBackend("webgpu");
+  const step = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor, lr: number) => {
+    const [loss, [g]] = mj.valueAndGrad(mlpLoss)(p, x, y);
+    const upd = (k: keyof Mlp) => p[k].sub(g[k].mul(lr));
+    return { loss, p: { w1: upd("w1"), b1: upd("b1"), w2: upd("w2"), b2: upd("b2") } };
+  });
+  let p = await mlpParams();
+  const x = await value(mj.zeros([1]), [64, 32], 17), y = await value(mj.zeros([1]), [64, 8], 18);
+  let r = await step(p, x, y, 0.1);
+  p = r.p;
+  for (const lr of [0.1, 0.05, 0.01]) {
+    const s = mj.stats();
+    r = await step(p, x, y, lr);
+    p = r.p;
+    const d = delta(s);
+    assert.equal(d.pipelinesCompiled, 0, `lr ${lr}: pipelines compiled`);
+    assert.equal(d.stepsCompiled, 0, `lr ${lr}: steps compiled`);
+    assert.equal(d.submits, 1, `lr ${lr}: submits`);
+    assert.equal(d.readbacks, 0, `lr ${lr}: readbacks`);
+  }
+  const s = mj.stats();
+  await r.loss.item();
+  assert.equal(delta(s).readbacks, 1, "reading the loss is one host round trip");
+});
+
+Deno.test({
+  name: "runtime: a 1,000,000-element sum is right despite llvmpipe's 65,535-iteration loop cap",
+  ignore,
+}, async () => {
+  mj.setBackend("webgpu");
+  assert.equal(await mj.ones([1_000_000]).sum().item(), 1_000_000);
+  const data = randomArray(1_000_000, 21, 0, 1);
+  const x = mj.tensor(data);
+  const expected = data.reduce((a, b) => a + b, 0);
+  assertClose([await x.sum().item()], [expected], { rtol: 1e-5 });
+  assert.equal(await mj.arange(1_000_000).max().item(), 999_999);
+});
+
+Deno.test({ name: "runtime: a matmul with K = 100,000 is right (split-K)", ignore }, async () => {
+  mj.setBackend("webgpu");
+  const M = 8, K = 100_000, N = 12;
+  const a = randomArray(M * K, 22), b = randomArray(K * N, 23);
+  const c = await mj.tensor(a, [M, K]).matmul(mj.tensor(b, [K, N])).data();
+  const ref = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let k = 0; k < K; k++) {
+      const av = Math.fround(a[i * K + k]);
+      for (let j = 0; j < N; j++) ref[i * N + j] += av * Math.fround(b[k * N + j]);
+    }
+  }
+  // Sums of 100,000 terms of size ~0.3: compare against the scale of the accumulated terms.
+  assertClose(c, ref, { rtol: 1e-4, atol: 2e-3 });
+});
+
+Deno.test({
+  name: "runtime: an invalid generated shader raises an error that shows the WGSL",
+  ignore,
+}, async () => {
+  const { device } = gpu!;
+  const x = await mj.realize(mj.tensor([1, 2, 3]));
+  const prog = compileStep([x.add(1).node], (n) => n.op === "buffer", {
+    fuse: true,
+    maxBindings: 8,
+  });
+  prog.launches[0].program.code = prog.launches[0].program.code.replace(
+    "gidx] =",
+    "gidx] = undefined_name +",
+  );
+  const pool = new BufferPool(device);
+  const input = pool.acquire(12);
+  await assert.rejects(
+    () => runStep(device, pool, prog, [input], [x.add(1).node], [true]),
+    (e: unknown) => {
+      assert.ok(e instanceof ShaderError);
+      assert.match(e.message, /undefined_name/);
+      assert.match(e.message, /--- WGSL ---/);
+      assert.match(e.message, /\s+\d+ \| @group\(0\) @binding\(0\)/);
+      assert.match(e.message, /add/); // the op that produced the kernel
+      return true;
+    },
+  );
+});
+
+Deno.test(
+  { name: "runtime: fused and unfused execution agree on a model step", ignore },
+  async () => {
+    mj.setBackend("webgpu");
+    const run = async () => {
+      // Fresh inputs each run: equal graphs over the same values would hit the residency cache.
+      const p = await mlpParams();
+      const x = await value(mj.zeros([1]), [16, 32], 31),
+        y = await value(mj.zeros([1]), [16, 8], 32);
+      const [l, [g]] = mj.valueAndGrad(mlpLoss)(p, x, y);
+      return [await l.item(), ...(await g.w1.data()), ...(await g.b2.data())];
+    };
+    const fused = await run();
+    mj.setFusion(false);
+    const s = mj.stats();
+    let unfused: number[];
+    try {
+      unfused = await run();
+    } finally {
+      mj.setFusion(true);
+    }
+    assert.ok(delta(s).kernelsDispatched > MLP_FWD_BWD_KERNELS, "unfused runs more kernels");
+    assertClose(unfused, fused, { rtol: 1e-5, atol: 1e-7 });
+  },
+);
+
+Deno.test({ name: "runtime: eager data() costs one submit and one readback", ignore }, async () => {
+  mj.setBackend("webgpu");
+  const x = await value(mj.zeros([1]), [100], 41);
+  const s = mj.stats();
+  await x.exp().add(x.sin()).sum().data();
+  const d = delta(s);
+  assert.equal(d.submits, 1);
+  assert.equal(d.readbacks, 1);
+});
