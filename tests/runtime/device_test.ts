@@ -1,0 +1,75 @@
+/**
+ * Device selection and diagnostics, in subprocesses (the environment decides the adapter):
+ * fallback to the interpreter with a one-line warning, a clear error when WebGPU is demanded,
+ * adapter info, and MOEJIT_DEBUG's schedule and WGSL dump.
+ */
+import * as mj from "../../mod.ts";
+import { assert } from "../helpers.ts";
+import { acquireGpu } from "../../src/runtime/device.ts";
+
+const fixture = new URL("./fixtures/tiny.ts", import.meta.url).pathname;
+
+async function runFixture(env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", fixture],
+    env: { XDG_RUNTIME_DIR: "/tmp", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("device: without an adapter moejit falls back to the interpreter with a one-line warning", async () => {
+  // An empty DENO_WEBGPU_BACKEND makes Deno find no adapter at all.
+  const r = await runFixture({ DENO_WEBGPU_BACKEND: "" });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { backend: "cpu", y: [3, 5, 7] });
+  const warnings = r.stderr.split("\n").filter((l) => l.startsWith("moejit:"));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /no WebGPU adapter.*CPU interpreter.*mesa-vulkan-drivers/);
+});
+
+Deno.test("device: MOEJIT_BACKEND=webgpu without an adapter is an error naming what to install", async () => {
+  const r = await runFixture({ DENO_WEBGPU_BACKEND: "", MOEJIT_BACKEND: "webgpu" });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /no WebGPU adapter was found/);
+  assert.match(r.stderr, /mesa-vulkan-drivers/);
+  assert.match(r.stderr, /setBackend\("cpu"\)/);
+});
+
+const gpu = await acquireGpu();
+
+Deno.test({
+  name: "device: backendInfo reports the adapter, requested limits and features",
+  ignore: !gpu,
+}, async () => {
+  const info = await mj.backendInfo();
+  assert.ok(info);
+  assert.ok(info.adapter.description.length > 0);
+  // The device asks for the adapter's limits: more than WebGPU's default 8 storage buffers here.
+  assert.ok(info.limits.maxStorageBuffersPerShaderStage >= 8);
+  assert.ok(Array.isArray(info.features));
+});
+
+Deno.test({
+  name: "device: MOEJIT_DEBUG prints the schedule and writes the step's WGSL",
+  ignore: !gpu,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await runFixture({
+      MOEJIT_DEBUG: "1",
+      MOEJIT_DEBUG_DIR: dir,
+      MOEJIT_BACKEND: "webgpu",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /compiled step 1: 1 kernels/);
+    const files = [...Deno.readDirSync(`${dir}/step-0001`)].map((e) => e.name).sort();
+    assert.deepEqual(files, ["k000.wgsl", "schedule.txt"]);
+    const wgsl = Deno.readTextFileSync(`${dir}/step-0001/k000.wgsl`);
+    assert.match(wgsl, /@compute @workgroup_size/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
