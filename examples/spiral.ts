@@ -94,7 +94,7 @@ for (let i = 1; i <= steps; i++) {
   }
 }
 const pred = await logits(params, x).argmax(-1).data();
-const acc = pred.reduce((a, p, i) => a + (p === labels[i] ? 1 : 0), 0) / n;
+const acc = Array.from(pred).filter((p, i) => p === labels[i]).length / n;
 const dt = (performance.now() - t0) / 1000;
 const st = mj.stats();
 console.log(`accuracy ${(100 * acc).toFixed(1)}% after ${steps} steps in ${dt.toFixed(1)} s`);

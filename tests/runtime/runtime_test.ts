@@ -20,13 +20,13 @@ function delta(before: mj.Stats): mj.Stats {
   return d;
 }
 
-async function value(t: mj.Tensor, shape: number[], seed: number) {
+async function value(shape: number[], seed: number) {
   return await mj.realize(mj.tensor(randomArray(shape.reduce((a, b) => a * b, 1), seed), shape));
 }
 
 Deno.test({ name: "runtime: x.mul(2).add(1).exp().sum() is one kernel", ignore }, async () => {
   mj.setBackend("webgpu");
-  const x = await value(mj.zeros([1]), [37, 53], 1);
+  const x = await value([37, 53], 1);
   const s = mj.stats();
   const v = await x.mul(2).add(1).exp().sum().item();
   assert.equal(delta(s).kernelsDispatched, 1);
@@ -37,9 +37,9 @@ Deno.test({ name: "runtime: x.mul(2).add(1).exp().sum() is one kernel", ignore }
 
 Deno.test({ name: "runtime: softmax(x @ w + b) is at most two kernels", ignore }, async () => {
   mj.setBackend("webgpu");
-  const x = await value(mj.zeros([1]), [64, 32], 2);
-  const w = await value(mj.zeros([1]), [32, 24], 3);
-  const b = await value(mj.zeros([1]), [24], 4);
+  const x = await value([64, 32], 2);
+  const w = await value([32, 24], 3);
+  const b = await value([24], 4);
   const s = mj.stats();
   const y = await x.matmul(w).add(b).softmax(-1).data();
   assert.ok(delta(s).kernelsDispatched <= 2, `${delta(s).kernelsDispatched} kernels`);
@@ -73,7 +73,7 @@ Deno.test({
 }, async () => {
   mj.setBackend("webgpu");
   const p = await mlpParams();
-  const x = await value(mj.zeros([1]), [64, 32], 15), y = await value(mj.zeros([1]), [64, 8], 16);
+  const x = await value([64, 32], 15), y = await value([64, 8], 16);
   const fwdBwd = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
     mj.valueAndGrad((p: Mlp) => mlpLoss(p, x, y))(p)
   );
@@ -103,7 +103,7 @@ Deno.test({
     return { loss, p: { w1: upd("w1"), b1: upd("b1"), w2: upd("w2"), b2: upd("b2") } };
   });
   let p = await mlpParams();
-  const x = await value(mj.zeros([1]), [64, 32], 17), y = await value(mj.zeros([1]), [64, 8], 18);
+  const x = await value([64, 32], 17), y = await value([64, 8], 18);
   let r = await step(p, x, y, 0.1);
   p = r.p;
   for (const lr of [0.1, 0.05, 0.01]) {
@@ -186,8 +186,8 @@ Deno.test(
     const run = async () => {
       // Fresh inputs each run: equal graphs over the same values would hit the residency cache.
       const p = await mlpParams();
-      const x = await value(mj.zeros([1]), [16, 32], 31),
-        y = await value(mj.zeros([1]), [16, 8], 32);
+      const x = await value([16, 32], 31),
+        y = await value([16, 8], 32);
       const [l, [g]] = mj.valueAndGrad(mlpLoss)(p, x, y);
       return [await l.item(), ...(await g.w1.data()), ...(await g.b2.data())];
     };
@@ -207,7 +207,7 @@ Deno.test(
 
 Deno.test({ name: "runtime: eager data() costs one submit and one readback", ignore }, async () => {
   mj.setBackend("webgpu");
-  const x = await value(mj.zeros([1]), [100], 41);
+  const x = await value([100], 41);
   const s = mj.stats();
   await x.exp().add(x.sin()).sum().data();
   const d = delta(s);
