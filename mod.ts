@@ -126,3 +126,4 @@ export { jit } from "./src/jit.ts";
 export type { JitOptions } from "./src/jit.ts";
 export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";
+export * as moe from "./src/moe/index.ts";

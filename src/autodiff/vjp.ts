@@ -136,6 +136,31 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
     prim("matmul", [swapLast(a), g], null),
   ],
   topk: none,
+  // Per segment: da = g · b[e]ᵀ, db[e] = a_segᵀ · g_seg. Offsets are integer, no gradient.
+  groupedMatmul: (g, _n, [a, b, off]) => [
+    prim("groupedMatmul", [g, prim("permute", [b], { perm: [0, 2, 1] }), off], null),
+    prim("groupedWgrad", [a, g, off], { rows: [0, a.shape[0]] }),
+    null,
+  ],
+  // y[e] = Σ a[r]ᵀ ⊗ g[r]: da[r] = g[r] · y̅[e]ᵀ, dg[r] = a[r] · y̅[e] (rows outside the range: 0).
+  groupedWgrad: (gy, node, [a, g, off]) => {
+    const [r0, r1] = node.arg.rows;
+    const R = a.shape[0];
+    const inRange = (t: Tensor) => {
+      if (r0 === 0 && r1 === R) return t;
+      const rows = prim("iota", [], { axis: 0, shape: t.shape, dtype: "i32" });
+      const keep = prim("and", [
+        prim("le", [constant(r0, t.shape, "i32"), rows], null),
+        prim("lt", [rows, constant(r1, t.shape, "i32")], null),
+      ], null);
+      return where(keep, t, 0);
+    };
+    return [
+      inRange(prim("groupedMatmul", [g, prim("permute", [gy], { perm: [0, 2, 1] }), off], null)),
+      inRange(prim("groupedMatmul", [a, gy, off], null)),
+      null,
+    ];
+  },
   cumsum: (g, node) => [
     prim("cumsum", [g], {
       axis: node.arg.axis,

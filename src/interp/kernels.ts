@@ -276,6 +276,64 @@ function matmulKernel(node: Node<"matmul">, [a, b]: TypedArray[], ctx: EvalConte
   return out;
 }
 
+/** The expert segment holding each row (-1 for rows outside every segment). */
+function expertOfRows(off: TypedArray, rows: number): Int32Array {
+  const E = off.length - 1;
+  const out = new Int32Array(rows).fill(-1);
+  for (let e = 0; e < E; e++) {
+    for (let r = Math.max(0, off[e]); r < Math.min(rows, off[e + 1]); r++) out[r] = e;
+  }
+  return out;
+}
+
+function groupedMatmulKernel(
+  node: Node<"groupedMatmul">,
+  [a, b, off]: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const [R, K] = node.src[0].shape;
+  const N = node.src[1].shape[2];
+  const expert = expertOfRows(off, R);
+  const out = alloc(node, ctx);
+  const row = new Float64Array(N);
+  for (let r = 0; r < R; r++) {
+    const e = expert[r];
+    if (e < 0) continue;
+    row.fill(0);
+    for (let k = 0; k < K; k++) {
+      const av = a[r * K + k];
+      const bo = (e * K + k) * N;
+      for (let n = 0; n < N; n++) row[n] += av * b[bo + n];
+    }
+    for (let n = 0; n < N; n++) out[r * N + n] = row[n];
+  }
+  return out;
+}
+
+function groupedWgradKernel(
+  node: Node<"groupedWgrad">,
+  [a, g, off]: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const [R, K] = node.src[0].shape;
+  const N = node.src[1].shape[1];
+  const [r0, r1] = node.arg.rows;
+  const expert = expertOfRows(off, R);
+  const acc = new Float64Array(node.size);
+  for (let r = r0; r < r1; r++) {
+    const e = expert[r];
+    if (e < 0) continue;
+    for (let k = 0; k < K; k++) {
+      const av = a[r * K + k];
+      const o = (e * K + k) * N;
+      for (let n = 0; n < N; n++) acc[o + n] += av * g[r * N + n];
+    }
+  }
+  const out = alloc(node, ctx);
+  for (let i = 0; i < acc.length; i++) out[i] = acc[i];
+  return out;
+}
+
 function topkKernel(node: Node<"topk">, [x]: TypedArray[], _ctx: EvalContext): TypedArray {
   const n = node.src[0].shape[node.src[0].shape.length - 1];
   const k = node.arg.k;
@@ -409,6 +467,8 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   scatterAdd: scatterAddKernel,
   matmul: matmulKernel,
   topk: topkKernel,
+  groupedMatmul: groupedMatmulKernel,
+  groupedWgrad: groupedWgradKernel,
   cumsum: cumsumKernel,
 
   stopgrad: identity,

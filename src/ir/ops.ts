@@ -74,6 +74,10 @@ export interface OpArgs {
   matmul: null;
   topk: { k: number };
   cumsum: { axis: number; reverse: boolean; exclusive: boolean };
+  /** out[r] = a[r] @ b[e] for the expert segment e holding row r (offsets[e] ≤ r < offsets[e+1]). */
+  groupedMatmul: null;
+  /** out[e] = Σ over rows r of segment e within [rows[0], rows[1]) of a[r]ᵀ ⊗ g[r]. */
+  groupedWgrad: { rows: [number, number] };
   // meta
   stopgrad: null;
   custom: {
@@ -322,6 +326,36 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
         if (i !== a.axis && d !== upd.shape[i]) throw new IRError("scatterAdd", "non-axis dims");
       });
       return { shape: a.shape, dtype: upd.dtype };
+    },
+  },
+  groupedMatmul: {
+    category: "routine",
+    arity: 3,
+    infer: (s) => {
+      const [a, b, off] = s;
+      if (a.shape.length !== 2 || b.shape.length !== 3) throw new IRError("groupedMatmul", "rank");
+      if (a.shape[1] !== b.shape[1]) throw new IRError("groupedMatmul", "inner dims");
+      if (off.dtype !== "i32" || off.shape.length !== 1 || off.shape[0] !== b.shape[0] + 1) {
+        throw new IRError("groupedMatmul", "offsets must be i32 [E+1]");
+      }
+      if (a.dtype !== "f32" || b.dtype !== "f32") throw new IRError("groupedMatmul", "dtypes");
+      return { shape: [a.shape[0], b.shape[2]], dtype: "f32" };
+    },
+  },
+  groupedWgrad: {
+    category: "routine",
+    arity: 3,
+    infer: (s, arg) => {
+      const [a, g, off] = s;
+      if (a.shape.length !== 2 || g.shape.length !== 2 || a.shape[0] !== g.shape[0]) {
+        throw new IRError("groupedWgrad", "operands must be [R,K] and [R,N]");
+      }
+      if (off.dtype !== "i32" || off.shape.length !== 1 || off.shape[0] < 1) {
+        throw new IRError("groupedWgrad", "offsets must be i32 [E+1]");
+      }
+      const [r0, r1] = arg.rows;
+      if (!(0 <= r0 && r0 <= r1 && r1 <= a.shape[0])) throw new IRError("groupedWgrad", "rows");
+      return { shape: [off.shape[0] - 1, a.shape[1], g.shape[1]], dtype: "f32" };
     },
   },
   matmul: {
