@@ -202,8 +202,7 @@ Deno.test("moe.groupedMatmul: per-segment products and their gradients", () => {
   }
 });
 
-Deno.test("moe.layer estimator dense: top-k forward, the dense mixture's router gradient", async () => {
-  const { T, d, N, f } = moeShapes;
+Deno.test("moe.layer estimator dense: top-k forward, the dense mixture's router gradient", () => {
   const [xi, ri, ui, di] = moeInputs(20);
   const x = wideTensor(xi.data, xi.shape), router = wideTensor(ri.data, ri.shape);
   const up = wideTensor(ui.data, ui.shape), down = wideTensor(di.data, di.shape);
