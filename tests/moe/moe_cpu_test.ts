@@ -229,7 +229,6 @@ Deno.test("moe.layer estimator dense: top-k forward, the dense mixture's router 
     t.some((v, i) => Math.abs(v - e[i]) > 1e-6),
     "the top-k gradient differs from the dense one",
   );
-  assert.equal(T * d * N * f > 0, true);
 });
 
 Deno.test("moe.layer: shapes and options are checked", () => {
