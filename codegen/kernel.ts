@@ -81,6 +81,26 @@ function collectBindings(exps: readonly Exp[], out: { slot: number; type: Scalar
   return bindings;
 }
 
+/**
+ * Merges bindings of one slot (a template may read one buffer as two operands, e.g. x @ xᵀ);
+ * they must agree on how the buffer is declared.
+ */
+export function uniqueBindings(bindings: readonly Binding[]): Binding[] {
+  const out: Binding[] = [];
+  for (const b of bindings) {
+    const same = out.find((o) => o.slot === b.slot);
+    if (!same) {
+      out.push(b);
+      continue;
+    }
+    if (!!same.vec4 !== !!b.vec4 || same.type !== b.type || !!same.atomic !== !!b.atomic) {
+      throw new Error(`internal: slot ${b.slot} is bound twice with different declarations`);
+    }
+    same.write ||= b.write;
+  }
+  return out;
+}
+
 export function bindingDecls(bindings: readonly Binding[]): string {
   return bindings.map((b, i) => {
     const elem = b.vec4

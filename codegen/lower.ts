@@ -22,6 +22,12 @@ import {
 } from "./exp.ts";
 import type { ElementwiseKernel, RowKernel, RowReduction } from "./kernel.ts";
 
+/**
+ * The most loop iterations one invocation may run in total (llvmpipe silently stops every loop
+ * after 65,535; design.md §5), with a margin.
+ */
+export const MAX_LOOP_ITERATIONS = 60000;
+
 /** Thrown when a group cannot be lowered as scheduled; the scheduler realizes `node` and retries. */
 export class LoweringConflict extends Error {
   constructor(readonly node: Node, why: string) {
@@ -228,6 +234,8 @@ export class Lowerer {
       case "custom":
         return L(0);
       case "matmul":
+      case "groupedMatmul":
+      case "groupedWgrad":
       case "topk":
       case "cumsum":
       case "scatterAdd":
@@ -285,6 +293,17 @@ export function lowerGroup(
   const redShape = axes.map((a) => srcShape[a]);
   const rows = keptShape.reduce((p, d) => p * d, 1);
   const R = redShape.reduce((p, d) => p * d, 1);
+  // llvmpipe stops an invocation's loops after 65,535 iterations in total, sequential loops
+  // included: a row kernel runs one loop of R per reduction (plus one to store per element).
+  // Too many for one kernel: realize an earlier reduction, which takes its sources along.
+  const perElement = root.size !== rows && root.shape.join() === srcShape.join();
+  const allowed = Math.floor(MAX_LOOP_ITERATIONS / Math.max(1, R)) - (perElement ? 1 : 0);
+  if (reds.length > allowed && allowed >= 1) {
+    throw new LoweringConflict(
+      reds[reds.length - allowed - 1],
+      `${reds.length} reductions of ${R} would loop past the per-invocation cap`,
+    );
+  }
   const row = variable("row", "i32", 0, Math.max(0, rows - 1));
   const r = variable("r", "i32", 0, Math.max(0, R - 1));
   const kept = unravel(row, keptShape);

@@ -25,7 +25,11 @@ for _ in range(5):
 ts.sort(); print(2 * ${M} * ${K} * ${N} / ts[2] / 1e9)
 `;
   try {
-    const out = new Deno.Command("python3", { args: ["-c", code], stdout: "piped", stderr: "null" })
+    const out = new Deno.Command("/usr/bin/python3", {
+      args: ["-c", code],
+      stdout: "piped",
+      stderr: "null",
+    })
       .outputSync();
     if (!out.success) return null;
     return Number(new TextDecoder().decode(out.stdout).trim());

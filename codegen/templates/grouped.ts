@@ -13,7 +13,13 @@
  */
 import { Emitter } from "../emit.ts";
 import { type Exp, walk } from "../exp.ts";
-import { type Binding, bindingDecls, MAX_GRID, type ShaderProgram } from "../kernel.ts";
+import {
+  type Binding,
+  bindingDecls,
+  MAX_GRID,
+  type ShaderProgram,
+  uniqueBindings,
+} from "../kernel.ts";
 
 export interface GroupedSpec {
   label: string;
@@ -84,14 +90,14 @@ export function groupedMatmulShader(s: GroupedSpec): ShaderProgram {
   for (const slot of [s.a, s.b, s.offsets, s.out, s.rowIndex]) {
     if (slot !== undefined) extra.delete(slot);
   }
-  const bindings: Binding[] = [
+  const bindings: Binding[] = uniqueBindings([
     { slot: s.a, type: "f32", write: false, vec4: vec },
     { slot: s.b, type: "f32", write: false, vec4: vec },
     { slot: s.offsets, type: "i32", write: false },
     ...(s.rowIndex !== undefined ? [{ slot: s.rowIndex, type: "i32" as const, write: false }] : []),
     ...[...extra.values()].sort((x, y) => x.slot - y.slot),
     { slot: s.out, type: "f32", write: true, vec4: vec },
-  ];
+  ]);
   const N4 = s.N / 4;
   let [TR, C, WG]: Config = [8, 1, 8];
   if (vec) {
@@ -224,13 +230,13 @@ ${
 
 export function groupedWgradShader(s: WgradSpec): ShaderProgram {
   const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
-  const bindings: Binding[] = [
+  const bindings: Binding[] = uniqueBindings([
     { slot: s.a, type: "f32", write: false, vec4: vec },
     { slot: s.g, type: "f32", write: false, vec4: vec },
     { slot: s.offsets, type: "i32", write: false },
     ...(s.rowIndex !== undefined ? [{ slot: s.rowIndex, type: "i32" as const, write: false }] : []),
     { slot: s.out, type: "f32", write: true, vec4: vec },
-  ];
+  ]);
   const N4 = s.N / 4, K4 = s.K / 4;
   // Rows of the output are the K dimension; tiles of TM (multiple of 4) × C vec4 columns.
   const configs: Config[] = [[16, 4, 8], [16, 2, 8], [8, 2, 8], [8, 1, 8], [4, 1, 8]];

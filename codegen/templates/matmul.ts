@@ -17,7 +17,13 @@
  */
 import { Emitter } from "../emit.ts";
 import { type Exp, walk } from "../exp.ts";
-import { type Binding, bindingDecls, MAX_GRID, type ShaderProgram } from "../kernel.ts";
+import {
+  type Binding,
+  bindingDecls,
+  MAX_GRID,
+  type ShaderProgram,
+  uniqueBindings,
+} from "../kernel.ts";
 
 export interface MatmulSpec {
   label: string;
@@ -258,12 +264,12 @@ export function matmulShader(s: MatmulSpec): ShaderProgram {
   extra.delete(s.a);
   extra.delete(s.b);
   extra.delete(s.out);
-  const bindings: Binding[] = [
+  const bindings: Binding[] = uniqueBindings([
     { slot: s.a, type: "f32", write: false, vec4: vec },
     { slot: s.b, type: "f32", write: false, vec4: vec },
     ...[...extra.values()].sort((x, y) => x.slot - y.slot),
     { slot: s.out, type: "f32", write: true, vec4: vec },
-  ];
+  ]);
   const N4 = s.N / 4;
   const [R, C, WG] = variant === "NN"
     ? pick(NN_CONFIGS, s.M, N4, s.batch)

@@ -66,12 +66,25 @@ export function fromDeviceBytes(bytes: ArrayBuffer, n: number, dtype: DType): Ty
   return out;
 }
 
-/** Which device buffer holds a realized node's value; released to the pool when it dies. */
+/**
+ * Which device buffer holds a realized node's value. Several nodes may share one buffer (a
+ * lazy node and the value leaf `mj.realize` returns for it); the buffer goes back to the pool
+ * only when the last of them is garbage-collected.
+ */
 export class Residency {
   #map = new WeakMap<Node, GPUBuffer>();
+  #owners = new Map<GPUBuffer, number>();
   #registry: FinalizationRegistry<GPUBuffer>;
   constructor(readonly pool: BufferPool) {
-    this.#registry = new FinalizationRegistry((b) => pool.release(b));
+    this.#registry = new FinalizationRegistry((b) => {
+      const left = (this.#owners.get(b) ?? 1) - 1;
+      if (left > 0) {
+        this.#owners.set(b, left);
+      } else {
+        this.#owners.delete(b);
+        pool.release(b);
+      }
+    });
   }
   get(n: Node): GPUBuffer | undefined {
     return this.#map.get(n);
@@ -82,6 +95,7 @@ export class Residency {
   set(n: Node, b: GPUBuffer): void {
     if (this.#map.has(n)) return;
     this.#map.set(n, b);
+    this.#owners.set(b, (this.#owners.get(b) ?? 0) + 1);
     this.#registry.register(n, b);
   }
   /** Uploads a host buffer leaf on first use. */

@@ -73,3 +73,23 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "device: values kept from mj.realize survive garbage collection of their sources",
+  ignore: !gpu,
+}, async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      new URL("./fixtures/realize_gc.ts", import.meta.url).pathname,
+    ],
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const kept = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.deepEqual(kept, [1, 2, 3, 4, 5].map((v) => [10 * v, 10 * v, 10 * v, 10 * v]));
+});

@@ -66,6 +66,28 @@ gpuTest("reductions with size-1 dims, scalars and non-contiguous inputs", async 
   }, sumTol(63, 8));
 });
 
+gpuTest("reductions over different domains in one expression, and empty axes", async () => {
+  const x = f32([7, 13], 15, -2, 2);
+  await check("mixed domains", () => {
+    const v = x();
+    return {
+      // Two reductions over different axes meet in one elementwise consumer.
+      cross: v.sum(0, true).add(v.max(1, true)),
+      // A reduction of a value that depends on a reduction over the other axis.
+      nested: v.sub(v.max(0, true)).exp().sum(1),
+      // Reduce → broadcast → reduce over the same rows (a row kernel with three reductions).
+      chain: v.sub(v.mean(1, true)).abs().max(1).add(v.logsumexp(1)),
+      // Reduce, then a full reduction of the result.
+      total: v.max(1).sum(),
+    };
+  }, { ...sumTol(91), fusion: "both" });
+  await check("size-0 axes", () => ({
+    s: mj.zeros([0, 3]).add(mj.tensor(new Float32Array(0), [0, 3])).sum(0),
+    i: mj.tensor(new Int32Array(0), [4, 0]).sum(1, true),
+    all: mj.tensor(new Float32Array(0), [0]).sum(),
+  }));
+});
+
 gpuTest("integer reductions: i32 wraparound, u32, max/min identities", async () => {
   const big = i32([7, 13], 5, -2147483648, 2147483647);
   const small = i32([7, 13], 6, -50, 50);
@@ -177,9 +199,28 @@ gpuTest("long reductions are chunked (> 4096) and stay right", async () => {
   }, { ...sumTol(5000, 1), fusion: "fused" });
   // Integer sums over long rows are exact (wraparound included).
   const z = i32([2, 70001], 14, -2147483648, 2147483647);
-  await check("i32 rows of 70,001", () => ({ s: z().sum(1), m: z().max(1) }), {
-    fusion: "fused",
-  });
+  const zu = u32([70001, 2], 16, 1, 4294967295);
+  await check("integer rows of 70,001", () => ({
+    s: z().sum(1),
+    m: z().max(1),
+    um: zu().min(0),
+    us: zu().sum(0),
+  }), { fusion: "fused" });
+});
+
+gpuTest("many reductions over one row domain stay under the loop cap together", async () => {
+  // 21 chained reductions of 4,096 fuse into one row kernel: 86,016 loop iterations per
+  // invocation, past llvmpipe's 65,535 total, unless the kernel is split.
+  const x = f32([3, 4096], 17, -1, 1);
+  await check("21 chained row reductions", () => {
+    const v = x();
+    let y = v.sum(1, true);
+    for (let i = 0; i < 20; i++) y = v.mul(y.mul(1e-3)).sum(1, true).add(y);
+    // And a per-element output after 20 reductions (one more loop of 4,096).
+    let z = v.max(1, true);
+    for (let i = 0; i < 19; i++) z = v.sub(z.mul(0.5)).max(1, true);
+    return { y, z: v.sub(z).exp() };
+  }, { rtol: 1e-5, atol: 1e-4, fusion: "fused" });
 });
 
 gpuTest("a 1,000,000-element sum of ones is exactly 1e6", async () => {
