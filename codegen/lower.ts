@@ -234,7 +234,15 @@ export class Lowerer {
       case "custom":
         return L(0);
       case "matmul":
-      case "groupedMatmul":
+      case "groupedMatmul": {
+        // Inside a matmul template's epilogue the product is the accumulator, read at the
+        // element being written.
+        const r = this.reduces.get(n);
+        if (r && coords.length === r.kept.length && coords.every((c, i) => c === r.kept[i])) {
+          return r.acc;
+        }
+        throw new LoweringConflict(n, `${n.op} runs as its own kernel`);
+      }
       case "groupedWgrad":
       case "topk":
       case "cumsum":

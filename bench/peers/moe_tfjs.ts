@@ -65,7 +65,11 @@ export async function tfMoe(s: MoeShape) {
       parts.push(tf.mul(tf.matMul(g, downs[e]), gate));
       ids.push(tok);
     }
-    return tf.unsortedSegmentSum(tf.concat(parts), tf.concat(ids) as ReturnType<TF["tensor1d"]>, s.T);
+    return tf.unsortedSegmentSum(
+      tf.concat(parts),
+      tf.concat(ids) as ReturnType<TF["tensor1d"]>,
+      s.T,
+    );
   }
 
   return {

@@ -21,10 +21,12 @@ import {
   unravel,
 } from "../../codegen/lower.ts";
 import { matmulShader } from "../../codegen/templates/matmul.ts";
+import { groupedMatmulShader, groupedWgradShader } from "../../codegen/templates/grouped.ts";
 import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts";
 import { scanShader } from "../../codegen/templates/scan.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
 import { deviceItemSize } from "../dtype.ts";
+import { envVar } from "../env.ts";
 import type { Node } from "../ir/node.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { prod } from "../shape.ts";
@@ -83,6 +85,11 @@ export function compileStep(
       return build(roots, legal, sched.inputs, sched.realized, sched.kernels, isInput, opts);
     } catch (e) {
       if (e instanceof LoweringConflict && !forced.has(e.node)) {
+        if (envVar("MOEJIT_DEBUG_SCHEDULE")) {
+          console.error(
+            `schedule: realize ${e.node.op}${JSON.stringify(e.node.shape)}: ${e.message}`,
+          );
+        }
         forced.add(e.node);
         continue;
       }
@@ -309,6 +316,28 @@ function lowerKernel(
     }
     case "matmul":
       return [lowerMatmul(k, isRealized, local, label, maxBindings)];
+    case "grouped":
+      return [lowerGrouped(k, isRealized, local, label, maxBindings)];
+    case "wgrad": {
+      const [R, K] = k.a.rowIndex ? [k.a.rowIndex.shape[0], k.a.node.shape[1]] : k.a.node.shape;
+      const a = local.of(k.a.node)!, g = local.of(k.g)!, offsets = local.of(k.offsets)!;
+      const rowIndex = k.a.rowIndex ? local.of(k.a.rowIndex)! : undefined;
+      const out = registerOut(local, root);
+      const program = groupedWgradShader({
+        label,
+        R,
+        K,
+        N: k.g.shape[1],
+        E: k.offsets.shape[0] - 1,
+        rows: (root.arg as OpArgs["groupedWgrad"]).rows,
+        a,
+        g,
+        offsets,
+        out,
+        rowIndex,
+      });
+      return [launchOf(program, local, root.size, maxBindings, root)];
+    }
     case "topk": {
       const src = root.src[0];
       const n = src.shape[src.shape.length - 1];
@@ -450,6 +479,58 @@ function lowerMatmul(
     strideB: k.b.batchBroadcast ? 0 : K * N,
     transA: k.a.transposed,
     transB: k.b.transposed,
+    epilogue,
+  });
+  return launchOf(program, local, mm.size, maxBindings, root);
+}
+
+function lowerGrouped(
+  k: Extract<PlannedKernel, { kind: "grouped" }>,
+  isRealized: (n: Node) => boolean,
+  local: LocalSlots,
+  label: string,
+  maxBindings: number,
+): Launch {
+  const { mm, root } = k;
+  if (groupReductions(root, isRealized).length) {
+    throw new LoweringConflict(mm, "a reduction follows in the same kernel");
+  }
+  const [R, N] = mm.shape;
+  const K = mm.src[0].shape[1];
+  const E = k.offsets.shape[0] - 1;
+  const a = local.of(k.a.node)!, b = local.of(k.b)!, offsets = local.of(k.offsets)!;
+  const rowIndex = k.a.rowIndex ? local.of(k.a.rowIndex)! : undefined;
+  let epilogue: Exp | null = null;
+  if (root !== mm) {
+    const coords = [
+      variable("mm_m", "i32", 0, Math.max(0, R - 1)),
+      variable("mm_n", "i32", 0, Math.max(0, N - 1)),
+    ];
+    const acc = variable("mm_v", "f32");
+    const lw = new Lowerer(
+      (n) => (n === mm ? undefined : local.of(n)),
+      new Map([[mm, { acc, kept: coords }]]),
+      root,
+    );
+    epilogue = lw.lower(root, coords);
+    let aliased = false;
+    walkExp([epilogue], (e) => {
+      if (e.op === "load" && (e.attr === a || e.attr === b)) aliased = true;
+    });
+    if (aliased) throw new LoweringConflict(mm, "the epilogue reads a grouped-matmul operand");
+  }
+  const out = registerOut(local, root);
+  const program = groupedMatmulShader({
+    label,
+    R,
+    K,
+    N,
+    E,
+    a,
+    b,
+    offsets,
+    out,
+    rowIndex,
     epilogue,
   });
   return launchOf(program, local, mm.size, maxBindings, root);

@@ -174,6 +174,36 @@ function legalizeTopk(n: Node<"topk">, lim: LegalizeLimits): Node | undefined {
   return prim("gather", [flatIdx, sel], { axis: r - 1 }).node;
 }
 
+/** A weight gradient over more rows than one loop may visit: sum of row-range pieces. */
+function legalizeWgrad(n: Node<"groupedWgrad">, lim: LegalizeLimits): Node | undefined {
+  const [r0, r1] = n.arg.rows;
+  const step = lim.matmulK;
+  if (r1 - r0 <= step) return undefined;
+  const srcs = n.src.map(T);
+  let total: Tensor | null = null;
+  for (let c = r0; c < r1; c += step) {
+    const part = prim("groupedWgrad", srcs, { rows: [c, Math.min(c + step, r1)] });
+    total = total ? add(total, part) : part;
+  }
+  return total!.node;
+}
+
+/** A grouped matmul with a K longer than one loop may run: a sum over K slices. */
+function legalizeGrouped(n: Node<"groupedMatmul">, lim: LegalizeLimits): Node | undefined {
+  const [a, b, off] = n.src.map(T);
+  const K = a.shape[1];
+  if (K <= lim.matmulK) return undefined;
+  let total: Tensor | null = null;
+  for (let c = 0; c < K; c += lim.matmulK) {
+    const e = Math.min(c + lim.matmulK, K);
+    const as = prim("slice", [a], { starts: [0, c], ends: [a.shape[0], e] });
+    const bs = prim("slice", [b], { starts: [0, c, 0], ends: [b.shape[0], e, b.shape[2]] });
+    const part = prim("groupedMatmul", [as, bs, off], null);
+    total = total ? add(total, part) : part;
+  }
+  return total!.node;
+}
+
 /** Rewrites `roots` so that every loop a kernel runs stays within `limits`. */
 export function legalize(
   roots: readonly Node[],
@@ -190,6 +220,10 @@ export function legalize(
         return legalizeCumsum(n as Node<"cumsum">, limits);
       case "topk":
         return legalizeTopk(n as Node<"topk">, limits);
+      case "groupedWgrad":
+        return legalizeWgrad(n as Node<"groupedWgrad">, limits);
+      case "groupedMatmul":
+        return legalizeGrouped(n as Node<"groupedMatmul">, limits);
     }
     return undefined;
   }, stop);

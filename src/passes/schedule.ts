@@ -58,9 +58,17 @@ export function matmulOperand(
   }
 }
 
+/** Rows of a grouped op's first operand: a realized matrix, optionally gathered by row index. */
+export interface RowOperand {
+  node: Node;
+  rowIndex?: Node;
+}
+
 export type PlannedKernel =
   | { kind: "fused"; root: Node }
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
+  | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
+  | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
   | { kind: "topk" | "cumsum" | "scatterAdd"; root: Node };
 
 export interface Schedule {
@@ -70,7 +78,16 @@ export interface Schedule {
   kernels: PlannedKernel[];
 }
 
-const ROUTINES = new Set(["matmul", "topk", "cumsum", "scatterAdd"]);
+const ROUTINES = new Set([
+  "matmul",
+  "groupedMatmul",
+  "groupedWgrad",
+  "topk",
+  "cumsum",
+  "scatterAdd",
+]);
+/** Routines whose single elementwise consumer can fuse into their write. */
+const MATMULS = new Set(["matmul", "groupedMatmul"]);
 const IDENTITY = new Set(["stopgrad", "mark", "arg", "custom"]);
 const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "sin", "cos", "tanh", "erf", "pow", "recip"]);
 
@@ -91,6 +108,24 @@ export function batchBroadcastSource(op: Node): Node | null {
   return src;
 }
 
+/**
+ * `takeRows(x, rows)` (a gather along axis 0 by a broadcast row index), seen through identity
+ * nodes such as dispatch's custom-VJP wrapper: a grouped kernel reads x's rows in place.
+ */
+export function gatheredRows(s: Node): RowOperand | null {
+  let n = s;
+  while (IDENTITY.has(n.op)) n = n.src[0];
+  if (n.op !== "gather" || (n.arg as OpArgs["gather"]).axis !== 0 || n.shape.length !== 2) {
+    return null;
+  }
+  let idx = n.src[1];
+  if (idx.op === "expand") idx = idx.src[0];
+  if (idx.op !== "reshape" || idx.shape.length !== 2 || idx.shape[1] !== 1) return null;
+  const rows = idx.src[0];
+  if (rows.shape.length !== 1 || rows.dtype !== "i32") return null;
+  return { node: n.src[0], rowIndex: rows };
+}
+
 export function schedule(
   roots: readonly Node[],
   isInput: (n: Node) => boolean,
@@ -109,12 +144,20 @@ export function schedule(
   for (const f of opts.forced ?? []) realize(f);
 
   const matmulOperands = new Map<Node, [MatmulOperand, MatmulOperand]>();
+  const rowOperands = new Map<Node, RowOperand>();
   for (const n of order) {
     if (isInput(n)) continue;
     if (!opts.fuse && !isLeafConst(n)) realize(n);
     if (ROUTINES.has(n.op)) {
-      if (n.op !== "matmul") realize(n);
-      if (n.op === "matmul") {
+      if (!MATMULS.has(n.op)) realize(n);
+      if (n.op === "groupedMatmul" || n.op === "groupedWgrad") {
+        const g = opts.fuse ? gatheredRows(n.src[0]) : null;
+        const a: RowOperand = g ?? { node: n.src[0] };
+        realize(a.node);
+        if (a.rowIndex) realize(a.rowIndex);
+        rowOperands.set(n, a);
+        n.src.slice(1).forEach(realize);
+      } else if (n.op === "matmul") {
         const ops = n.src.map((s): MatmulOperand => {
           const o = matmulOperand(s);
           realize(o.node);
@@ -139,13 +182,13 @@ export function schedule(
     }
     const f = new Set<Node>();
     for (const c of users.get(n) ?? []) for (const k of feeds.get(c) ?? []) f.add(k);
-    const loops = n.op === "reduce" || n.op === "matmul";
-    if (f.size > 1 && (loops || cost(n, realized, isInput) > 3)) {
+    const loops = n.op === "reduce" || MATMULS.has(n.op);
+    if (f.size > 1 && (loops || cost(n, realized, isInput) > 8)) {
       realize(n);
       feeds.set(n, new Set([n]));
       continue;
     }
-    if (n.op === "matmul") {
+    if (MATMULS.has(n.op)) {
       // Epilogue fusion: exactly one consumer, elementwise, f32, on the matmul's own shape.
       const us = users.get(n) ?? [];
       const ok = us.length === 1 && isElementwise(us[0]) && us[0].dtype === "f32" &&
@@ -166,7 +209,28 @@ export function schedule(
       kernels.push({ kind: n.op, root: n });
       continue;
     }
-    const mm = n.op === "matmul" ? n : fusedMatmul(n, realized);
+    if (n.op === "groupedWgrad") {
+      kernels.push({
+        kind: "wgrad",
+        root: n,
+        a: rowOperands.get(n)!,
+        g: n.src[1],
+        offsets: n.src[2],
+      });
+      continue;
+    }
+    const mm = MATMULS.has(n.op) ? n : fusedMatmul(n, realized);
+    if (mm && mm.op === "groupedMatmul") {
+      kernels.push({
+        kind: "grouped",
+        root: n,
+        mm,
+        a: rowOperands.get(mm)!,
+        b: mm.src[1],
+        offsets: mm.src[2],
+      });
+      continue;
+    }
     if (mm) {
       const [a, b] = matmulOperands.get(mm)!;
       kernels.push({ kind: "matmul", root: n, mm, a, b });
@@ -190,7 +254,7 @@ function fusedMatmul(root: Node, realized: ReadonlySet<Node>): Node | null {
     if (seen.has(n)) return;
     seen.add(n);
     if (n !== root && realized.has(n)) return;
-    if (n.op === "matmul") found = n;
+    if (MATMULS.has(n.op)) found = n;
     else n.src.forEach(visit);
   };
   visit(root);
@@ -210,7 +274,12 @@ function cost(
   let c: number;
   if (n.op === "const" || n.op === "iota") c = 0;
   else if (n.op === "randbits") c = 6;
-  else if (n.op === "reduce" || ROUTINES.has(n.op)) c = Infinity;
+  // Routines and reductions are realized (or run as the root of their own kernel): a consumer
+  // reads their result, it never recomputes them. Their status is not decided yet when the
+  // reverse pass asks, and counting them as expensive would realize every cheap op on top of
+  // a matmul. (A reduction that cannot be read where it is needed fails lowering and is
+  // realized then.)
+  else if (n.op === "reduce" || ROUTINES.has(n.op)) c = 0;
   else {
     const own = categoryOf(n.op) === "movement" || IDENTITY.has(n.op)
       ? 0
