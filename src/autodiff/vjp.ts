@@ -21,7 +21,7 @@ import {
   sub,
   where,
 } from "../ops/elementwise.ts";
-import { broadcastTo, constant, prim } from "../ops/prim.ts";
+import { broadcastTo, constant, permuted, prim } from "../ops/prim.ts";
 import { isFloat } from "../dtype.ts";
 
 export type VjpRule<K extends OpName> = (
@@ -44,7 +44,7 @@ function swapLast(t: Tensor): Tensor {
   const r = t.ndim;
   const perm = [...Array(r).keys()];
   [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-  return prim("permute", [t], { perm });
+  return permuted(t, perm);
 }
 
 /** Gradient mask for max/min: 1 where `x` wins, 1/2 on ties. */
@@ -111,7 +111,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   permute: (g, node) => {
     const inv = new Array<number>(node.arg.perm.length);
     node.arg.perm.forEach((p, i) => (inv[p] = i));
-    return [prim("permute", [g], { perm: inv })];
+    return [permuted(g, inv)];
   },
   expand: (g, node) => [unexpand(g, node.src[0].shape)],
   pad: (g, node) => {
@@ -138,7 +138,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   topk: none,
   // Per segment: da = g · b[e]ᵀ, db[e] = a_segᵀ · g_seg. Offsets are integer, no gradient.
   groupedMatmul: (g, _n, [a, b, off]) => [
-    prim("groupedMatmul", [g, prim("permute", [b], { perm: [0, 2, 1] }), off], null),
+    prim("groupedMatmul", [g, permuted(b, [0, 2, 1]), off], null),
     prim("groupedWgrad", [a, g, off], { rows: [0, a.shape[0]] }),
     null,
   ],
@@ -156,7 +156,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
       return where(keep, t, 0);
     };
     return [
-      inRange(prim("groupedMatmul", [g, prim("permute", [gy], { perm: [0, 2, 1] }), off], null)),
+      inRange(prim("groupedMatmul", [g, permuted(gy, [0, 2, 1]), off], null)),
       inRange(prim("groupedMatmul", [a, gy, off], null)),
       null,
     ];

@@ -12,6 +12,7 @@ import {
   intMisfit,
   normAxes,
   normAxis,
+  permuted,
   prim,
   requireTensor,
 } from "./prim.ts";
@@ -80,8 +81,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   if (new Set(p).size !== p.length) {
     fail("permute", `${JSON.stringify(perm)} is not a permutation (an axis repeats)`);
   }
-  if (p.every((a, i) => a === i)) return x;
-  return prim("permute", [x], { perm: p });
+  return permuted(x, p);
 }
 
 /** Reverses the dims, or applies `perm` when given. */

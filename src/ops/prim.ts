@@ -151,3 +151,18 @@ export function normAxes(
   }
   return out.sort((a, b) => a - b);
 }
+
+/**
+ * A permute node, composed with a permute below it and dropped when it is the identity, so
+ * transposes of transposes (common in backward passes) cost nothing.
+ */
+export function permuted(t: Tensor, perm: readonly number[]): Tensor {
+  let src = t, p = [...perm];
+  if (t.node.op === "permute") {
+    const inner = (t.node.arg as OpArgs["permute"]).perm;
+    p = p.map((i) => inner[i]);
+    src = new Tensor(t.node.src[0]);
+  }
+  if (p.every((a, i) => a === i)) return src;
+  return prim("permute", [src], { perm: p });
+}

@@ -31,7 +31,7 @@ import type { Node } from "../ir/node.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { prod } from "../shape.ts";
 import { DEFAULT_LIMITS, legalize, type LegalizeLimits } from "./legalize.ts";
-import { type PlannedKernel, schedule } from "./schedule.ts";
+import { type PlannedKernel, schedule, throughIdentity } from "./schedule.ts";
 
 export interface CompileOptions {
   fuse: boolean;
@@ -339,7 +339,7 @@ function lowerKernel(
       return [launchOf(program, local, root.size, maxBindings, root)];
     }
     case "topk": {
-      const src = root.src[0];
+      const src = throughIdentity(root.src[0]);
       const n = src.shape[src.shape.length - 1];
       const x = local.of(src)!;
       const out = registerOut(local, root);
@@ -364,7 +364,7 @@ function lowerKernel(
     }
     case "cumsum": {
       const a = root.arg as OpArgs["cumsum"];
-      const src = root.src[0];
+      const src = throughIdentity(root.src[0]);
       const x = local.of(src)!;
       const out = registerOut(local, root);
       const outer = prod(src.shape.slice(0, a.axis)), inner = prod(src.shape.slice(a.axis + 1));
@@ -383,7 +383,7 @@ function lowerKernel(
     }
     case "scatterAdd": {
       const a = root.arg as OpArgs["scatterAdd"];
-      const [upd, idx] = root.src;
+      const [upd, idx] = root.src.map(throughIdentity);
       const u = local.of(upd)!, ix = local.of(idx)!;
       const out = registerOut(local, root);
       const fillLocal = new LocalSlots(globalSlot, isRealized);

@@ -204,6 +204,30 @@ function legalizeGrouped(n: Node<"groupedMatmul">, lim: LegalizeLimits): Node | 
   return total!.node;
 }
 
+/** Below this many updates per target line, a scatter-add is a fused reduction (no atomics). */
+const SMALL_SCATTER = 32;
+
+/**
+ * scatterAdd with few updates per line (e.g. the gradient of picking k of N router scores):
+ * out[o, j, i] = Σ_a upd[o, a, i] · [idx[o, a, i] = j] as one deterministic fused reduction,
+ * instead of a zero fill plus float atomics.
+ */
+function legalizeScatter(n: Node<"scatterAdd">): Node | undefined {
+  const { axis, shape } = n.arg;
+  const [upd, idx] = n.src.map(T);
+  const m = upd.shape[axis], width = shape[axis];
+  if (m > SMALL_SCATTER || upd.dtype === "bool") return undefined;
+  const outer = prod(upd.shape.slice(0, axis)), inner = prod(upd.shape.slice(axis + 1));
+  const full = [outer, m, width, inner];
+  const spread = (t: Tensor) => prim("expand", [reshape(t, [outer, m, 1, inner])], { shape: full });
+  const j = iotaAlong(full, 2, "i32");
+  const hit = prim("eq", [spread(idx), j], null);
+  const zero = prim("const", [], { value: 0, shape: full, dtype: upd.dtype });
+  const picked = prim("where", [hit, spread(upd), zero], null);
+  const summed = prim("reduce", [picked], { op: "sum", axes: [1] });
+  return reshape(summed, [...shape]).node;
+}
+
 /** Rewrites `roots` so that every loop a kernel runs stays within `limits`. */
 export function legalize(
   roots: readonly Node[],
@@ -220,6 +244,8 @@ export function legalize(
         return legalizeCumsum(n as Node<"cumsum">, limits);
       case "topk":
         return legalizeTopk(n as Node<"topk">, limits);
+      case "scatterAdd":
+        return legalizeScatter(n as Node<"scatterAdd">);
       case "groupedWgrad":
         return legalizeWgrad(n as Node<"groupedWgrad">, limits);
       case "groupedMatmul":

@@ -43,6 +43,10 @@ export function matmulOperand(
 ): { node: Node; batchBroadcast: boolean; transposed: boolean } {
   let node = s, batchBroadcast = false, transposed = false;
   for (;;) {
+    if (IDENTITY.has(node.op)) {
+      node = node.src[0];
+      continue;
+    }
     if (swapsLastTwo(node)) {
       transposed = !transposed;
       node = node.src[0];
@@ -91,6 +95,12 @@ const MATMULS = new Set(["matmul", "groupedMatmul"]);
 const IDENTITY = new Set(["stopgrad", "mark", "arg", "custom"]);
 const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "sin", "cos", "tanh", "erf", "pow", "recip"]);
 
+/** The value under identity wrappers (mark, stopgrad, custom, arg): what a routine really reads. */
+export function throughIdentity(n: Node): Node {
+  while (IDENTITY.has(n.op)) n = n.src[0];
+  return n;
+}
+
 /** A view of a realized node that a matmul can read with a zero batch stride. */
 export function batchBroadcastSource(op: Node): Node | null {
   if (op.op !== "expand") return null;
@@ -123,7 +133,7 @@ export function gatheredRows(s: Node): RowOperand | null {
   if (idx.op !== "reshape" || idx.shape.length !== 2 || idx.shape[1] !== 1) return null;
   const rows = idx.src[0];
   if (rows.shape.length !== 1 || rows.dtype !== "i32") return null;
-  return { node: n.src[0], rowIndex: rows };
+  return { node: throughIdentity(n.src[0]), rowIndex: rows };
 }
 
 export function schedule(
@@ -152,11 +162,12 @@ export function schedule(
       if (!MATMULS.has(n.op)) realize(n);
       if (n.op === "groupedMatmul" || n.op === "groupedWgrad") {
         const g = opts.fuse ? gatheredRows(n.src[0]) : null;
-        const a: RowOperand = g ?? { node: n.src[0] };
+        const a: RowOperand = g ?? { node: throughIdentity(n.src[0]) };
         realize(a.node);
-        if (a.rowIndex) realize(a.rowIndex);
+        if (a.rowIndex) realize(throughIdentity(a.rowIndex));
+        if (a.rowIndex) a.rowIndex = throughIdentity(a.rowIndex);
         rowOperands.set(n, a);
-        n.src.slice(1).forEach(realize);
+        n.src.slice(1).forEach((s) => realize(throughIdentity(s)));
       } else if (n.op === "matmul") {
         const ops = n.src.map((s): MatmulOperand => {
           const o = matmulOperand(s);
@@ -165,7 +176,7 @@ export function schedule(
         });
         matmulOperands.set(n, [ops[0], ops[1]]);
       } else {
-        n.src.forEach(realize);
+        n.src.forEach((s) => realize(throughIdentity(s)));
       }
     }
     if (n.op === "gather" && opts.fuse && cost(n.src[0], realized, isInput) > 2) realize(n.src[0]);
