@@ -27,3 +27,27 @@ for (const [M, K, N] of MATMUL_SHAPES) {
     c.dispose();
   });
 }
+
+// The grouped (per-expert) matmuls of the MoE issue's layer shapes: rows T·k in expert order,
+// weights [E, out, in], uniform random routing.
+for (const [T, k, E, d, f] of [[4096, 2, 8, 256, 512], [4096, 8, 64, 256, 64]]) {
+  const group = `grouped matmul T=${T} k=${k} E=${E} ${d}→${f}`;
+  const P = T * k;
+  const indices = await mj.realize(mj.rand([T, k], { seed: 3 }).mul(E).floor().cast("i32"));
+  const table = mj.moe.routingTable(indices, E);
+  const offsets = await mj.realize(table.offsets);
+  const xs = await mj.realize(mj.randn([P, d], { seed: 4 }));
+  const w = await mj.realize(mj.randn([E, f, d], { seed: 5 }));
+  const gm = mj.jit((xs: mj.Tensor, w: mj.Tensor, offsets: mj.Tensor) =>
+    mj.moe.groupedMatmul(xs, w, { ...table, offsets })
+  );
+  await (await gm(xs, w, offsets)).data();
+  Deno.bench({
+    name: `moejit ${group} (${(2 * P * d * f / 1e9).toFixed(2)} GFLOP)`,
+    group,
+    n: 5,
+    warmup: 1,
+  }, async () => {
+    await (await gm(xs, w, offsets)).data();
+  });
+}

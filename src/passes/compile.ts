@@ -27,6 +27,7 @@ import { scanShader } from "../../codegen/templates/scan.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
 import { deviceItemSize } from "../dtype.ts";
 import { envVar } from "../env.ts";
+import { stats } from "../runtime/stats.ts";
 import type { Node } from "../ir/node.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { prod } from "../shape.ts";
@@ -133,8 +134,12 @@ function build(
   const isRealized = (n: Node) => realized.has(n) || isInput(n);
   const launches: Launch[] = [];
   const lastUse = new Map<number, number>();
+  const nodeOfSlot: Node[] = [];
+  for (const [n, slot] of slotOf) nodeOfSlot[slot] = n;
+  const slotOfKey = new Map<string, number>();
+  for (const [n, slot] of slotOf) slotOfKey.set(n.key, slot);
   for (const k of kernels) {
-    const made = lowerKernel(k, isRealized, (n) => slotOf.get(n), opts.maxBindings);
+    const made = cachedKernel(k, isRealized, slotOf, nodeOfSlot, slotOfKey, opts.maxBindings);
     for (const l of made) {
       const li = launches.length;
       for (const s of l.slots) lastUse.set(s, li);
@@ -155,6 +160,64 @@ function build(
     temps,
     describe: () => describeStep(launches, slots, temps),
   };
+}
+
+/**
+ * The kernel cache: a kernel's signature (its kind, its root's content key, and the realized
+ * values it reads) determines its WGSL, so later steps with the same kernel skip lowering and
+ * emission. Bindings are stored by content key and resolved to the current step's slots.
+ */
+const kernelCache = new Map<
+  string,
+  { programs: ShaderProgram[]; reads: string[][]; work: number[] }
+>();
+const KERNEL_CACHE_LIMIT = 4096;
+
+function kernelSignature(k: PlannedKernel, isRealized: (n: Node) => boolean): string {
+  const reads: string[] = [];
+  const seen = new Set<Node>();
+  const visit = (n: Node) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (n !== k.root && isRealized(n)) {
+      reads.push(n.key);
+      return;
+    }
+    n.src.forEach(visit);
+  };
+  visit(k.root);
+  return `${k.kind}|${k.root.key}|${reads.join(",")}`;
+}
+
+function cachedKernel(
+  k: PlannedKernel,
+  isRealized: (n: Node) => boolean,
+  slotOf: Map<Node, number>,
+  nodeOfSlot: Node[],
+  slotOfKey: Map<string, number>,
+  maxBindings: number,
+): Launch[] {
+  const sig = kernelSignature(k, isRealized);
+  const hit = kernelCache.get(sig);
+  if (hit) {
+    const slots = hit.reads.map((keys) => keys.map((key) => slotOfKey.get(key)));
+    if (slots.every((l) => l.every((s) => s !== undefined))) {
+      return hit.programs.map((program, i) => ({
+        program,
+        slots: slots[i] as number[],
+        work: hit.work[i],
+      }));
+    }
+  }
+  const made = lowerKernel(k, isRealized, (n) => slotOf.get(n), maxBindings);
+  stats.kernelsGenerated += made.length;
+  if (kernelCache.size >= KERNEL_CACHE_LIMIT) kernelCache.delete(kernelCache.keys().next().value!);
+  kernelCache.set(sig, {
+    programs: made.map((l) => l.program),
+    reads: made.map((l) => l.slots.map((slot) => nodeOfSlot[slot].key)),
+    work: made.map((l) => l.work),
+  });
+  return made;
 }
 
 /** Liveness: temporaries share physical buffers of equal size once their last use is past. */

@@ -3,6 +3,8 @@
 export interface Stats {
   /** Kernels dispatched (all time). */
   kernelsDispatched: number;
+  /** Kernels lowered to WGSL (cache misses of the kernel-signature → WGSL cache). */
+  kernelsGenerated: number;
   /** Pipelines compiled (cache misses of the WGSL → pipeline cache). */
   pipelinesCompiled: number;
   /** Compiled steps built (cache misses of the step cache). */
@@ -18,6 +20,7 @@ export interface Stats {
 
 export const stats: Stats = {
   kernelsDispatched: 0,
+  kernelsGenerated: 0,
   pipelinesCompiled: 0,
   stepsCompiled: 0,
   submits: 0,

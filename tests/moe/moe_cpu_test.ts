@@ -251,3 +251,22 @@ Deno.test("moe.layer: shapes and options are checked", () => {
     /params\.router must be f32\[2, 2\]/,
   );
 });
+
+Deno.test("moe: the grouped weight-gradient op differentiates correctly (second order), also on a row range", async () => {
+  const { prim } = await import("../../src/ops/prim.ts");
+  const indices = i32([1, 0, 1, 2, 0, 1, 2], [7, 1]);
+  const table = mj.moe.routingTable(indices, 3);
+  for (const rows of [[0, 7], [2, 5]] as [number, number][]) {
+    checkGradFD(
+      (a, g) =>
+        prim("groupedWgrad", [a, g, table.offsets], { rows }).mul(
+          wideTensor(randomArray(3 * 4 * 5, 12), [3, 4, 5]),
+        )
+          .sum(),
+      [{ data: randomArray(7 * 4, 13), shape: [7, 4] }, {
+        data: randomArray(7 * 5, 14),
+        shape: [7, 5],
+      }],
+    );
+  }
+});

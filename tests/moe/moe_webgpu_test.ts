@@ -110,7 +110,11 @@ Deno.test({
   name: `moe webgpu: the full shape table (${table().length} cases)`,
   ignore: ignore || !SLOW,
 }, async () => {
-  for (const c of table()) await compare(c, 3);
+  for (const c of table()) {
+    await compare(c, 3);
+    // The interpreter against float64 finite differences, where that stays affordable.
+    if (c.T * c.k * c.d * f(c) <= 2_000_000) fdLayer(c);
+  }
 });
 
 const EDGES: [string, Case][] = [
@@ -129,26 +133,28 @@ for (const [name, c] of EDGES) {
   });
 }
 
-Deno.test("moe: the interpreter's layer gradients pass float64 finite differences on the edge cases", () => {
-  for (const [, c] of EDGES) {
-    const F = f(c);
-    const mix = randomArray(c.T * c.d, 77);
-    checkGradFD(
-      (x, router, up, down) =>
-        mj.moe.layer(x, { router, up, down }, {
-          k: c.k,
-          ...(c.skew ? { bias: mj.tensor(c.skew) } : {}),
-        }).y
-          .mul(mj.tensor(mix, [c.T, c.d])).sum(),
-      [
-        { data: randomArray(c.T * c.d, 1), shape: [c.T, c.d] },
-        { data: randomArray(c.E * c.d, 2), shape: [c.E, c.d] },
-        { data: randomArray(c.E * F * c.d, 3, -0.5, 0.5), shape: [c.E, F, c.d] },
-        { data: randomArray(c.E * c.d * F, 4, -0.5, 0.5), shape: [c.E, c.d, F] },
-      ],
-      { h: 1e-6, rtol: 1e-5, atol: 1e-8 },
-    );
-  }
+function fdLayer(c: Case): void {
+  const F = f(c);
+  const mix = randomArray(c.T * c.d, 77);
+  checkGradFD(
+    (x, router, up, down) =>
+      mj.moe.layer(x, { router, up, down }, {
+        k: c.k,
+        ...(c.skew ? { bias: mj.tensor(c.skew) } : {}),
+      }).y
+        .mul(mj.tensor(mix, [c.T, c.d])).sum(),
+    [
+      { data: randomArray(c.T * c.d, 1), shape: [c.T, c.d] },
+      { data: randomArray(c.E * c.d, 2), shape: [c.E, c.d] },
+      { data: randomArray(c.E * F * c.d, 3, -0.5, 0.5), shape: [c.E, F, c.d] },
+      { data: randomArray(c.E * c.d * F, 4, -0.5, 0.5), shape: [c.E, c.d, F] },
+    ],
+    { h: 1e-6, rtol: 1e-5, atol: 1e-8 },
+  );
+}
+
+Deno.test("moe: the interpreter's layer gradients pass float64 finite differences (edge cases and the covering table)", () => {
+  for (const c of [...EDGES.map(([, c]) => c), ...COVERING.filter((c) => !c.swiglu)]) fdLayer(c);
 });
 
 Deno.test({
@@ -198,3 +204,21 @@ Deno.test({
   assert.ok(kernels <= MOE_LAYER_STEP_KERNELS, `${kernels} kernels`);
   assert.ok(Number.isFinite(await r.loss.item()));
 });
+
+Deno.test(
+  { name: "moe webgpu: the layer's value and gradients agree fused and unfused", ignore },
+  async () => {
+    const c: Case = { T: 9, d: 8, E: 4, k: 2, swiglu: true };
+    const fused = await outputs(c, "webgpu", 11);
+    mj.setFusion(false);
+    let unfused: number[][];
+    try {
+      unfused = await outputs(c, "webgpu", 11);
+    } finally {
+      mj.setFusion(true);
+    }
+    fused.forEach((v, i) =>
+      assertClose(unfused[i], v, { rtol: 1e-5, atol: 1e-6, msg: `output ${i}` })
+    );
+  },
+);

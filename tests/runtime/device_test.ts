@@ -93,3 +93,22 @@ Deno.test({
   const kept = JSON.parse(new TextDecoder().decode(out.stdout));
   assert.deepEqual(kept, [1, 2, 3, 4, 5].map((v) => [10 * v, 10 * v, 10 * v, 10 * v]));
 });
+
+Deno.test({
+  name: "device: an uncaptured WebGPU error surfaces at the next step instead of silent zeros",
+  ignore: !gpu,
+}, async () => {
+  mj.setBackend("webgpu");
+  await mj.tensor([1]).add(1).data(); // the backend's device is up
+  // A validation error outside any error scope (usage 0 is invalid).
+  gpu!.device.createBuffer({ size: 4, usage: 0 });
+  await gpu!.device.queue.onSubmittedWorkDone();
+  await new Promise((r) => setTimeout(r, 20));
+  await assert.rejects(() => mj.tensor([2]).mul(3).data(), (e: unknown) => {
+    assert.ok(e instanceof Error);
+    assert.match(e.message, /WebGPU reported an error/);
+    return true;
+  });
+  // Reported once; the device still works.
+  assert.deepEqual(Array.from(await mj.tensor([2]).mul(4).data()), [8]);
+});

@@ -214,3 +214,23 @@ Deno.test({ name: "runtime: eager data() costs one submit and one readback", ign
   assert.equal(d.submits, 1);
   assert.equal(d.readbacks, 1);
 });
+
+Deno.test({
+  name: "runtime: a kernel shared by two different steps is generated once (kernel cache)",
+  ignore,
+}, async () => {
+  mj.setBackend("webgpu");
+  const x = await value([33, 7], 51), y = await value([19], 52);
+  await x.exp().mul(3).data();
+  const s = mj.stats();
+  // A new step (two outputs) whose first kernel has the signature of the step above.
+  const [a, b] = await mj.realize([x.exp().mul(3), y.sin().add(2)]);
+  const d = delta(s);
+  assert.equal(d.stepsCompiled, 1);
+  assert.equal(d.kernelsGenerated, 1, "only the sin kernel is new");
+  assertClose(await a.data(), Array.from(await x.data(), (v) => 3 * Math.exp(v)), { rtol: 1e-5 });
+  assertClose(await b.data(), Array.from(await y.data(), (v) => Math.sin(v) + 2), {
+    rtol: 1e-5,
+    atol: 1e-6,
+  });
+});
