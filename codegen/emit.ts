@@ -307,7 +307,9 @@ export class Emitter {
         return this.#cast(r(a), a.type, e.type);
       case "threefry": {
         this.helpers.add("mj_threefry");
-        const [k0, k1, s] = e.attr as number[];
+        const attr = e.attr as number[];
+        if (e.args.length === 3) return `mj_threefry(${r(b)}, ${r(c)}, ${r(a)}, ${attr[0]}u)`;
+        const [k0, k1, s] = attr;
         return `mj_threefry(${k0}u, ${k1}u, ${r(a)}, ${s}u)`;
       }
     }

@@ -430,6 +430,11 @@ export function threefry(key0: number, key1: number, stream: number, c0: Exp): E
   return intern("threefry", "u32", [c0], [key0 >>> 0, key1 >>> 0, stream >>> 0]);
 }
 
+/** Threefry-2x32 with a key computed at run time (two u32 expressions). */
+export function threefryKeyed(k0: Exp, k1: Exp, stream: number, c0: Exp): Exp {
+  return intern("threefry", "u32", [c0, k0, k1], [stream >>> 0]);
+}
+
 /** Visits every sub-expression once, sources first. */
 export function walk(roots: readonly Exp[], f: (e: Exp) => void): void {
   const seen = new Set<Exp>();

@@ -17,6 +17,7 @@ import {
   type ScalarType,
   select,
   threefry,
+  threefryKeyed,
   un,
   variable,
 } from "./exp.ts";
@@ -130,6 +131,15 @@ export class Lowerer {
         return cst((n.arg as OpArgs["const"]).value, t);
       case "iota":
         return cast(coords[(n.arg as OpArgs["iota"]).axis], t);
+      case "randbitsKeyed": {
+        const a = n.arg as OpArgs["randbitsKeyed"];
+        return threefryKeyed(
+          L(0, [i32(0)]),
+          L(0, [i32(1)]),
+          a.stream,
+          cast(linearize(coords, n.shape), "u32"),
+        );
+      }
       case "randbits": {
         const a = n.arg as OpArgs["randbits"];
         return threefry(a.key0, a.key1, a.stream, cast(linearize(coords, n.shape), "u32"));

@@ -213,7 +213,7 @@ Deno.test("errors: unknown options name the option and the expected ones", () =>
   expectUserError(
     () => mj.rand([2], { sed: 1 } as { seed?: number }),
     "rand",
-    /unknown option "sed"; expected seed, dtype/,
+    /unknown option "sed"; expected seed, key, dtype/,
     "mj.rand([2], { sed: 1 }",
   );
   expectUserError(

@@ -59,6 +59,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   param: none,
   iota: none,
   randbits: none,
+  randbitsKeyed: none,
 
   neg: (g) => [neg(g)],
   exp: (g, _n, _s, out) => [mul(g, out)],

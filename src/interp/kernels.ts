@@ -399,6 +399,12 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
     for (let p = 0; p < out.length; p++) out[p] = Math.floor(p / inner) % n;
     return out;
   },
+  randbitsKeyed: (node, [key]) => {
+    const out = new Uint32Array(node.size);
+    const k0 = key[0] >>> 0, k1 = key[1] >>> 0;
+    for (let i = 0; i < out.length; i++) out[i] = threefry2x32(k0, k1, i, node.arg.stream);
+    return out;
+  },
   randbits: (node) => {
     const { key0, key1, stream } = node.arg;
     const out = new Uint32Array(node.size);

@@ -16,6 +16,7 @@ export type Category =
   | "reduce"
   | "movement"
   | "routine"
+  | "random"
   | "meta";
 
 export type ReduceKind = "sum" | "max" | "min";
@@ -28,6 +29,8 @@ export interface OpArgs {
   param: { slot: number; shape: Shape; dtype: DType };
   iota: { axis: number; shape: Shape; dtype: DType };
   randbits: { key0: number; key1: number; stream: number; shape: Shape };
+  /** Like randbits, with the Threefry key read from a u32[2] tensor (fresh noise per jit call). */
+  randbitsKeyed: { stream: number; shape: Shape };
   // unary
   neg: null;
   exp: null;
@@ -186,6 +189,16 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   param: leaf(),
   iota: leaf(),
   randbits: { category: "leaf", arity: 0, infer: (_s, a) => ({ shape: a.shape, dtype: "u32" }) },
+  randbitsKeyed: {
+    category: "random",
+    arity: 1,
+    infer: (s, a) => {
+      if (s[0].dtype !== "u32" || s[0].shape.length !== 1 || s[0].shape[0] !== 2) {
+        throw new IRError("randbitsKeyed", "the key must be u32[2]");
+      }
+      return { shape: a.shape, dtype: "u32" };
+    },
+  },
 
   neg: unary("neg", false),
   exp: unary("exp", true),

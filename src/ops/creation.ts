@@ -9,6 +9,7 @@ import { Tensor } from "../tensor.ts";
 import { add, cast, cos, div, log, mul, sqrt, sub } from "./elementwise.ts";
 import { constant, intMisfit, requireTensor } from "./prim.ts";
 import { iotaAlong } from "./meta.ts";
+import { concat } from "./movement.ts";
 
 /** Nested arrays of numbers or booleans, or a typed array. */
 export type TensorData = number | boolean | TypedArray | readonly unknown[];
@@ -233,35 +234,89 @@ export function arange(
   return add(mul(idx, step), start);
 }
 
+/** Where a draw's Threefry key comes from: a number seed, a key tensor, or the global sequence. */
+export interface RandomKey {
+  /** A fixed seed (part of the graph: a jitted step reuses it every call). */
+  seed?: number;
+  /**
+   * A key tensor of one or two integers (i32/u32), e.g. `[seed, step]`. Passed into a jitted
+   * step as an argument, it gives fresh noise on every call without recompiling.
+   */
+  key?: Tensor;
+}
+
+/** A u32[2] Threefry key from one or two integers. */
+export function keyTensor(op: string, key: Tensor): Tensor {
+  if (
+    !(key instanceof Tensor) || (key.dtype !== "i32" && key.dtype !== "u32") || key.size < 1 ||
+    key.size > 2
+  ) {
+    fail(
+      op,
+      `key must be an i32/u32 tensor of one or two integers, got ${
+        key instanceof Tensor ? `${key.dtype}[${key.shape}]` : typeof key
+      }`,
+    );
+  }
+  const k = cast(key.reshape([key.size]), "u32");
+  return key.size === 2 ? k : concat([k, constant(0, [1], "u32")], 0);
+}
+
 /** Raw counter-based random bits (u32), the source of every draw. */
-export function randomBits(shape: readonly number[], stream: number, seed?: number): Tensor {
-  const [key0, key1] = drawKey(seed);
+export function randomBits(
+  shape: readonly number[],
+  stream: number,
+  from: RandomKey | number | [number, number] = {},
+): Tensor {
+  if (Array.isArray(from)) {
+    const [key0, key1] = from;
+    return new Tensor(makeNode("randbits", [], { key0, key1, stream, shape: [...shape] }));
+  }
+  const k: RandomKey = typeof from === "number" ? { seed: from } : from;
+  if (k.key !== undefined) {
+    if (k.seed !== undefined) fail("random", "give either seed or key, not both");
+    return new Tensor(
+      makeNode("randbitsKeyed", [keyTensor("random", k.key).node], { stream, shape: [...shape] }),
+    );
+  }
+  const [key0, key1] = drawKey(k.seed);
   return new Tensor(makeNode("randbits", [], { key0, key1, stream, shape: [...shape] }));
 }
 
-function uniformFromBits(bits: Tensor): Tensor {
-  // The top 24 bits give every f32 in [0, 1) on a 2^-24 grid exactly.
+/** Uniform [0, 1) from random bits: the top 24 bits give every f32 on a 2^-24 grid exactly. */
+export function uniformFromBits(bits: Tensor): Tensor {
   return mul(cast(div(bits, 256), "f32"), 2 ** -24);
 }
 
-const RAND_OPTIONS = new Set(["seed", "dtype"]);
+const RAND_OPTIONS = new Set(["seed", "key", "dtype"]);
+
+/** A key shared by the streams of one draw (randn uses two): a key tensor or a fixed pair. */
+export function drawSource(
+  op: string,
+  opts?: { seed?: number; key?: Tensor },
+): RandomKey | [number, number] {
+  const seed = checkSeed(op, opts?.seed);
+  if (opts?.key !== undefined) return { key: opts.key, ...(seed !== undefined ? { seed } : {}) };
+  return drawKey(seed);
+}
 
 /**
  * Uniform samples in [0, 1). Counter-based and seeded: the same seed gives the same numbers on
- * every backend. Without `seed`, draws follow the global sequence set by `mj.seed`.
+ * every backend. Without `seed` or `key`, draws follow the global sequence set by `mj.seed`.
  *
  * @example
  * ```ts
  * const u = mj.rand([4, 4], { seed: 1 });
+ * const noise = mj.rand([T, N], { key: stepKey }); // inside mj.jit: fresh every call
  * ```
  */
-export function rand(shape: readonly number[], opts?: { seed?: number; dtype?: DType }): Tensor {
+export function rand(shape: readonly number[], opts?: RandomKey & { dtype?: DType }): Tensor {
   checkOptions("rand", opts, RAND_OPTIONS);
   const s = checkShape("rand", shape);
   if (opts?.dtype && opts.dtype !== "f32") {
     fail("rand", `only dtype f32 is supported, got ${opts.dtype}`);
   }
-  return uniformFromBits(randomBits(s, 0, checkSeed("rand", opts?.seed)));
+  return uniformFromBits(randomBits(s, 0, drawSource("rand", opts)));
 }
 
 /**
@@ -272,18 +327,15 @@ export function rand(shape: readonly number[], opts?: { seed?: number; dtype?: D
  * const w = mj.randn([256, 64], { seed: 0 }).mul(0.02);
  * ```
  */
-export function randn(shape: readonly number[], opts?: { seed?: number; dtype?: DType }): Tensor {
+export function randn(shape: readonly number[], opts?: RandomKey & { dtype?: DType }): Tensor {
   checkOptions("randn", opts, RAND_OPTIONS);
   const s = checkShape("randn", shape);
   if (opts?.dtype && opts.dtype !== "f32") {
     fail("randn", `only dtype f32 is supported, got ${opts.dtype}`);
   }
-  const seed = checkSeed("randn", opts?.seed);
-  const [key0, key1] = drawKey(seed);
-  const bits = (stream: number) =>
-    new Tensor(makeNode("randbits", [], { key0, key1, stream, shape: [...s] }));
-  const u1 = sub(1, uniformFromBits(bits(0))); // (0, 1]: log is finite
-  const u2 = uniformFromBits(bits(1));
+  const src = drawSource("randn", opts);
+  const u1 = sub(1, uniformFromBits(randomBits(s, 0, src))); // (0, 1]: log is finite
+  const u2 = uniformFromBits(randomBits(s, 1, src));
   return mul(sqrt(mul(log(u1), -2)), cos(mul(u2, 2 * Math.PI)));
 }
 

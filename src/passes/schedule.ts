@@ -285,6 +285,7 @@ function cost(
   let c: number;
   if (n.op === "const" || n.op === "iota") c = 0;
   else if (n.op === "randbits") c = 6;
+  else if (n.op === "randbitsKeyed") c = 6 + cost(n.src[0], realized, isInput, memo);
   // Routines and reductions are realized (or run as the root of their own kernel): a consumer
   // reads their result, it never recomputes them. Their status is not decided yet when the
   // reverse pass asks, and counting them as expensive would realize every cheap op on top of

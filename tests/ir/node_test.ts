@@ -214,6 +214,7 @@ Deno.test("registry: 40+ primitives, each with a category, an arity and an infer
     "reduce",
     "movement",
     "routine",
+    "random",
     "meta",
   ];
   for (const op of names) {

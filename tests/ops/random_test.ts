@@ -142,7 +142,7 @@ Deno.test("rand/randn/seed: bad input names the op", () => {
   assert.throws(() => mj.randn([2], { dtype: "u32" }), /randn: only dtype f32 is supported/);
   assert.throws(
     () => mj.rand([2], { sed: 1 } as Any),
-    /rand: unknown option "sed"; expected seed, dtype/,
+    /rand: unknown option "sed"; expected seed, key, dtype/,
   );
   assert.throws(() => mj.randn([2, -2]), /randn: expected a shape of non-negative integers/);
   assert.throws(() => mj.seed(-1), /seed: expected a non-negative integer, got -1/);

@@ -235,3 +235,36 @@ Deno.test({
     atol: 1e-6,
   });
 });
+
+Deno.test({
+  name:
+    "runtime: a random key passed into a jitted step gives fresh, reproducible noise without recompiling",
+  ignore,
+}, async () => {
+  const draw = mj.jit((key: mj.Tensor) => ({
+    u: mj.rand([5], { key }),
+    n: mj.randn([3], { key }),
+  }));
+  const key = (step: number) => mj.tensor([7, step], undefined, { dtype: "u32" });
+  const run = async (backend: mj.BackendName) => {
+    mj.setBackend(backend);
+    const out: number[][] = [];
+    for (const step of [1, 2, 1]) {
+      const r = await draw(key(step));
+      out.push([...(await r.u.data()), ...(await r.n.data())]);
+    }
+    return out;
+  };
+  const cpu = await run("cpu");
+  const s = mj.stats();
+  const gpu = await run("webgpu");
+  assert.equal(delta(s).stepsCompiled, 1, "one compiled step for every key");
+  assert.deepEqual(
+    gpu.map((r) => r.slice(0, 5)),
+    cpu.map((r) => r.slice(0, 5)),
+    "uniforms are bit-identical",
+  );
+  gpu.forEach((r, i) => assertClose(r.slice(5), cpu[i].slice(5), { rtol: 1e-5, atol: 1e-6 }));
+  assert.deepEqual(cpu[0], cpu[2], "the same key repeats");
+  assert.notDeepEqual(cpu[0], cpu[1], "another key differs");
+});
