@@ -228,9 +228,15 @@ export function customVjp<A extends unknown[], O>(
 function checkNoCapture(name: string, inputs: Tensor[], outs: Tensor[]): void {
   const inputNodes = new Set(inputs.map((t) => t.node));
   const order = toposort(outs.map((t) => t.node), (n) => inputNodes.has(n));
+  let ancestors: Set<Node> | null = null;
   for (const n of order) {
     if (inputNodes.has(n)) continue;
     if (n.op === "arg" || n.op === "param") {
+      // Simplifications (a reshape of a reshape) may reach below an input to its own sources;
+      // only a differentiated value that no input depends on is really captured. This walk
+      // runs only when something suspicious turned up.
+      ancestors ??= new Set(toposort([...inputNodes]));
+      if (ancestors.has(n)) continue;
       fail(
         "customVjp",
         `${name}: fwd uses a tensor (${n.dtype}[${n.shape}]) that is not one of its arguments; ` +

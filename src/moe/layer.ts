@@ -6,23 +6,51 @@
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { stopGradient } from "../ops/meta.ts";
-import { describe } from "../ops/prim.ts";
+import { constant, describe } from "../ops/prim.ts";
 import { checkChoice, checkKeys } from "./options.ts";
-import { checkK, route, ROUTE_KEYS, type RouteOptions, type Routing } from "./route.ts";
+import {
+  checkK,
+  estimatorOf,
+  route,
+  ROUTE_KEYS,
+  type RouteOptions,
+  type Routing,
+} from "./route.ts";
+import { defaultConfig, defaultMoe, type DefaultOptions } from "./estimators/default_moe.ts";
+import { takeRows } from "../ops/indexing.ts";
 import { type RoutingTable, routingTable } from "./table.ts";
 import { combine, dispatch, groupedMatmul } from "./dispatch.ts";
 
-/** Expert parameters: `router` [N, d]; `up` [N, f, d]; `down` [N, d, f]; SwiGLU adds `gate`. */
+/**
+ * Expert parameters: `router` [N, d]; `up` [N, f, d]; `down` [N, d, f]; SwiGLU adds `gate`;
+ * SparseMixer-v1 may add its per-channel gate scale `omega` [d] (init ones).
+ */
 export interface MoeParams {
   router: Tensor;
   up: Tensor;
   down: Tensor;
   gate?: Tensor;
+  omega?: Tensor;
+}
+
+/** State a layer carries between steps (functional: pass it in, take the new one out). */
+export interface LayerState {
+  /** Default MoE: one default vector per expert, [N, d] (zeros when absent). */
+  ehat?: Tensor;
 }
 
 export interface LayerOptions extends RouteOptions {
   /** Expert activation when params have no `gate` (default gelu). */
   activation?: "gelu" | "relu";
+  /** Default MoE options (estimator "default"). */
+  default?: DefaultOptions;
+  /** State from the previous step (Default MoE's `ehat`). */
+  state?: LayerState;
+  /**
+   * SparseMixer: the expert-weight gradient carries the gate multiplier c like the released
+   * code ("code", default), or not, like the paper's Algorithm 1 ("paper").
+   */
+  expertGrad?: "code" | "paper";
 }
 
 export interface LayerResult extends Routing {
@@ -36,7 +64,7 @@ export interface LayerResult extends Routing {
   state: Record<string, Tensor>;
 }
 
-export const LAYER_KEYS = [...ROUTE_KEYS, "activation"] as const;
+export const LAYER_KEYS = [...ROUTE_KEYS, "activation", "default", "state", "expertGrad"] as const;
 
 function checkParam(name: string, t: unknown, shape: number[]): Tensor {
   if (!(t instanceof Tensor) || t.dtype !== "f32" || t.shape.join() !== shape.join()) {
@@ -53,7 +81,7 @@ function checkParam(name: string, t: unknown, shape: number[]): Tensor {
 /** Shapes of the expert parameters, checked: [N, d, f, swiglu]. */
 export function checkMoeParams(x: Tensor, params: MoeParams): [number, number, number, boolean] {
   if (!params || typeof params !== "object") fail("moe.layer", "expected a params object");
-  const known = ["router", "up", "down", "gate"];
+  const known = ["router", "up", "down", "gate", "omega"];
   for (const k of Object.keys(params)) {
     if (!known.includes(k)) {
       fail("moe.layer", `unknown parameter ${JSON.stringify(k)}; expected ${known.join(", ")}`);
@@ -75,6 +103,7 @@ export function checkMoeParams(x: Tensor, params: MoeParams): [number, number, n
   checkParam("up", params.up, [N, f, d]);
   checkParam("down", params.down, [N, d, f]);
   if (params.gate !== undefined) checkParam("gate", params.gate, [N, f, d]);
+  if (params.omega !== undefined) checkParam("omega", params.omega, [d]);
   return [N, d, f, params.gate !== undefined];
 }
 
@@ -124,17 +153,67 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
       "activation applies to gelu/relu experts; params with `gate` are SwiGLU experts",
     );
   }
-  const { activation: _a, ...routeOpts } = opts;
+  const estimator = estimatorOf("moe.layer", opts.estimator);
+  const expertGrad = checkChoice(
+    "moe.layer",
+    "expertGrad",
+    opts.expertGrad,
+    ["code", "paper"],
+    "code",
+  );
+  if (params.omega && estimator !== "sparsemixer-v1") {
+    fail(
+      "moe.layer",
+      `params.omega is SparseMixer-v1's per-channel gate scale; the estimator is ${
+        JSON.stringify(estimator)
+      }`,
+    );
+  }
+  if (opts.default !== undefined && estimator !== "default") {
+    fail(
+      "moe.layer",
+      `option default configures estimator "default", not ${JSON.stringify(estimator)}`,
+    );
+  }
+  const { activation: _a, default: defaultOpts, state, expertGrad: _g, ...routeOpts } = opts;
+  if (state !== undefined) checkKeys("moe.layer state", state, ["ehat"]);
+  const training = opts.training ?? true;
   const logits = x.matmul(params.router.transpose());
   const r = route(logits, routeOpts);
   const table = routingTable(r.indices, N);
   const ys = expertForward(dispatch(x, table), params, table, act);
-  let y = combine(ys, table, r.weights);
-  if (opts.estimator === "dense") {
+  let y: Tensor;
+  if (expertGrad === "paper" && (estimator === "sparsemixer" || estimator === "sparsemixer-v1")) {
+    // Forward c·p_D·E; experts see p_D (no c), the router sees ⟨g, E⟩ as in the code.
+    const unscaled = stopGradient(r.weights.div(r.scale));
+    const toExperts = combine(ys, table, unscaled);
+    const toRouter = combine(stopGradient(ys), table, r.weights);
+    y = toExperts.add(stopGradient(combine(ys, table, r.weights).sub(toExperts)))
+      .add(toRouter.sub(stopGradient(toRouter)));
+  } else {
+    y = combine(ys, table, r.weights);
+  }
+  if (params.omega) y = y.mul(params.omega);
+  const newState: Record<string, Tensor> = {};
+  if (estimator === "dense") {
     // Forward equals top-k; the gradient is that of the dense mixture Σ_i π_i E_i(x) (§2.3).
     const all = allExperts(x, params, act); // [N, T, d]
     const dense = all.mul(r.scores.transpose().unsqueeze(2)).sum(0);
     y = dense.sub(stopGradient(dense)).add(stopGradient(y));
+  } else if (estimator === "default") {
+    const [T, d] = x.shape;
+    const ehat = state?.ehat ?? constant(0, [N, d], "f32");
+    const outputs = takeRows(ys, table.destRow).reshape([T, r.indices.shape[1], d]);
+    const dm = defaultMoe({
+      scores: r.scores,
+      indices: r.indices,
+      outputs,
+      ehat,
+      training,
+      config: defaultConfig(defaultOpts),
+    });
+    if (dm.term) y = y.add(dm.term);
+    newState.ehat = dm.ehat;
   }
-  return { ...r, y, table, losses: {}, state: {} };
+  return { ...r, y, table, losses: {}, state: newState };
 }

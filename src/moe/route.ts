@@ -1,18 +1,42 @@
 /**
- * Routing: router logits → scores → top-k selection → gate weights and per-expert counts.
- * The selection is a constant for autodiff (the conventional top-k gradient, algorithms.md §1):
- * gradients reach the logits only through the selected weights.
+ * Routing: router logits → scores → selection → gate weights and per-expert counts, with a
+ * choice of gradient estimator for the selection:
+ *  - "topk" (default): the selection is a constant; gradients reach the logits only through the
+ *    selected weights (algorithms.md §1);
+ *  - "dense": the same routing; `moe.layer` evaluates every expert for the true dense gradient;
+ *  - "default": the same routing; `moe.layer` adds Default MoE's EMA default outputs (§2);
+ *  - "sparsemixer" / "sparsemixer-v1": GRIN's SparseMixer-v2 / its predecessor (§5);
+ *  - a function: your own estimator (register its backward with mj.customVjp).
  */
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { mark, stopGradient } from "../ops/meta.ts";
 import { oneHot } from "../ops/indexing.ts";
-import { describe } from "../ops/prim.ts";
+import { constant, describe } from "../ops/prim.ts";
 import { checkChoice, checkKeys } from "./options.ts";
+import { type SparseMixerNoise, sparseMixerV1, sparseMixerV2 } from "./estimators/sparsemixer.ts";
 
-/** Gradient estimators for the routing decision. */
-export const ESTIMATORS = ["topk", "dense"] as const;
+/** Built-in gradient estimators. */
+export const ESTIMATORS = ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"] as const;
 export type EstimatorName = (typeof ESTIMATORS)[number];
+
+/** What a custom estimator receives. */
+export interface EstimatorContext {
+  /** [T, N] router logits (differentiable). */
+  logits: Tensor;
+  /** [T, N] scores (softmax or sigmoid of the logits, differentiable). */
+  scores: Tensor;
+  /** [T, N] scores plus the selection bias, without gradient: what selection should rank. */
+  selection: Tensor;
+  k: number;
+  training: boolean;
+}
+
+/**
+ * A custom routing estimator: returns the selected experts and the gate weights, whose backward
+ * (usually a mj.customVjp with `estimator: true`) defines the estimator.
+ */
+export type EstimatorFn = (ctx: EstimatorContext) => { indices: Tensor; weights: Tensor };
 
 export interface RouteOptions {
   /** Experts per token. */
@@ -24,21 +48,43 @@ export interface RouteOptions {
   /** [N], added to the scores for selection only: never to the weights, no gradient. */
   bias?: Tensor;
   /** The routing gradient estimator (default "topk"). */
-  estimator?: EstimatorName;
+  estimator?: EstimatorName | EstimatorFn;
+  /** Training behaviour (sampling, EMA updates); false gives eval routing (default true). */
+  training?: boolean;
+  /** SparseMixer: ε of the drop rule (default 0.01 for v2, 0.1 for v1). */
+  jitterEps?: number;
+  /** SparseMixer: injected draws, exponential [k, T, N] and uniform [k, T]. */
+  noise?: SparseMixerNoise;
+  /** Random key tensor (fresh draws per jitted call) or a fixed seed, for sampling estimators. */
+  key?: Tensor;
+  seed?: number;
 }
 
 export interface Routing {
-  /** [T, k] i32: selected experts, by descending biased score (ties to the lower index). */
+  /** [T, k] i32: selected experts (top-k: by descending biased score, ties to the lower index). */
   indices: Tensor;
-  /** [T, k] f32: gate weights (the selected scores, renormalised if asked). */
+  /** [T, k] f32: gate weights (the selected scores, renormalised if asked; estimator-specific). */
   weights: Tensor;
-  /** [T, N] f32: all scores. */
+  /** [T, N] f32: all scores (marked "moe.scores" for balancers). */
   scores: Tensor;
   /** [N] i32: how many (token, slot) pairs each expert received. */
   counts: Tensor;
+  /** [T, k] f32: SparseMixer's gate multipliers c (ones for the other estimators). */
+  scale: Tensor;
 }
 
-export const ROUTE_KEYS = ["k", "score", "normalize", "bias", "estimator"] as const;
+export const ROUTE_KEYS = [
+  "k",
+  "score",
+  "normalize",
+  "bias",
+  "estimator",
+  "training",
+  "jitterEps",
+  "noise",
+  "key",
+  "seed",
+] as const;
 
 export function checkLogits(op: string, logits: Tensor): [number, number] {
   if (!(logits instanceof Tensor)) {
@@ -57,22 +103,32 @@ export function checkK(op: string, k: unknown, N: number): number {
   return k;
 }
 
+/** The estimator named or given in options, checked. */
+export function estimatorOf(op: string, e: unknown): EstimatorName | EstimatorFn {
+  if (typeof e === "function") return e as EstimatorFn;
+  return checkChoice(op, "estimator", e, ESTIMATORS, "topk");
+}
+
 /**
  * Routes tokens to experts.
  *
  * @example
  * ```ts
  * const { indices, weights, counts } = mj.moe.route(x.matmul(wRouter.transpose()), { k: 2 });
+ * const grin = mj.moe.route(logits, { k: 2, estimator: "sparsemixer", key: stepKey });
  * ```
  */
 export function route(logits: Tensor, opts: RouteOptions): Routing {
   checkKeys("moe.route", opts, ROUTE_KEYS);
-  const [, N] = checkLogits("moe.route", logits);
+  const [T, N] = checkLogits("moe.route", logits);
   const k = checkK("moe.route", opts.k, N);
   const score = checkChoice("moe.route", "score", opts.score, ["softmax", "sigmoid"], "softmax");
-  checkChoice("moe.route", "estimator", opts.estimator, ESTIMATORS, "topk");
+  const estimator = estimatorOf("moe.route", opts.estimator);
   if (opts.normalize !== undefined && typeof opts.normalize !== "boolean") {
     fail("moe.route", `normalize must be a boolean, got ${JSON.stringify(opts.normalize)}`);
+  }
+  if (opts.training !== undefined && typeof opts.training !== "boolean") {
+    fail("moe.route", `training must be a boolean, got ${JSON.stringify(opts.training)}`);
   }
   if (opts.bias !== undefined) {
     if (
@@ -87,13 +143,59 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
       );
     }
   }
+  const sampling = estimator === "sparsemixer" || estimator === "sparsemixer-v1";
+  for (const key of ["jitterEps", "noise", "key", "seed"] as const) {
+    if (opts[key] !== undefined && !sampling && typeof estimator !== "function") {
+      fail(
+        "moe.route",
+        `option ${key} applies to the sparsemixer estimators, not ${JSON.stringify(estimator)}`,
+      );
+    }
+  }
+  const training = opts.training ?? true;
   const marked = mark(logits, "moe.logits");
   const scores = mark(score === "softmax" ? marked.softmax(-1) : marked.sigmoid(), "moe.scores");
-  const selection = stopGradient(opts.bias ? scores.add(stopGradient(opts.bias)) : scores);
-  const indices = selection.topk(k).indices;
-  let weights = scores.gather(-1, indices);
+  let indices: Tensor, weights: Tensor, scale: Tensor;
+  if (sampling) {
+    const r = (estimator === "sparsemixer" ? sparseMixerV2 : sparseMixerV1)(marked, {
+      k,
+      jitterEps: opts.jitterEps,
+      training,
+      noise: opts.noise,
+      key: opts.key,
+      seed: opts.seed,
+      bias: opts.bias,
+      score,
+    });
+    ({ indices, weights, scale } = r);
+  } else {
+    const selection = stopGradient(opts.bias ? scores.add(stopGradient(opts.bias)) : scores);
+    if (typeof estimator === "function") {
+      const r = estimator({ logits: marked, scores, selection, k, training });
+      if (!r || !(r.indices instanceof Tensor) || !(r.weights instanceof Tensor)) {
+        fail("moe.route", "a custom estimator must return { indices, weights } tensors");
+      }
+      if (r.indices.dtype !== "i32" || r.indices.shape.join() !== [T, k].join()) {
+        fail(
+          "moe.route",
+          `the custom estimator's indices must be i32[${T}, ${k}], got ${describe(r.indices)}`,
+        );
+      }
+      if (r.weights.dtype !== "f32" || r.weights.shape.join() !== [T, k].join()) {
+        fail(
+          "moe.route",
+          `the custom estimator's weights must be f32[${T}, ${k}], got ${describe(r.weights)}`,
+        );
+      }
+      ({ indices, weights } = r);
+    } else {
+      indices = selection.topk(k).indices;
+      weights = scores.gather(-1, indices);
+    }
+    scale = constant(1, [T, k], "f32");
+  }
   if (opts.normalize) weights = weights.div(weights.sum(-1, true));
-  return { indices, weights, scores, counts: expertCounts(indices, N) };
+  return { indices, weights, scores, counts: expertCounts(indices, N), scale };
 }
 
 /** [N] i32 counts of each expert among `indices` (any shape): a histogram without atomics. */

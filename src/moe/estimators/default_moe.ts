@@ -1,0 +1,128 @@
+/**
+ * Default MoE (Panda et al., "Dense Backpropagation Improves Training for Sparse MoE";
+ * algorithms.md §2): every expert keeps an EMA "default" output ê_i. In training the EMA is
+ * updated first, from the outputs of the experts that ran, then the output gains
+ * Σ_{i∉A_t} π_{t,i} ê_i. ê is a constant for autodiff, so the router receives the dense
+ * gradient ⟨∂L/∂y_t, E_i(x_t) or ê_i⟩ while experts keep their sparse gradient.
+ */
+import { fail } from "../../errors.ts";
+import type { Tensor } from "../../tensor.ts";
+import { customVjp } from "../../autodiff/custom.ts";
+import { stopGradient } from "../../ops/meta.ts";
+import { oneHot } from "../../ops/indexing.ts";
+import { constant, describe } from "../../ops/prim.ts";
+import { where } from "../../ops/elementwise.ts";
+import { checkChoice, checkKeys } from "../options.ts";
+
+export interface DefaultOptions {
+  /** EMA decay β (default 0.9). */
+  beta?: number;
+  /**
+   * What the EMA averages over the tokens routed to each expert: "mean" of E_i(x) (default),
+   * "scoredMean" mean of π·E_i(x), or "scoredWeighted" Σπ·E_i(x) / Σπ (the two readings of the
+   * paper's router-score-weighted update).
+   */
+  ema?: "mean" | "scoredMean" | "scoredWeighted";
+  /** "forward" (the method) or "backwardOnly" (the ablation: plain top-k forward). */
+  mode?: "forward" | "backwardOnly";
+  /** Add the defaults at eval too (default false: eval is plain top-k). */
+  evalDefaults?: boolean;
+}
+
+export const DEFAULT_KEYS = ["beta", "ema", "mode", "evalDefaults"] as const;
+
+export interface DefaultConfig {
+  beta: number;
+  ema: "mean" | "scoredMean" | "scoredWeighted";
+  mode: "forward" | "backwardOnly";
+  evalDefaults: boolean;
+}
+
+export function defaultConfig(o: DefaultOptions = {}): DefaultConfig {
+  checkKeys("moe.layer default", o, DEFAULT_KEYS);
+  const beta = o.beta ?? 0.9;
+  if (typeof beta !== "number" || !(beta >= 0 && beta <= 1)) {
+    fail("moe.layer", `default.beta must be a number in [0, 1], got ${JSON.stringify(o.beta)}`);
+  }
+  return {
+    beta,
+    ema: checkChoice(
+      "moe.layer",
+      "default.ema",
+      o.ema,
+      ["mean", "scoredMean", "scoredWeighted"],
+      "mean",
+    ),
+    mode: checkChoice("moe.layer", "default.mode", o.mode, ["forward", "backwardOnly"], "forward"),
+    evalDefaults: !!o.evalDefaults,
+  };
+}
+
+/**
+ * Σ_{i∉A_t} π_{t,i} ê_i with ê constant: the router gets ∂L/∂π_{t,i} = ⟨g_t, ê_i⟩ for the
+ * unselected experts, and nothing reaches the experts through ê. In "backwardOnly" mode the
+ * forward value is zero and only the gradient remains.
+ */
+const defaultTerm = customVjp({
+  name: "moe.default.term",
+  fwd: (pi: Tensor, unselected: Tensor, ehat: Tensor, mode: "forward" | "backwardOnly") => {
+    return mode === "forward"
+      ? pi.mul(unselected).matmul(ehat)
+      : constant(0, [pi.shape[0], ehat.shape[1]], "f32");
+  },
+  bwd: (_s, g, [_pi, unselected, ehat]) => [
+    (g as Tensor).matmul((ehat as Tensor).transpose()).mul(unselected as Tensor),
+    null,
+    null,
+    null,
+  ],
+  estimator: true,
+});
+
+export interface DefaultInputs {
+  /** [T, N] router scores π (differentiable). */
+  scores: Tensor;
+  /** [T, k] selected experts. */
+  indices: Tensor;
+  /** [T, k, d] outputs of the selected experts, unweighted (the EMA's samples). */
+  outputs: Tensor;
+  /** [N, d] carried defaults. */
+  ehat: Tensor;
+  training: boolean;
+  config: DefaultConfig;
+}
+
+/** The EMA update and the default term: { term: [T, d] or null, ehat: updated [N, d] }. */
+export function defaultMoe(a: DefaultInputs): { term: Tensor | null; ehat: Tensor } {
+  const { scores, indices, config } = a;
+  const [T, N] = scores.shape;
+  const [, k, d] = a.outputs.shape;
+  if (a.ehat.dtype !== "f32" || a.ehat.shape.join() !== [N, d].join()) {
+    fail(
+      "moe.layer",
+      `state.ehat must be f32[${N}, ${d}] (one default vector per expert), got ${describe(a.ehat)}`,
+    );
+  }
+  const hot = oneHot(indices.reshape([T * k]), N); // [T·k, N]
+  const unselected = constant(1, [T, N], "f32").sub(hot.reshape([T, k, N]).sum(1).minimum(1));
+  let ehat = stopGradient(a.ehat);
+  if (a.training) {
+    const outs = stopGradient(a.outputs).reshape([T * k, d]);
+    const count = hot.sum(0); // [N]
+    const piSel = stopGradient(scores).gather(1, indices).reshape([T * k, 1]);
+    const samples = config.ema === "mean" ? outs : outs.mul(piSel);
+    const total = hot.transpose().matmul(samples); // [N, d]
+    const norm = config.ema === "scoredWeighted"
+      ? hot.transpose().matmul(piSel) // [N, 1]: Σ π over the expert's tokens
+      : count.reshape([N, 1]);
+    const mean = total.div(norm.maximum(1e-30));
+    const updated = ehat.mul(config.beta).add(mean.mul(1 - config.beta));
+    // An expert that received no token keeps its vector.
+    ehat = stopGradient(where(count.gt(0).reshape([N, 1]).broadcastTo([N, d]), updated, ehat));
+  }
+  const use = a.training || config.evalDefaults;
+  const term = use
+    ? (defaultTerm(scores, unselected, ehat, a.training ? config.mode : "forward") as Tensor)
+    : null;
+  return { term, ehat };
+}

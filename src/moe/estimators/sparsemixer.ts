@@ -1,0 +1,240 @@
+/**
+ * SparseMixer-v2 (GRIN) and SparseMixer-v1 routing estimators, following the released code
+ * (microsoft/SparseMixer `sparsemixerv2_routing`, `SparseMixer`; algorithms.md §5):
+ *
+ *  - the drop rule: expert i is masked when (z* − z_i) / max(|z_i|, z*) > 2ε (z* not made
+ *    absolute), computed without gradient;
+ *  - training selection by Gumbel-max over the masked logits, −log of Exp(1) draws;
+ *  - v2: c = 0.3333 + 0.6667·[D = argmax p or u > 0.75], forward weight c·p_D (p the masked
+ *    softmax), backward ∂L/∂z_j += g·p_D·(1[j=D] − p_j) with no c; slot 2 masks expert D₁ and
+ *    builds its drop mask from the original logits; weights are not renormalised;
+ *  - v1 (top-1): c = 0.5 + 0.5·[D = argmax or u > 0.5], forward c·p_D, the backward of the
+ *    c-multiplication is ×2, then ordinary autodiff through the masked softmax;
+ *  - eval: argmax selection, masked-softmax weights, c = 1.
+ */
+import { fail } from "../../errors.ts";
+import { Tensor } from "../../tensor.ts";
+import { customVjp } from "../../autodiff/custom.ts";
+import { stopGradient } from "../../ops/meta.ts";
+import { stack } from "../../ops/movement.ts";
+import { oneHot } from "../../ops/indexing.ts";
+import { constant, describe } from "../../ops/prim.ts";
+import { randomBits, uniformFromBits } from "../../ops/creation.ts";
+import { where } from "../../ops/elementwise.ts";
+
+/** Injected randomness: exponential draws [k, T, N] for Gumbel-max, uniform draws [k, T] for c. */
+export interface SparseMixerNoise {
+  exponential: Tensor;
+  uniform: Tensor;
+}
+
+export interface SparseMixerOptions {
+  k: number;
+  /** ε of the drop rule (default 0.01 for v2, HF PhiMoE's router_jitter_noise; 0.1 for v1). */
+  jitterEps?: number;
+  /** Training samples experts and scales gates; eval takes the argmax with c = 1 (default true). */
+  training?: boolean;
+  /** Replaces the random draws (tests, reproductions). */
+  noise?: SparseMixerNoise;
+  /** Key tensor for fresh draws per jitted call (see mj.rand), or a fixed seed. */
+  key?: Tensor;
+  seed?: number;
+  /** Selection-only bias [N]: shifts which experts are masked and sampled, never the weights. */
+  bias?: Tensor;
+  /** Score function the gate uses: the masked softmax (default) or a per-expert sigmoid. */
+  score?: "softmax" | "sigmoid";
+}
+
+export interface SparseMixerRouting {
+  indices: Tensor;
+  /** Forward gate values c·p_D ([T, k]); their backward is the estimator. */
+  weights: Tensor;
+  /** The c multipliers ([T, k]), for the paper's form of the expert gradient. */
+  scale: Tensor;
+}
+
+const NEG_INF = -Infinity;
+
+/** Drop mask of the code: (thr − z) / max(|z|, thr) > 2ε, with thr the row max (or given). */
+function dropMask(z: Tensor, thr: Tensor, eps: number): Tensor {
+  const factor = z.abs().maximum(thr);
+  return thr.sub(z).div(factor).gt(2 * eps);
+}
+
+/** The draws: injected, or counter-based from a key/seed. */
+function draws(opts: SparseMixerOptions, k: number, T: number, N: number): SparseMixerNoise {
+  if (opts.noise) {
+    const { exponential, uniform } = opts.noise;
+    if (!(exponential instanceof Tensor) || exponential.shape.join() !== [k, T, N].join()) {
+      fail(
+        "moe.route",
+        `noise.exponential must be f32[${k}, ${T}, ${N}], got ${
+          exponential instanceof Tensor ? describe(exponential) : typeof exponential
+        }`,
+      );
+    }
+    if (!(uniform instanceof Tensor) || uniform.shape.join() !== [k, T].join()) {
+      fail(
+        "moe.route",
+        `noise.uniform must be f32[${k}, ${T}], got ${
+          uniform instanceof Tensor ? describe(uniform) : typeof uniform
+        }`,
+      );
+    }
+    return opts.noise;
+  }
+  const src = opts.key !== undefined ? { key: opts.key } : { seed: opts.seed };
+  // Streams 2 and 3 keep these draws apart from other users of the same key.
+  const u = uniformFromBits(randomBits([k, T, N], 2, src));
+  const exponential = constant(1, [k, T, N], "f32").sub(u).log().neg(); // Exp(1) = −log(1 − U)
+  const uniform = uniformFromBits(randomBits([k, T], 3, src));
+  return { exponential, uniform };
+}
+
+/** Gate values of the selected experts under a mask, and everything the backward needs. */
+function gate(z: Tensor, dropped: Tensor, score: "softmax" | "sigmoid"): Tensor {
+  return score === "softmax"
+    ? where(dropped, NEG_INF, z).softmax(-1)
+    : where(dropped, 0, z.sigmoid());
+}
+
+const v2Weights = customVjp({
+  name: "moe.sparsemixer.v2",
+  // z: [T, N]; dropped: [k, T, N] bool; sel: [k, T] i32; c: [k, T]; score: static.
+  fwd: (z: Tensor, dropped: Tensor, sel: Tensor, c: Tensor, score: "softmax" | "sigmoid") => {
+    const k = sel.shape[0];
+    const slots: Tensor[] = [];
+    const ps: Tensor[] = [];
+    for (let j = 0; j < k; j++) {
+      const p = gate(z, dropped.slice([j]), score);
+      ps.push(p);
+      slots.push(p.gather(1, sel.slice([j]).reshape([-1, 1])).reshape([-1]));
+    }
+    const pD = stack(slots, 1); // [T, k]
+    return { out: pD.mul(c.transpose()), saved: [pD, stack(ps, 0)] };
+  },
+  bwd: ([pD, p], g, [z, _d, sel, _c, score]) => {
+    // ∂L/∂z_j = Σ_slot g·p_D·(1[j=D] − p_j) (softmax); g·p_D·(1 − p_D) at D only (sigmoid).
+    const G = g as Tensor, S = sel as Tensor, Z = z as Tensor;
+    const N = Z.shape[1];
+    let dz: Tensor | null = null;
+    for (let j = 0; j < S.shape[0]; j++) {
+      const gp = G.slice([null, j]).mul(pD.slice([null, j])).reshape([-1, 1]); // [T, 1]
+      const hot = oneHot(S.slice([j]), N);
+      const term = score === "softmax"
+        ? gp.mul(hot.sub(p.slice([j])))
+        : gp.mul(hot).mul(pD.slice([null, j]).reshape([-1, 1]).neg().add(1));
+      dz = dz ? dz.add(term) : term;
+    }
+    return [dz, null, null, null, null];
+  },
+  estimator: true,
+});
+
+const v1Scale = customVjp({
+  name: "moe.sparsemixer.v1",
+  // Forward c·p_D; the backward of the multiplication by c is ×2 (mid-point rule), whatever c.
+  fwd: (pD: Tensor, c: Tensor) => pD.mul(c),
+  bwd: (_s, g) => [(g as Tensor).mul(2), null],
+  estimator: true,
+});
+
+function checkCommon(opts: SparseMixerOptions, N: number): number {
+  const eps = opts.jitterEps;
+  if (eps !== undefined && (typeof eps !== "number" || !(eps >= 0))) {
+    fail("moe.route", `jitterEps must be a number ≥ 0, got ${JSON.stringify(eps)}`);
+  }
+  if (opts.training !== undefined && typeof opts.training !== "boolean") {
+    fail("moe.route", `training must be a boolean, got ${JSON.stringify(opts.training)}`);
+  }
+  if (
+    opts.bias !== undefined &&
+    (!(opts.bias instanceof Tensor) || opts.bias.shape.join() !== String(N))
+  ) {
+    fail("moe.route", `bias must be f32[${N}]`);
+  }
+  return eps ?? 0.01;
+}
+
+/**
+ * SparseMixer-v2 routing for top-1 or top-2 (GRIN).
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.route(logits, { k: 2, estimator: "sparsemixer", jitterEps: 0.01, key: stepKey });
+ * ```
+ */
+export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseMixerRouting {
+  const [T, N] = logits.shape;
+  const k = opts.k;
+  if (k !== 1 && k !== 2) {
+    fail("moe.route", `estimator "sparsemixer" supports k = 1 or 2 (as GRIN), got ${k}`);
+  }
+  const eps = checkCommon(opts, N);
+  const training = opts.training ?? true;
+  const score = opts.score ?? "softmax";
+  // Selection sees the (stopped) logits plus the optional bias; the gate uses the logits.
+  const zs = stopGradient(opts.bias ? logits.add(stopGradient(opts.bias)) : logits);
+  const noise = training ? draws(opts, k, T, N) : null;
+  const drops: Tensor[] = [], sels: Tensor[] = [], cs: Tensor[] = [];
+  let previous: Tensor | null = null; // one-hot of slot 1's choice
+  for (let j = 0; j < k; j++) {
+    // Slot 2 removes slot 1's expert, then builds its drop mask from the original logits.
+    const zj = previous ? where(previous, NEG_INF, zs) : zs;
+    const thr = zj.max(-1, true);
+    let dropped = dropMask(zs, thr, eps);
+    if (previous) dropped = dropped.logicalOr(previous);
+    const masked = where(dropped, NEG_INF, zs);
+    const sel = training
+      ? masked.sub(noise!.exponential.slice([j]).log()).argmax(-1)
+      : zj.argmax(-1);
+    let c: Tensor;
+    if (training) {
+      const p = masked.softmax(-1);
+      const first = sel.eq(p.argmax(-1)).logicalOr(noise!.uniform.slice([j]).gt(0.75));
+      c = first.cast("f32").mul(0.6667).add(0.3333);
+    } else {
+      c = constant(1, [T], "f32");
+    }
+    drops.push(dropped);
+    sels.push(sel);
+    cs.push(c);
+    previous = oneHot(sel, N, "bool");
+  }
+  const dropped = stack(drops, 0), sel = stack(sels, 0), c = stack(cs, 0);
+  const weights = v2Weights(logits, dropped, sel, c, score) as Tensor;
+  return { indices: sel.transpose(), weights, scale: c.transpose() };
+}
+
+/** SparseMixer-v1 routing (top-1, mid-point rule). The per-channel ω is applied by the layer. */
+export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseMixerRouting {
+  const [T, N] = logits.shape;
+  if (opts.k !== 1) {
+    fail("moe.route", `estimator "sparsemixer-v1" is top-1 only, got k = ${opts.k}`);
+  }
+  checkCommon(opts, N);
+  const eps = opts.jitterEps ?? 0.1;
+  const training = opts.training ?? true;
+  const score = opts.score ?? "softmax";
+  const zs = stopGradient(opts.bias ? logits.add(stopGradient(opts.bias)) : logits);
+  const dropped = dropMask(zs, zs.max(-1, true), eps);
+  const p = gate(logits, dropped, score); // differentiable: autodiff runs through it
+  let sel: Tensor;
+  let scale: Tensor;
+  if (training) {
+    const noise = draws(opts, 1, T, N);
+    sel = where(dropped, NEG_INF, zs).sub(noise.exponential.slice([0]).log()).argmax(-1);
+    const first = sel.eq(zs.argmax(-1)).logicalOr(noise.uniform.slice([0]).gt(0.5));
+    scale = first.cast("f32").mul(0.5).add(0.5);
+  } else {
+    sel = zs.argmax(-1);
+    scale = constant(1, [T], "f32");
+  }
+  const pD = p.gather(1, sel.reshape([-1, 1])).reshape([-1]);
+  const weights = training ? (v1Scale(pD, scale) as Tensor) : pD;
+  return {
+    indices: sel.reshape([T, 1]),
+    weights: weights.reshape([T, 1]),
+    scale: scale.reshape([T, 1]),
+  };
+}
