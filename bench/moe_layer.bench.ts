@@ -26,3 +26,24 @@ for (
     },
   );
 }
+
+// Estimator overhead at the first shape: Default MoE and SparseMixer-v2 against top-k (the
+// summary shows the ratios; targets ≤ 1.15× and ≤ 1.10×). Alternating run:
+// `deno run -A bench/peers/estimator_overhead.ts`.
+{
+  const s = { T: 4096, d: 256, E: 8, f: 512, k: 2 };
+  const group = "estimator overhead T=4096 d=256 E=8 f=512 k=2 fwd+bwd";
+  for (
+    const [name, opts] of [
+      ["topk", {}],
+      ["default", { estimator: "default" }],
+      ["sparsemixer", { estimator: "sparsemixer", seed: 1 }],
+    ] as const
+  ) {
+    const m = await moejitMoe(s, opts as Partial<mj.moe.LayerOptions>);
+    await m.fwdBwd();
+    Deno.bench({ name: `${name}`, group, baseline: name === "topk", n: 5, warmup: 1 }, async () => {
+      await m.fwdBwd();
+    });
+  }
+}

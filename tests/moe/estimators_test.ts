@@ -568,3 +568,36 @@ Deno.test("estimators: bad options are clear errors", () => {
     /noise\.exponential must be f32\[1, 4, 3\]/,
   );
 });
+
+Deno.test("estimators: a custom estimator function's own backward reaches the router", async () => {
+  const gateRule = mj.customVjp({
+    name: "test.uniformGate",
+    fwd: (scores: mj.Tensor, indices: mj.Tensor) => scores.gather(-1, indices),
+    // Each slot's gradient goes to every score equally (deliberately not the true gradient).
+    bwd: (
+      _s,
+      g,
+      [scores],
+    ) => [(g as mj.Tensor).sum(-1, true).broadcastTo((scores as mj.Tensor).shape), null],
+    estimator: true,
+  });
+  const est: mj.moe.EstimatorFn = ({ scores, selection, k }) => {
+    const indices = selection.topk(k).indices;
+    return { indices, weights: gateRule(scores, indices) };
+  };
+  const I = inputs(41);
+  const base = topkRouting(I, 2);
+  const R: RoutingRef = {
+    ...base,
+    routerGrad: (g) => base.pi.map((p, t) => softmaxBack(p, p.map(() => g[t][0] + g[t][1]))),
+  };
+  expectMatch(await library(I, { k: 2, estimator: est }, "wide"), run(I, R), WIDE, "custom");
+  if (gpu) {
+    expectMatch(
+      await library(I, { k: 2, estimator: est }, "webgpu"),
+      run(I, R),
+      F32,
+      "custom webgpu",
+    );
+  }
+});
