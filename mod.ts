@@ -33,6 +33,7 @@ export { seed } from "./src/rng.ts";
 export {
   abs,
   add,
+  bitcast,
   cast,
   clip,
   cos,
@@ -108,6 +109,7 @@ export {
   topk,
 } from "./src/ops/indexing.ts";
 export { matmul } from "./src/ops/linalg.ts";
+export { kthLargest } from "./src/ops/select.ts";
 export { mark, stopGradient } from "./src/ops/meta.ts";
 
 export { backward, grad, valueAndGrad } from "./src/autodiff/grad.ts";
@@ -127,3 +129,4 @@ export type { JitOptions } from "./src/jit.ts";
 export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";
 export * as moe from "./src/moe/index.ts";
+export * as balance from "./src/balance.ts";

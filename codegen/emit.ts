@@ -305,6 +305,8 @@ export class Emitter {
         return `mj_isnan(${r(a)})`;
       case "cast":
         return this.#cast(r(a), a.type, e.type);
+      case "bitcast":
+        return `bitcast<${e.type}>(${r(a)})`;
       case "threefry": {
         this.helpers.add("mj_threefry");
         const attr = e.attr as number[];

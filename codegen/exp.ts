@@ -40,6 +40,7 @@ export type ExpOp =
   | "xor"
   | "select"
   | "cast"
+  | "bitcast"
   | "isnan"
   | "threefry";
 
@@ -423,6 +424,21 @@ export function cast(a: Exp, to: ScalarType): Exp {
     range = wrapRange(to, a.lo, a.hi);
   }
   return intern("cast", to, [a], to, range);
+}
+
+/** Reinterprets the 32 bits of a value as another 32-bit type. */
+export function bitcast(a: Exp, to: ScalarType): Exp {
+  if (a.type === to) return a;
+  if (a.isConst) {
+    const buf = new DataView(new ArrayBuffer(4));
+    if (a.type === "f32") buf.setFloat32(0, a.value);
+    else buf.setUint32(0, a.value >>> 0);
+    return cst(
+      to === "f32" ? buf.getFloat32(0) : to === "i32" ? buf.getInt32(0) : buf.getUint32(0),
+      to,
+    );
+  }
+  return intern("bitcast", to, [a], to);
 }
 
 /** First word of Threefry-2x32 with a fixed key, counter (c0, stream). */

@@ -9,6 +9,7 @@ import type { OpArgs } from "../src/ir/ops.ts";
 import { stridesOf } from "../src/shape.ts";
 import {
   bin,
+  bitcast,
   cast,
   cst,
   type Exp,
@@ -162,6 +163,8 @@ export class Lowerer {
         return un(n.op, L(0));
       case "cast":
         return cast(L(0), t);
+      case "bitcast":
+        return bitcast(L(0), t);
       case "ne":
         // x != x is the NaN test; spell it by bits (WGSL may assume no NaNs in comparisons).
         if (src[0] === src[1] && src[0].dtype === "f32") return un("isnan", L(0));
@@ -255,6 +258,7 @@ export class Lowerer {
       }
       case "groupedWgrad":
       case "topk":
+      case "kthLargest":
       case "cumsum":
       case "scatterAdd":
         throw new LoweringConflict(n, `${n.op} runs as its own kernel`);

@@ -224,6 +224,10 @@ export class Tensor {
   cast(dtype: DType): Tensor {
     return ew.cast(this, dtype);
   }
+  /** Reinterprets the 32 bits of each element as `dtype` (f32, i32, u32). */
+  bitcast(dtype: DType): Tensor {
+    return ew.bitcast(this, dtype);
+  }
 
   // ---- reductions --------------------------------------------------------------------------
   sum(axis?: Axis, keepdims = false): Tensor {

@@ -76,6 +76,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   },
   floor: none,
   not: none,
+  bitcast: none,
   cast: (g, node) =>
     isFloat(node.src[0].dtype) && isFloat(node.dtype) ? [cast(g, node.src[0].dtype)] : [null],
 
@@ -137,6 +138,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
     prim("matmul", [swapLast(a), g], null),
   ],
   topk: none,
+  kthLargest: none,
   // Per segment: da = g · b[e]ᵀ, db[e] = a_segᵀ · g_seg. Offsets are integer, no gradient.
   groupedMatmul: (g, _n, [a, b, off]) => [
     prim("groupedMatmul", [g, permuted(b, [0, 2, 1]), off], null),

@@ -432,6 +432,23 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
     return out;
   },
 
+  bitcast: (node, [x], ctx) => {
+    // Through f32 bits even in wide mode: reinterpretation is of the 32-bit value.
+    const from = node.src[0].dtype, to = node.arg.dtype;
+    const bits = from === "f32"
+      ? new Uint32Array(Float32Array.from(x).buffer)
+      : from === "i32"
+      ? new Uint32Array(Int32Array.from(x).buffer)
+      : Uint32Array.from(x);
+    const out = alloc(node, ctx);
+    const view = to === "f32"
+      ? new Float32Array(bits.buffer)
+      : to === "i32"
+      ? new Int32Array(bits.buffer)
+      : bits;
+    for (let i = 0; i < out.length; i++) out[i] = view[i];
+    return out;
+  },
   add: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x + y),
   sub: (node, [a, b], ctx) => mapBinary(node, a, b, ctx, (x, y) => x - y),
   mul: (node, [a, b], ctx) =>
@@ -473,6 +490,17 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   scatterAdd: scatterAddKernel,
   matmul: matmulKernel,
   topk: topkKernel,
+  kthLargest: (node, [x], ctx) => {
+    const [n, cols] = node.src[0].shape;
+    const out = alloc(node, ctx);
+    const col = new Float64Array(n);
+    for (let j = 0; j < cols; j++) {
+      for (let i = 0; i < n; i++) col[i] = x[i * cols + j];
+      col.sort();
+      out[j] = col[n - node.arg.rank];
+    }
+    return out;
+  },
   groupedMatmul: groupedMatmulKernel,
   groupedWgrad: groupedWgradKernel,
   cumsum: cumsumKernel,

@@ -45,6 +45,8 @@ export interface OpArgs {
   floor: null;
   not: null;
   cast: { dtype: DType };
+  /** Reinterprets the 32 bits of each element as another 32-bit dtype. */
+  bitcast: { dtype: DType };
   // binary (operands have equal shapes and dtypes)
   add: null;
   sub: null;
@@ -76,6 +78,8 @@ export interface OpArgs {
   scatterAdd: { axis: number; shape: Shape };
   matmul: null;
   topk: { k: number };
+  /** The rank-th largest of each column of an [n, cols] f32 matrix → [cols] (radix select). */
+  kthLargest: { rank: number };
   cumsum: { axis: number; reverse: boolean; exclusive: boolean };
   /** out[r] = a[r] @ b[e] for the expert segment e holding row r (offsets[e] ≤ r < offsets[e+1]). */
   groupedMatmul: null;
@@ -213,6 +217,15 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   floor: unary("floor", true),
   not: unary("not", false),
   cast: { category: "unary", arity: 1, infer: (s, a) => ({ shape: s[0].shape, dtype: a.dtype }) },
+  bitcast: {
+    category: "unary",
+    arity: 1,
+    infer: (s, a) => {
+      const ok = (d: DType) => d === "f32" || d === "i32" || d === "u32";
+      if (!ok(s[0].dtype) || !ok(a.dtype)) throw new IRError("bitcast", "needs 32-bit dtypes");
+      return { shape: s[0].shape, dtype: a.dtype };
+    },
+  },
 
   add: binary("add", "same"),
   sub: binary("sub", "same"),
@@ -384,6 +397,19 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       }
       if (a.dtype !== b.dtype) throw new IRError("matmul", "dtypes");
       return { shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype };
+    },
+  },
+  kthLargest: {
+    category: "routine",
+    arity: 1,
+    infer: (s, a) => {
+      if (s[0].shape.length !== 2 || s[0].dtype !== "f32") {
+        throw new IRError("kthLargest", "needs f32[n, cols]");
+      }
+      if (!Number.isInteger(a.rank) || a.rank < 1 || a.rank > s[0].shape[0]) {
+        throw new IRError("kthLargest", "rank");
+      }
+      return { shape: [s[0].shape[1]], dtype: "f32" };
     },
   },
   topk: {

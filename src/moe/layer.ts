@@ -14,8 +14,10 @@ import {
   route,
   ROUTE_KEYS,
   type RouteOptions,
+  routerScores,
   type Routing,
 } from "./route.ts";
+import type { Balancer } from "../passes/balance.ts";
 import { defaultConfig, defaultMoe, type DefaultOptions } from "./estimators/default_moe.ts";
 import { takeRows } from "../ops/indexing.ts";
 import { type RoutingTable, routingTable } from "./table.ts";
@@ -37,6 +39,10 @@ export interface MoeParams {
 export interface LayerState {
   /** Default MoE: one default vector per expert, [N, d] (zeros when absent). */
   ehat?: Tensor;
+  /** Loss-free balancing's selection bias [N]. */
+  lossFreeBias?: Tensor;
+  /** BIP balancing's dual prices q [N]. */
+  bipQ?: Tensor;
 }
 
 export interface LayerOptions extends RouteOptions {
@@ -51,6 +57,8 @@ export interface LayerOptions extends RouteOptions {
    * code ("code", default), or not, like the paper's Algorithm 1 ("paper").
    */
   expertGrad?: "code" | "paper";
+  /** Load balancers (mj.balance.auxLoss, zLoss, lossFree, bip), in any combination. */
+  balance?: Balancer[];
 }
 
 export interface LayerResult extends Routing {
@@ -64,7 +72,14 @@ export interface LayerResult extends Routing {
   state: Record<string, Tensor>;
 }
 
-export const LAYER_KEYS = [...ROUTE_KEYS, "activation", "default", "state", "expertGrad"] as const;
+export const LAYER_KEYS = [
+  ...ROUTE_KEYS,
+  "activation",
+  "default",
+  "state",
+  "expertGrad",
+  "balance",
+] as const;
 
 function checkParam(name: string, t: unknown, shape: number[]): Tensor {
   if (!(t instanceof Tensor) || t.dtype !== "f32" || t.shape.join() !== shape.join()) {
@@ -175,11 +190,27 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
       `option default configures estimator "default", not ${JSON.stringify(estimator)}`,
     );
   }
-  const { activation: _a, default: defaultOpts, state, expertGrad: _g, ...routeOpts } = opts;
-  if (state !== undefined) checkKeys("moe.layer state", state, ["ehat"]);
+  const { activation: _a, default: defaultOpts, state, expertGrad: _g, balance, ...routeOpts } =
+    opts;
+  if (state !== undefined) checkKeys("moe.layer state", state, ["ehat", "lossFreeBias", "bipQ"]);
+  const balancers = checkBalancers(balance);
   const training = opts.training ?? true;
+  const [T] = x.shape;
+  const k = opts.k;
+  const inState = (state ?? {}) as Record<string, Tensor>;
   const logits = x.matmul(params.router.transpose());
-  const r = route(logits, routeOpts);
+  // Balancers that move the selection (loss-free bias, BIP prices) see the scores first.
+  const newState: Record<string, Tensor> = {};
+  // Each sees the selection scores so far (scores + the user's bias + earlier shifts).
+  let bias = routeOpts.bias;
+  for (const b of balancers) {
+    if (!b.selectionShift) continue;
+    const scores = stopGradient(routerScores(logits, routeOpts.score ?? "softmax"));
+    const s = b.selectionShift(bias ? scores.add(bias) : scores, { T, N, k, state: inState });
+    bias = bias ? bias.add(s.shift) : s.shift;
+    Object.assign(newState, s.state ?? {});
+  }
+  const r = route(logits, { ...routeOpts, ...(bias ? { bias } : {}) });
   const table = routingTable(r.indices, N);
   const ys = expertForward(dispatch(x, table), params, table, act);
   let y: Tensor;
@@ -194,14 +225,22 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
     y = combine(ys, table, r.weights);
   }
   if (params.omega) y = y.mul(params.omega);
-  const newState: Record<string, Tensor> = {};
+  const losses: Record<string, Tensor> = {};
+  for (const b of balancers) {
+    if (!b.finish) continue;
+    const f = b.finish({ routing: r, T, N, k, state: inState });
+    for (const [name, v] of Object.entries(f.losses ?? {}) as [string, Tensor][]) {
+      losses[name] = losses[name] ? losses[name].add(v) : v;
+    }
+    Object.assign(newState, f.state ?? {});
+  }
   if (estimator === "dense") {
     // Forward equals top-k; the gradient is that of the dense mixture Σ_i π_i E_i(x) (§2.3).
     const all = allExperts(x, params, act); // [N, T, d]
     const dense = all.mul(r.scores.transpose().unsqueeze(2)).sum(0);
     y = dense.sub(stopGradient(dense)).add(stopGradient(y));
   } else if (estimator === "default") {
-    const [T, d] = x.shape;
+    const d = x.shape[1];
     const ehat = state?.ehat ?? constant(0, [N, d], "f32");
     const outputs = takeRows(ys, table.destRow).reshape([T, r.indices.shape[1], d]);
     const dm = defaultMoe({
@@ -215,5 +254,25 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
     if (dm.term) y = y.add(dm.term);
     newState.ehat = dm.ehat;
   }
-  return { ...r, y, table, losses: {}, state: newState };
+  return { ...r, y, table, losses, state: newState };
+}
+
+function checkBalancers(balance: unknown): Balancer[] {
+  if (balance === undefined) return [];
+  if (!Array.isArray(balance)) {
+    fail("moe.layer", "balance must be an array of balancers, e.g. [mj.balance.auxLoss()]");
+  }
+  balance.forEach((b, i) => {
+    if (!b || typeof b !== "object" || typeof (b as Balancer).kind !== "string") {
+      fail(
+        "moe.layer",
+        `balance[${i}] is not a balancer; make one with mj.balance.auxLoss/zLoss/lossFree/bip`,
+      );
+    }
+  });
+  const kinds = balance.map((b) => (b as Balancer).kind);
+  if (new Set(kinds).size !== kinds.length) {
+    fail("moe.layer", `balance lists a balancer twice: ${kinds.join(", ")}`);
+  }
+  return balance as Balancer[];
 }

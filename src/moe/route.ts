@@ -154,7 +154,7 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
   }
   const training = opts.training ?? true;
   const marked = mark(logits, "moe.logits");
-  const scores = mark(score === "softmax" ? marked.softmax(-1) : marked.sigmoid(), "moe.scores");
+  const scores = routerScores(logits, score);
   let indices: Tensor, weights: Tensor, scale: Tensor;
   if (sampling) {
     const r = (estimator === "sparsemixer" ? sparseMixerV2 : sparseMixerV1)(marked, {
@@ -196,6 +196,12 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
   }
   if (opts.normalize) weights = weights.div(weights.sum(-1, true));
   return { indices, weights, scores, counts: expertCounts(indices, N), scale };
+}
+
+/** The router's scores, marked for balancers (the same nodes route() builds). */
+export function routerScores(logits: Tensor, score: "softmax" | "sigmoid" = "softmax"): Tensor {
+  const marked = mark(logits, "moe.logits");
+  return mark(score === "softmax" ? marked.softmax(-1) : marked.sigmoid(), "moe.scores");
 }
 
 /** [N] i32 counts of each expert among `indices` (any shape): a histogram without atomics. */

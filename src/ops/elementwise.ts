@@ -144,6 +144,25 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return prim("cast", [x], { dtype });
 }
 
+/**
+ * Reinterprets each element's 32 bits as another 32-bit dtype (f32, i32, u32); no value
+ * conversion and no gradient.
+ *
+ * @example
+ * ```ts
+ * mj.tensor([1]).bitcast("u32"); // [0x3f800000]
+ * ```
+ */
+export function bitcast(x: Tensor, dtype: DType): Tensor {
+  requireTensor("bitcast", x);
+  dtype = checkDType(dtype, "bitcast");
+  if (x.dtype === "bool" || dtype === "bool") {
+    fail("bitcast", `expected 32-bit dtypes (f32, i32, u32), got ${describe(x)} to ${dtype}`);
+  }
+  if (x.dtype === dtype) return x;
+  return prim("bitcast", [x], { dtype });
+}
+
 // ---- unary ------------------------------------------------------------------------------------
 
 /** `name` is what errors call the op: the primitive's name is not always the public one. */

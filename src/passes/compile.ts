@@ -25,6 +25,11 @@ import { groupedMatmulShader, groupedWgradShader } from "../../codegen/templates
 import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts";
 import { scanShader } from "../../codegen/templates/scan.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
+import {
+  radixSelectPrograms,
+  selectHistBytes,
+  selectStateBytes,
+} from "../../codegen/templates/select.ts";
 import { deviceItemSize } from "../dtype.ts";
 import { envVar } from "../env.ts";
 import { stats } from "../runtime/stats.ts";
@@ -43,10 +48,12 @@ export interface CompileOptions {
 
 export interface Launch {
   program: ShaderProgram;
-  /** Step slot bound at each binding index of the program. */
+  /** Step slot bound at each binding index of the program (negative: the kernel's scratch). */
   slots: number[];
   /** Total invocations (0 means the launch is skipped). */
   work: number;
+  /** Byte sizes of the kernel's scratch buffers (slots −1, −2, …), if it uses any. */
+  scratch?: number[];
 }
 
 export interface SlotInfo {
@@ -139,7 +146,16 @@ function build(
   const slotOfKey = new Map<string, number>();
   for (const [n, slot] of slotOf) slotOfKey.set(n.key, slot);
   for (const k of kernels) {
-    const made = cachedKernel(k, isRealized, slotOf, nodeOfSlot, slotOfKey, opts.maxBindings);
+    let made = cachedKernel(k, isRealized, slotOf, nodeOfSlot, slotOfKey, opts.maxBindings);
+    const scratch = made.find((l) => l.scratch?.length)?.scratch ?? [];
+    if (scratch.length) {
+      // The kernel's scratch buffers become temporaries of this step.
+      const base = slots.length;
+      scratch.forEach((bytes, i) =>
+        slots.push({ bytes, kind: "temp", index: -1, label: `scratch ${i} of ${k.root.op}` })
+      );
+      made = made.map((l) => ({ ...l, slots: l.slots.map((s) => (s < 0 ? base - s - 1 : s)) }));
+    }
     for (const l of made) {
       const li = launches.length;
       for (const s of l.slots) lastUse.set(s, li);
@@ -169,7 +185,7 @@ function build(
  */
 const kernelCache = new Map<
   string,
-  { programs: ShaderProgram[]; reads: string[][]; work: number[] }
+  { programs: ShaderProgram[]; reads: string[][]; work: number[]; scratch: number[] }
 >();
 const KERNEL_CACHE_LIMIT = 4096;
 
@@ -200,12 +216,16 @@ function cachedKernel(
   const sig = kernelSignature(k, isRealized);
   const hit = kernelCache.get(sig);
   if (hit) {
-    const slots = hit.reads.map((keys) => keys.map((key) => slotOfKey.get(key)));
+    const resolve = (
+      key: string,
+    ) => (key.startsWith("#scratch") ? Number(key.slice(8)) : slotOfKey.get(key));
+    const slots = hit.reads.map((keys) => keys.map(resolve));
     if (slots.every((l) => l.every((s) => s !== undefined))) {
       return hit.programs.map((program, i) => ({
         program,
         slots: slots[i] as number[],
         work: hit.work[i],
+        ...(hit.scratch.length ? { scratch: hit.scratch } : {}),
       }));
     }
   }
@@ -214,8 +234,11 @@ function cachedKernel(
   if (kernelCache.size >= KERNEL_CACHE_LIMIT) kernelCache.delete(kernelCache.keys().next().value!);
   kernelCache.set(sig, {
     programs: made.map((l) => l.program),
-    reads: made.map((l) => l.slots.map((slot) => nodeOfSlot[slot].key)),
+    reads: made.map((l) =>
+      l.slots.map((slot) => (slot < 0 ? `#scratch${slot}` : nodeOfSlot[slot].key))
+    ),
     work: made.map((l) => l.work),
+    scratch: made.find((l) => l.scratch?.length)?.scratch ?? [],
   });
   return made;
 }
@@ -276,14 +299,26 @@ function describeStep(launches: Launch[], slots: SlotInfo[], temps: number[]): s
   }`;
 }
 
-/** Local binding numbers for a kernel: inputs in first-use order, then the output. */
+/**
+ * Local binding numbers for a kernel: inputs in first-use order, then the output. Templates
+ * with several passes may also ask for scratch buffers; their step slots are negative
+ * placeholders (−1, −2, …) until `build` allocates them.
+ */
 class LocalSlots {
   readonly order: number[] = [];
+  /** Byte sizes of the scratch buffers, by placeholder −(i+1). */
+  readonly scratchBytes: number[] = [];
   #local = new Map<number, number>();
   constructor(
     readonly global: (n: Node) => number | undefined,
     readonly isRealized: (n: Node) => boolean,
   ) {}
+  /** A new scratch buffer of `bytes`, as a local binding number. */
+  scratch(bytes: number): number {
+    this.scratchBytes.push(Math.max(4, bytes));
+    this.order.push(-this.scratchBytes.length);
+    return this.order.length - 1;
+  }
   of(n: Node): number | undefined {
     if (!this.isRealized(n)) return undefined;
     const g = this.global(n);
@@ -311,7 +346,9 @@ function launchOf(
       `binds ${program.bindings.length} buffers, the device allows ${maxBindings}`,
     );
   }
-  return { program, slots: program.bindings.map((b) => local.order[b.slot]), work };
+  const launch: Launch = { program, slots: program.bindings.map((b) => local.order[b.slot]), work };
+  if (local.scratchBytes.length) launch.scratch = local.scratchBytes;
+  return launch;
 }
 
 /** The unrealized source subtree of `root` that reads the most distinct buffers. */
@@ -424,6 +461,27 @@ function lowerKernel(
         out,
       });
       return [launchOf(program, local, rows, maxBindings, root)];
+    }
+    case "kthLargest": {
+      const src = throughIdentity(root.src[0]);
+      const [n, cols] = src.shape;
+      const x = local.of(src)!;
+      const state = local.scratch(selectStateBytes(cols));
+      const hist = local.scratch(selectHistBytes(n, cols));
+      const out = registerOut(local, root);
+      const programs = radixSelectPrograms({
+        label,
+        n,
+        cols,
+        rank: (root.arg as OpArgs["kthLargest"]).rank,
+        x,
+        out,
+        state,
+        hist,
+      });
+      return programs.map((p) =>
+        launchOf(p, local, n === 0 ? 0 : p.grid[0] * p.grid[1], maxBindings, root)
+      );
     }
     case "cumsum": {
       const a = root.arg as OpArgs["cumsum"];

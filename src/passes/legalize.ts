@@ -148,8 +148,9 @@ function legalizeTopk(n: Node<"topk">, lim: LegalizeLimits): Node | undefined {
   const nLast = x.shape[r - 1];
   if (k * nLast <= lim.topk) return undefined;
   const C = Math.max(k, Math.floor(lim.topk / k));
-  if (C >= nLast) return undefined; // k too large to chunk: one pass (checked at kernel build)
   const S = Math.ceil(nLast / C);
+  // Chunking must shrink the candidate set; with a large k it cannot (checked at kernel build).
+  if (C >= nLast || S * k >= nLast) return undefined;
   const lead = x.shape.slice(0, r - 1);
   const zeros = lead.map(() => [0, 0] as [number, number]);
   let y = x;

@@ -73,7 +73,7 @@ export type PlannedKernel =
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
   | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
   | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
-  | { kind: "topk" | "cumsum" | "scatterAdd"; root: Node };
+  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd"; root: Node };
 
 export interface Schedule {
   /** Input leaves, in first-use order. */
@@ -87,6 +87,7 @@ const ROUTINES = new Set([
   "groupedMatmul",
   "groupedWgrad",
   "topk",
+  "kthLargest",
   "cumsum",
   "scatterAdd",
 ]);
@@ -216,7 +217,7 @@ export function schedule(
   const kernels: PlannedKernel[] = [];
   for (const n of order) {
     if (!realized.has(n)) continue;
-    if (n.op === "topk" || n.op === "cumsum" || n.op === "scatterAdd") {
+    if (n.op === "topk" || n.op === "kthLargest" || n.op === "cumsum" || n.op === "scatterAdd") {
       kernels.push({ kind: n.op, root: n });
       continue;
     }

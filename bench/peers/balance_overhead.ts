@@ -1,0 +1,43 @@
+/**
+ * BIP's overhead on the MoE layer's forward+backward (T=4096, d=256, E=64, f=64, k=8), plus
+ * loss-free and the auxiliary loss for reference, alternating in one process.
+ *
+ *   deno run -A bench/peers/balance_overhead.ts [--rounds 5]
+ */
+import { parseArgs } from "node:util";
+import * as mj from "../../mod.ts";
+import { moejitMoe } from "./moe_moejit.ts";
+import { median, table } from "./util.ts";
+
+const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
+mj.setBackend("webgpu");
+const s = { T: 4096, d: 256, E: 64, f: 64, k: 8 };
+const variants: Record<string, Awaited<ReturnType<typeof moejitMoe>>> = {
+  none: await moejitMoe(s),
+  "bip T=4": await moejitMoe(s, { balance: [mj.balance.bip({ iters: 4 })] }),
+  "loss-free": await moejitMoe(s, { balance: [mj.balance.lossFree()] }),
+  "aux loss": await moejitMoe(s, { balance: [mj.balance.auxLoss()] }),
+};
+const times: Record<string, number[]> = Object.fromEntries(
+  Object.keys(variants).map((k) => [k, []]),
+);
+for (const v of Object.values(variants)) await v.fwdBwd();
+for (let r = 0; r < Number(values.rounds); r++) {
+  for (const [name, v] of Object.entries(variants)) {
+    const t0 = performance.now();
+    await v.fwdBwd();
+    times[name].push(performance.now() - t0);
+  }
+}
+const base = median(times.none);
+console.log(
+  `adapter: ${
+    (await mj.backendInfo())?.adapter.description
+  }; T=${s.T} d=${s.d} E=${s.E} f=${s.f} k=${s.k}`,
+);
+console.log(table(
+  ["balancer", "fwd+bwd ms", "vs none"],
+  Object.entries(times).map((
+    [name, t],
+  ) => [name, median(t).toFixed(0), (median(t) / base).toFixed(3) + "x"]),
+));

@@ -1,0 +1,237 @@
+/**
+ * Small, dependency-free SVG charts for training reports: line charts (loss, perplexity,
+ * MaxVio per step) and heatmaps (layer × expert load over training).
+ */
+
+export interface Series {
+  name: string;
+  /** y values, one per x (x = index + 1 unless `x` is given). */
+  y: readonly number[];
+  x?: readonly number[];
+}
+
+export interface LineChartOptions {
+  title: string;
+  xLabel?: string;
+  yLabel?: string;
+  /** Logarithmic y axis (positive values only). */
+  logY?: boolean;
+  width?: number;
+  height?: number;
+}
+
+const PALETTE = [
+  "#1f77b4",
+  "#d62728",
+  "#2ca02c",
+  "#ff7f0e",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#17becf",
+];
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const step0 = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) ?? step0;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(+v.toPrecision(12));
+  }
+  return out;
+}
+
+function fmt(v: number): string {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-3 ? v.toExponential(1) : String(+v.toPrecision(4));
+}
+
+/**
+ * A line chart with axes, ticks and a legend.
+ *
+ * @example
+ * ```ts
+ * const svg = lineChart([{ name: "loss", y: losses }], { title: "Training loss", xLabel: "step" });
+ * ```
+ */
+export function lineChart(series: readonly Series[], o: LineChartOptions): string {
+  const W = o.width ?? 720, H = o.height ?? 420;
+  const m = { l: 70, r: 160, t: 40, b: 50 };
+  const pw = W - m.l - m.r, ph = H - m.t - m.b;
+  const pts = series.map((s) =>
+    s.y.map((y, i) => [s.x ? s.x[i] : i + 1, y] as [number, number]).filter(([, y]) =>
+      Number.isFinite(y) && (!o.logY || y > 0)
+    )
+  );
+  const all = pts.flat();
+  const xs = all.map((p) => p[0]), ys = all.map((p) => (o.logY ? Math.log10(p[1]) : p[1]));
+  let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  if (!o.logY && y0 > 0 && y0 < 0.3 * y1) y0 = 0;
+  const sx = (x: number) => m.l + ((x - x0) / (x1 - x0)) * pw;
+  const sy = (y: number) => m.t + ph - (((o.logY ? Math.log10(y) : y) - y0) / (y1 - y0)) * ph;
+  const parts: string[] = [];
+  parts.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`);
+  parts.push(
+    `<text x="${m.l + pw / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
+      esc(o.title)
+    }</text>`,
+  );
+  parts.push(
+    `<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`,
+  );
+  for (const t of niceTicks(x0, x1)) {
+    parts.push(
+      `<line x1="${sx(t)}" y1="${m.t + ph}" x2="${sx(t)}" y2="${m.t + ph + 5}" stroke="#666"/>`,
+    );
+    parts.push(
+      `<text x="${sx(t)}" y="${m.t + ph + 18}" text-anchor="middle" font-size="11">${
+        fmt(t)
+      }</text>`,
+    );
+  }
+  const yTicks = o.logY
+    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).map((
+      e,
+    ) => 10 ** e)
+    : niceTicks(y0, y1);
+  for (const t of yTicks) {
+    const yy = sy(t);
+    if (yy < m.t - 1 || yy > m.t + ph + 1) continue;
+    parts.push(`<line x1="${m.l}" y1="${yy}" x2="${m.l + pw}" y2="${yy}" stroke="#eee"/>`);
+    parts.push(
+      `<text x="${m.l - 6}" y="${yy + 4}" text-anchor="end" font-size="11">${fmt(t)}</text>`,
+    );
+  }
+  if (o.xLabel) {
+    parts.push(
+      `<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${
+        esc(o.xLabel)
+      }</text>`,
+    );
+  }
+  if (o.yLabel) {
+    parts.push(
+      `<text x="16" y="${
+        m.t + ph / 2
+      }" text-anchor="middle" font-size="12" transform="rotate(-90 16 ${m.t + ph / 2})">${
+        esc(o.yLabel)
+      }</text>`,
+    );
+  }
+  pts.forEach((p, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    if (p.length) {
+      const d = p.map(([x, y], j) => `${j ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`)
+        .join(" ");
+      parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"/>`);
+    }
+    const ly = m.t + 14 + i * 18;
+    parts.push(
+      `<line x1="${m.l + pw + 12}" y1="${ly - 4}" x2="${m.l + pw + 32}" y2="${
+        ly - 4
+      }" stroke="${color}" stroke-width="2"/>`,
+    );
+    parts.push(`<text x="${m.l + pw + 38}" y="${ly}" font-size="12">${esc(series[i].name)}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n${
+    parts.join("\n")
+  }\n</svg>\n`;
+}
+
+export interface HeatmapOptions {
+  title: string;
+  rowLabel?: string;
+  colLabel?: string;
+  rowNames?: readonly string[];
+  width?: number;
+  height?: number;
+}
+
+/**
+ * A heatmap of a matrix (rows × columns), e.g. one row per layer and step, one column per expert.
+ */
+export function heatmap(values: readonly (readonly number[])[], o: HeatmapOptions): string {
+  const rows = values.length, cols = rows ? values[0].length : 0;
+  const W = o.width ?? 720, H = o.height ?? Math.min(900, 80 + rows * 14);
+  const m = { l: 90, r: 90, t: 40, b: 40 };
+  const cw = (W - m.l - m.r) / Math.max(1, cols), ch = (H - m.t - m.b) / Math.max(1, rows);
+  const flat = values.flat().filter(Number.isFinite);
+  const lo = flat.length ? Math.min(...flat) : 0, hi = flat.length ? Math.max(...flat) : 1;
+  const color = (v: number) => {
+    const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    const r = Math.round(255 * Math.min(1, 2 * t)), b = Math.round(255 * Math.min(1, 2 * (1 - t)));
+    return `rgb(${r},${Math.round(255 * (1 - Math.abs(2 * t - 1)))},${b})`;
+  };
+  const parts: string[] = [`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`];
+  parts.push(
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
+      esc(o.title)
+    }</text>`,
+  );
+  values.forEach((row, i) => {
+    row.forEach((v, j) => {
+      parts.push(
+        `<rect x="${(m.l + j * cw).toFixed(1)}" y="${(m.t + i * ch).toFixed(1)}" width="${
+          cw.toFixed(1)
+        }" height="${ch.toFixed(1)}" fill="${color(v)}"><title>${
+          esc(o.rowNames?.[i] ?? String(i))
+        }, ${j}: ${fmt(v)}</title></rect>`,
+      );
+    });
+    if (o.rowNames && (rows <= 40 || i % Math.ceil(rows / 40) === 0)) {
+      parts.push(
+        `<text x="${m.l - 6}" y="${
+          (m.t + (i + 0.5) * ch + 4).toFixed(1)
+        }" text-anchor="end" font-size="10">${esc(o.rowNames[i])}</text>`,
+      );
+    }
+  });
+  for (let j = 0; j < cols; j += Math.max(1, Math.ceil(cols / 32))) {
+    parts.push(
+      `<text x="${(m.l + (j + 0.5) * cw).toFixed(1)}" y="${
+        H - m.b + 14
+      }" text-anchor="middle" font-size="10">${j}</text>`,
+    );
+  }
+  if (o.colLabel) {
+    parts.push(
+      `<text x="${m.l + (W - m.l - m.r) / 2}" y="${H - 8}" text-anchor="middle" font-size="12">${
+        esc(o.colLabel)
+      }</text>`,
+    );
+  }
+  if (o.rowLabel) {
+    parts.push(
+      `<text x="14" y="${H / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${
+        H / 2
+      })">${esc(o.rowLabel)}</text>`,
+    );
+  }
+  // Legend: low → high.
+  for (let s = 0; s <= 10; s++) {
+    const v = lo + ((hi - lo) * s) / 10;
+    parts.push(
+      `<rect x="${W - m.r + 20}" y="${m.t + (10 - s) * 16}" width="16" height="16" fill="${
+        color(v)
+      }"/>`,
+    );
+    if (s % 5 === 0) {
+      parts.push(
+        `<text x="${W - m.r + 42}" y="${m.t + (10 - s) * 16 + 12}" font-size="10">${fmt(v)}</text>`,
+      );
+    }
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n${
+    parts.join("\n")
+  }\n</svg>\n`;
+}

@@ -1,0 +1,442 @@
+/**
+ * Balancers against their formulas (algorithms.md §4): values, gradients and state updates in
+ * float64 on the interpreter, the same on WebGPU within f32 tolerance, over several steps.
+ */
+import * as mj from "../../mod.ts";
+import { assert, assertClose, evalWide, prng, wideTensor } from "../helpers.ts";
+import { acquireGpu } from "../../src/runtime/device.ts";
+import { evaluate } from "../../src/interp/interpreter.ts";
+
+const gpu = (await acquireGpu()) !== null;
+
+type Mat = number[][];
+const rand = (seed: number) => {
+  const r = prng(seed);
+  return (a: number, b: number, s = 1): Mat =>
+    Array.from({ length: a }, () => Array.from({ length: b }, () => (2 * r() - 1) * s));
+};
+const softmax = (z: number[]) => {
+  const m = Math.max(...z), e = z.map((v) => Math.exp(v - m)), s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+};
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+const lse = (z: number[]) =>
+  Math.max(...z) + Math.log(z.reduce((s, v) => s + Math.exp(v - Math.max(...z)), 0));
+const topk = (v: number[], k: number) =>
+  v.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, k).map((
+    [, i],
+  ) => i);
+const kth = (
+  v: number[],
+  r: number,
+) => (r > v.length ? -Infinity : [...v].sort((a, b) => b - a)[r - 1]);
+
+/** A layer whose router logits are given directly (x = identity-ish): logits = x · routerᵀ. */
+function setup(T: number, N: number, d: number, seed: number) {
+  const m = rand(seed);
+  return { x: m(T, d), router: m(N, d, 1.5), up: [m(4, d, 0.5), m(4, d, 0.5)], T, N, d };
+}
+
+function layerFor(s: ReturnType<typeof setup>, wide: boolean) {
+  const t = (v: number[], sh: number[]) => (wide ? wideTensor(v, sh) : mj.tensor(v, sh));
+  const f = 4;
+  const r = prng(99);
+  const up = Array.from({ length: s.N * f * s.d }, () => (2 * r() - 1) * 0.5);
+  const down = Array.from({ length: s.N * s.d * f }, () => (2 * r() - 1) * 0.5);
+  return {
+    x: t(s.x.flat(), [s.T, s.d]),
+    params: {
+      router: t(s.router.flat(), [s.N, s.d]),
+      up: t(up, [s.N, f, s.d]),
+      down: t(down, [s.N, s.d, f]),
+    },
+  };
+}
+
+const logitsOf = (s: ReturnType<typeof setup>) =>
+  s.x.map((xt) => s.router.map((rw) => rw.reduce((a, w, c) => a + w * xt[c], 0)));
+
+// ---- auxiliary loss and z-loss ----------------------------------------------------------------
+
+for (
+  const [name, opts, k] of [
+    ["global unified", {}, 2],
+    ["global hf (K× larger)", { convention: "hf" }, 2],
+    ["sequence-wise", { scope: "sequence", seqLen: 3 }, 2],
+    ["softmax P under sigmoid routing", { score: "softmax" }, 1],
+  ] as const
+) {
+  Deno.test(`auxLoss ${name}: value and router gradient follow §4.1`, async () => {
+    const s = setup(6, 4, 3, 7);
+    const alpha = 0.3;
+    const routeScore = name.startsWith("softmax P") ? "sigmoid" : "softmax";
+    const z = logitsOf(s);
+    const score = z.map((row) => (routeScore === "softmax" ? softmax(row) : row.map(sigmoid)));
+    const P = z.map((
+      row,
+    ) => ("score" in opts
+      ? softmax(row)
+      : routeScore === "softmax"
+      ? softmax(row)
+      : row.map(sigmoid))
+    );
+    const sel = score.map((row) => topk(row, k));
+    const S = "seqLen" in opts ? opts.seqLen : s.T;
+    const B = s.T / S;
+    const hf = "convention" in opts;
+    // L = α N mean_b Σ_i f_{b,i} P_{b,i},  f = c/(S·K) (unified) or c/S (hf), no gradient in f.
+    let expected = 0;
+    const dP: Mat = z.map((row) => row.map(() => 0));
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < s.N; i++) {
+        let c = 0, p = 0;
+        for (let t = b * S; t < (b + 1) * S; t++) {
+          c += sel[t].filter((e) => e === i).length;
+          p += P[t][i] / S;
+        }
+        const f = c / (hf ? S : S * k);
+        expected += (alpha * s.N * f * p) / B;
+        for (let t = b * S; t < (b + 1) * S; t++) dP[t][i] += (alpha * s.N * f) / (S * B);
+      }
+    }
+    // dL/dz through the score function used for P.
+    const dz = z.map((row, t) => {
+      if ("score" in opts || routeScore === "softmax") {
+        const p = softmax(row), dot = p.reduce((a, v, i) => a + v * dP[t][i], 0);
+        return p.map((v, i) => v * (dP[t][i] - dot));
+      }
+      return row.map((v, i) => sigmoid(v) * (1 - sigmoid(v)) * dP[t][i]);
+    });
+    const dRouter = s.router.map((_, i) =>
+      s.x[0].map((_, c) => z.reduce((a, _r, t) => a + dz[t][i] * s.x[t][c], 0))
+    );
+    for (const wide of [true, false]) {
+      if (!wide && !gpu) continue;
+      if (!wide) mj.setBackend("webgpu");
+      const { x, params } = layerFor(s, wide);
+      const f = (router: mj.Tensor) =>
+        mj.moe.layer(x, { ...params, router }, {
+          k,
+          score: routeScore,
+          balance: [mj.balance.auxLoss({ alpha, ...opts })],
+        }).losses.load_balancing_loss;
+      const [v, [g]] = mj.valueAndGrad(f)(params.router);
+      const [vv, gg] = wide ? evalWide(v, g) : [await v.data(), await g.data()];
+      const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
+      assertClose(vv, [expected], { ...tol, msg: "value" });
+      assertClose(gg, dRouter.flat(), { ...tol, msg: "gradient" });
+      mj.setBackend("cpu");
+    }
+  });
+}
+
+Deno.test("auxLoss equals α at perfect balance (unified) and K·α in the hf convention", async () => {
+  // 4 tokens, 4 experts, k = 1, uniform scores: every expert gets one token.
+  const logits = mj.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]).mul(20);
+  const x = logits, router = mj.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]);
+  const p = { router, up: mj.zeros([4, 2, 4]), down: mj.zeros([4, 4, 2]) };
+  const r = mj.moe.layer(x, p, { k: 1, balance: [mj.balance.auxLoss({ alpha: 0.01 })] });
+  assertClose([await r.losses.load_balancing_loss.item()], [0.01], { rtol: 1e-6 });
+  const m = mj.balance.metrics(r);
+  assertClose([await m.load_balancing_loss.item()], [1], { rtol: 1e-6 });
+  assert.equal(await m.max_vio.item(), 0);
+  assert.equal(await m.dead_experts.item(), 0);
+});
+
+Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient", async () => {
+  const s = setup(5, 4, 3, 13);
+  const beta = 0.2;
+  const z = logitsOf(s);
+  const expected = (beta * z.reduce((a, row) => a + lse(row) ** 2, 0)) / s.T;
+  const dz = z.map((row) => softmax(row).map((p) => (2 * beta * lse(row) * p) / s.T));
+  const dRouter = s.router.map((_, i) =>
+    s.x[0].map((_, c) => z.reduce((a, _r, t) => a + dz[t][i] * s.x[t][c], 0))
+  );
+  const { x, params } = layerFor(s, true);
+  const [v, [g]] = mj.valueAndGrad((router: mj.Tensor) =>
+    mj.moe.layer(x, { ...params, router }, { k: 2, balance: [mj.balance.zLoss({ beta })] }).losses
+      .z_loss
+  )(params.router);
+  const [vv, gg] = evalWide(v, g);
+  // β is an f32 constant even on the float64 interpreter.
+  assertClose(vv, [expected], { rtol: 1e-6 });
+  assertClose(gg, dRouter.flat(), { rtol: 1e-6, atol: 1e-10 });
+});
+
+// ---- loss-free ---------------------------------------------------------------------------------
+
+for (const rule of ["sign", "linear"] as const) {
+  Deno.test(`lossFree (${rule}): causal bias updates over several steps match Alg. 1`, async () => {
+    const T = 12, N = 4, k = 2, rate = 0.05, steps = 5;
+    const s = setup(T, N, 3, 21);
+    s.router[0] = s.router[0].map((v) => v + 1); // some skew
+    const z = logitsOf(s);
+    const score = z.map(softmax);
+    // Reference: select with the bias of the previous step, then update from this step's loads.
+    let b = new Array(N).fill(0);
+    const expectedBias: number[][] = [], expectedCounts: number[][] = [];
+    for (let st = 0; st < steps; st++) {
+      const counts = new Array(N).fill(0);
+      for (const row of score) for (const e of topk(row.map((v, i) => v + b[i]), k)) counts[e]++;
+      const mean = (T * k) / N;
+      b = b.map((bi, i) =>
+        bi + rate * (rule === "sign" ? Math.sign(mean - counts[i]) : (mean - counts[i]) / mean)
+      );
+      expectedBias.push(b);
+      expectedCounts.push(counts);
+    }
+    for (const backend of ["cpu", "webgpu"] as const) {
+      if (backend === "webgpu" && !gpu) continue;
+      mj.setBackend(backend);
+      const { x, params } = layerFor(s, false);
+      let state: mj.moe.LayerState = {};
+      for (let st = 0; st < steps; st++) {
+        const r = mj.moe.layer(x, params, {
+          k,
+          balance: [mj.balance.lossFree({ rate, rule })],
+          state,
+        });
+        assert.deepEqual(
+          Array.from(await r.counts.data()),
+          expectedCounts[st],
+          `${backend} step ${st} counts`,
+        );
+        state = await mj.realize(r.state);
+        assertClose(await state.lossFreeBias!.data(), expectedBias[st], {
+          rtol: 1e-5,
+          atol: 1e-6,
+          msg: `${backend} step ${st} bias`,
+        });
+      }
+    }
+    mj.setBackend("cpu");
+  });
+}
+
+// ---- BIP ----------------------------------------------------------------------------------------
+
+/** §4.3 reconstructed: alternate p and q `iters` times from q, then route by top-k of s − q. */
+function bipRef(s: Mat, q0: number[], k: number, iters: number, cap: number) {
+  let q = [...q0];
+  for (let it = 0; it < iters; it++) {
+    const p = s.map((row) => Math.max(0, kth(row.map((v, j) => v - q[j]), k + 1)));
+    q = q.map((_, j) => Math.max(0, kth(s.map((row, i) => row[j] - p[i]), cap + 1)));
+  }
+  const sel = s.map((row) => topk(row.map((v, j) => v - q[j]), k));
+  return { q, sel };
+}
+
+for (const iters of [1, 2, 4, 20]) {
+  for (const score of ["softmax", "sigmoid"] as const) {
+    Deno.test(`bip T=${iters} ${score}: prices and routing over several steps match §4.3`, async () => {
+      const T = 24, N = 6, k = 2, steps = 3;
+      const s = setup(T, N, 3, 40 + iters);
+      s.router[1] = s.router[1].map((v) => v * 2 + 0.5);
+      const z = logitsOf(s);
+      const sc = z.map((row) => (score === "softmax" ? softmax(row) : row.map(sigmoid)));
+      const cap = Math.ceil((T * k) / N);
+      let q = new Array(N).fill(0);
+      const ref: ReturnType<typeof bipRef>[] = [];
+      for (let st = 0; st < steps; st++) {
+        const r = bipRef(sc, q, k, iters, cap);
+        ref.push(r);
+        q = r.q;
+      }
+      // Float64 interpreter: the formulas exactly (ties broken the same way).
+      {
+        const { x, params } = layerFor(s, true);
+        let state: mj.moe.LayerState = {};
+        for (let st = 0; st < steps; st++) {
+          const r = mj.moe.layer(x, params, {
+            k,
+            score,
+            balance: [mj.balance.bip({ iters })],
+            state,
+          });
+          const [qv, idx] = evaluate([r.state.bipQ!.node, r.indices.node], { wide: true });
+          assertClose(qv, ref[st].q, { rtol: 1e-9, atol: 1e-12, msg: `step ${st} q` });
+          assert.deepEqual(Array.from(idx), ref[st].sel.flat(), `step ${st} selection`);
+          state = { bipQ: wideTensor(Array.from(qv), [N]) };
+        }
+      }
+      // WebGPU: the same prices in f32.
+      if (gpu) {
+        mj.setBackend("webgpu");
+        const { x, params } = layerFor(s, false);
+        let state: mj.moe.LayerState = {};
+        for (let st = 0; st < steps; st++) {
+          const r = mj.moe.layer(x, params, {
+            k,
+            score,
+            balance: [mj.balance.bip({ iters })],
+            state,
+          });
+          state = await mj.realize(r.state);
+          assertClose(await state.bipQ!.data(), ref[st].q, {
+            rtol: 1e-4,
+            atol: 1e-5,
+            msg: `webgpu step ${st} q`,
+          });
+        }
+        mj.setBackend("cpu");
+      }
+    });
+  }
+}
+
+// ---- the skewed-router scenario ------------------------------------------------------------------
+
+Deno.test({
+  name:
+    "skewed router (16 experts, k=2, 4096 tokens): BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower",
+  ignore: !gpu,
+}, async () => {
+  mj.setBackend("webgpu");
+  const T = 4096, d = 16, N = 16, k = 2;
+  const x = mj.concat([mj.ones([T, 1]), mj.randn([T, d - 1], { seed: 1 })], 1);
+  const skew = mj.tensor(Array.from({ length: N }, (_, i) => (i < 2 ? 2 : 0))).reshape([N, 1]);
+  const params = {
+    router: mj.concat([skew, mj.randn([N, d - 1], { seed: 2 }).mul(0.3)], 1),
+    up: mj.randn([N, 8, d], { seed: 3 }).mul(0.1),
+    down: mj.randn([N, d, 8], { seed: 4 }).mul(0.1),
+  };
+  const run = async (balance: mj.balance.Balancer[], steps: number) => {
+    let state: mj.moe.LayerState = {};
+    const vio: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const r = mj.moe.layer(x, params, { k, balance, state });
+      vio.push(await mj.balance.metrics(r).max_vio.item());
+      state = await mj.realize(r.state);
+    }
+    return vio;
+  };
+  const none = await run([], 1),
+    bip = await run([mj.balance.bip({ iters: 4 })], 3),
+    lf = await run([mj.balance.lossFree()], 3);
+  assert.ok(none[0] > 1, `the skew is real (MaxVio ${none[0]})`);
+  for (const v of bip) assert.ok(v <= 0.1, `BIP MaxVio ${bip}`);
+  assert.ok(lf[2] < lf[0] && lf[2] > 0.5, `loss-free decreases slowly: ${lf}`);
+  mj.setBackend("cpu");
+});
+
+// ---- metrics and combinations --------------------------------------------------------------------
+
+Deno.test("metrics: tokens per expert, MaxVio, dead experts and router entropy follow their definitions", async () => {
+  const s = setup(10, 5, 3, 3);
+  s.router[4] = [-9, -9, -9];
+  s.x = s.x.map((r) => r.map(Math.abs));
+  const z = logitsOf(s), pi = z.map(softmax), sel = pi.map((r) => topk(r, 2));
+  const counts = new Array(5).fill(0);
+  sel.flat().forEach((e) => counts[e]++);
+  const { x, params } = layerFor(s, true);
+  const r = mj.moe.layer(x, params, { k: 2 });
+  const m = mj.balance.metrics(r);
+  const [tpe, vio, dead, ent, lbl, zl] = evaluate(
+    [
+      m.tokens_per_expert,
+      m.max_vio,
+      m.dead_experts,
+      m.router_entropy,
+      m.load_balancing_loss,
+      m.z_loss,
+    ].map((t) => t.node),
+    { wide: true },
+  );
+  assert.deepEqual(Array.from(tpe), counts);
+  assertClose(vio, [(Math.max(...counts) - 4) / 4], { rtol: 1e-12 });
+  assert.equal(dead[0], counts.filter((c) => c === 0).length);
+  assertClose(ent, [
+    -pi.reduce((a, row) => a + row.reduce((b, p) => b + p * Math.log(p), 0), 0) / 10,
+  ], { rtol: 1e-9 });
+  const P = [0, 1, 2, 3, 4].map((i) => pi.reduce((a, row) => a + row[i], 0) / 10);
+  assertClose(lbl, [5 * counts.reduce((a, c, i) => a + (c / 20) * P[i], 0)], { rtol: 1e-9 });
+  assertClose(zl, [z.reduce((a, row) => a + lse(row) ** 2, 0) / 10], { rtol: 1e-9 });
+  assert.equal(mj.balance.maxVio([3, 5, 4, 4]), 0.25);
+  const agg = mj.balance.aggregate([{ max_vio: 0.5, z_loss: 2 }, { max_vio: 1.5, z_loss: 4 }]);
+  assert.deepEqual(agg, { mean: { max_vio: 1, z_loss: 3 }, max: { max_vio: 1.5, z_loss: 4 } });
+});
+
+Deno.test("every balancer combines with every estimator, on both backends", async () => {
+  const s = setup(16, 6, 4, 5);
+  for (const estimator of ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"] as const) {
+    const k = estimator === "sparsemixer-v1" ? 1 : 2;
+    const balance = [
+      mj.balance.auxLoss(),
+      mj.balance.zLoss(),
+      mj.balance.lossFree(),
+      mj.balance.bip({ iters: 2 }),
+    ];
+    const out = async (b: "cpu" | "webgpu") => {
+      mj.setBackend(b);
+      const { x, params } = layerFor(s, false);
+      const r = mj.moe.layer(x, params, {
+        k,
+        estimator,
+        balance,
+        ...(estimator.startsWith("sparse") ? { seed: 2 } : {}),
+      });
+      const [loss, [g]] = mj.valueAndGrad((router: mj.Tensor) => {
+        const q = mj.moe.layer(x, { ...params, router }, {
+          k,
+          estimator,
+          balance,
+          ...(estimator.startsWith("sparse") ? { seed: 2 } : {}),
+        });
+        return q.y.sum().add(q.losses.load_balancing_loss).add(q.losses.z_loss);
+      })(params.router);
+      return [
+        await loss.data(),
+        await g.data(),
+        await r.state.lossFreeBias!.data(),
+        await r.state.bipQ!.data(),
+      ].map((a) => Array.from(a));
+    };
+    const cpu = await out("cpu");
+    if (gpu) {
+      (await out("webgpu")).forEach((v, i) =>
+        assertClose(v, cpu[i], { rtol: 1e-4, atol: 1e-5, msg: `${estimator} output ${i}` })
+      );
+    }
+    mj.setBackend("cpu");
+  }
+});
+
+Deno.test("balancers: options and misuse are clear errors", () => {
+  assert.throws(
+    () => mj.balance.auxLoss({ alpha: -1 }),
+    /balance\.auxLoss: alpha must be a non-negative number/,
+  );
+  assert.throws(() => mj.balance.auxLoss({ scope: "sequence" }), /scope "sequence" needs seqLen/);
+  assert.throws(
+    () => mj.balance.lossFree({ rule: "exp" as "sign" }),
+    /rule must be "sign" or "linear"/,
+  );
+  assert.throws(() => mj.balance.bip({ iters: 0 }), /iters must be a positive integer/);
+  assert.throws(
+    () => mj.balance.bip({ cap: 1.5 }),
+    /cap must be a non-negative integer, "ceil" or "floor"/,
+  );
+  assert.throws(
+    () => mj.balance.auxLoss({ alfa: 1 } as mj.balance.AuxLossOptions),
+    /unknown option "alfa"/,
+  );
+  const x = mj.zeros([4, 3]);
+  const p = { router: mj.zeros([3, 3]), up: mj.zeros([3, 2, 3]), down: mj.zeros([3, 3, 2]) };
+  assert.throws(
+    () => mj.moe.layer(x, p, { k: 1, balance: [mj.balance.zLoss(), mj.balance.zLoss()] }),
+    /lists a balancer twice/,
+  );
+  assert.throws(
+    () => mj.moe.layer(x, p, { k: 1, balance: [{}] as unknown as mj.balance.Balancer[] }),
+    /balance\[0\] is not a balancer/,
+  );
+  assert.throws(
+    () =>
+      mj.moe.layer(x, p, {
+        k: 1,
+        balance: [mj.balance.lossFree()],
+        state: { lossFreeBias: mj.zeros([2]) },
+      }),
+    /state\.lossFreeBias must be f32\[3\]/,
+  );
+});
