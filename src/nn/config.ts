@@ -1,0 +1,148 @@
+/**
+ * The language model's configuration and the layout of its parameter tree. Parameters live in
+ * plain nested objects of tensors (a parameter tree): checkpoints, optimizers and exports all
+ * walk the same paths (`layers.0.attn.q`, …). Linear weights are `[out, in]` (PyTorch / Hugging
+ * Face); stacked experts are `[E, out, in]`.
+ *
+ * ```
+ * {
+ *   embed: [V, d],
+ *   layers: [{
+ *     attnNorm: { weight: [d], bias?: [d] },
+ *     attn: { q: [d, d], k: [d, d], v: [d, d], o: [d, d] },
+ *     ffnNorm?: { weight: [d], bias?: [d] },          // pre-norm blocks only
+ *     moe?: { router: [E, d], gate?: [E, f, d], up: [E, f, d], down: [E, d, f] },
+ *     mlp?: { gate?: [f, d], up: [f, d], down: [d, f] },   // dense FFN layers
+ *   }],
+ *   finalNorm: { weight: [d], bias?: [d] },
+ *   lmHead?: [V, d],                                   // absent with tied embeddings
+ * }
+ * ```
+ */
+import { fail } from "../errors.ts";
+
+/** A balancer in serializable form (config.json, CLI). */
+export type BalanceSpec =
+  | { kind: "auxLoss"; alpha?: number; scope?: "global" | "sequence"; convention?: "unified" | "hf" }
+  | { kind: "zLoss"; beta?: number }
+  | { kind: "lossFree"; rate?: number; rule?: "sign" | "linear" }
+  | { kind: "bip"; iters?: number };
+
+export interface ModelConfig {
+  vocabSize: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  /** Longest sequence (RoPE tables and causal masks are built for it). */
+  maxSeqLen: number;
+  /** "prenorm": x + attn(norm(x)), then + ffn(norm(·)); "parallel": x + attn(h) + ffn(h), h = norm(x). */
+  block: "prenorm" | "parallel";
+  norm: "rmsnorm" | "layernorm";
+  normEps: number;
+  ropeTheta: number;
+  tiedEmbeddings: boolean;
+  /** The FFN of every layer: a mixture of experts or a dense MLP. */
+  ffn: "moe" | "dense";
+  /** Expert (or dense) hidden size. */
+  dFf: number;
+  activation: "swiglu" | "gelu" | "relu";
+  /** MoE only. */
+  experts: number;
+  topK: number;
+  estimator: "topk" | "dense" | "default" | "sparsemixer" | "sparsemixer-v1";
+  /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
+  jitterEps: number;
+  balance: BalanceSpec[];
+  /** Std of the normal initialisation of weights (output projections are scaled by 1/√(2L)). */
+  initStd: number;
+}
+
+/** Defaults of a small byte-level MoE LM. */
+export const DEFAULT_CONFIG: ModelConfig = {
+  vocabSize: 256,
+  dModel: 128,
+  nLayers: 2,
+  nHeads: 4,
+  maxSeqLen: 128,
+  block: "prenorm",
+  norm: "rmsnorm",
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tiedEmbeddings: true,
+  ffn: "moe",
+  dFf: 256,
+  activation: "swiglu",
+  experts: 8,
+  topK: 2,
+  estimator: "sparsemixer",
+  jitterEps: 0.01,
+  balance: [{ kind: "auxLoss", alpha: 0.01 }],
+  initStd: 0.02,
+};
+
+const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
+
+/** Fills defaults and checks a model configuration, with errors naming the field. */
+export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
+  for (const k of Object.keys(partial)) {
+    if (!CONFIG_KEYS.includes(k as keyof ModelConfig)) {
+      fail("modelConfig", `unknown field ${JSON.stringify(k)}; expected one of ${CONFIG_KEYS.join(", ")}`);
+    }
+  }
+  const c: ModelConfig = { ...DEFAULT_CONFIG, ...partial, balance: [...(partial.balance ?? DEFAULT_CONFIG.balance)] };
+  const posInt = (k: keyof ModelConfig) => {
+    const v = c[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail("modelConfig", `${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  };
+  for (const k of ["vocabSize", "dModel", "nLayers", "nHeads", "maxSeqLen", "dFf", "experts", "topK"] as const) posInt(k);
+  if (c.dModel % c.nHeads !== 0) fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
+  if ((c.dModel / c.nHeads) % 2 !== 0) fail("modelConfig", `the head size dModel/nHeads (${c.dModel / c.nHeads}) must be even for RoPE`);
+  if (c.topK > c.experts) fail("modelConfig", `topK (${c.topK}) must not exceed experts (${c.experts})`);
+  const oneOf = <T>(k: keyof ModelConfig, vals: readonly T[]) => {
+    if (!vals.includes(c[k] as T)) fail("modelConfig", `${k} must be one of ${vals.map((v) => JSON.stringify(v)).join(", ")}, got ${JSON.stringify(c[k])}`);
+  };
+  oneOf("block", ["prenorm", "parallel"]);
+  oneOf("norm", ["rmsnorm", "layernorm"]);
+  oneOf("ffn", ["moe", "dense"]);
+  oneOf("activation", ["swiglu", "gelu", "relu"]);
+  oneOf("estimator", ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"]);
+  if (c.estimator === "sparsemixer" && c.topK > 2) fail("modelConfig", `estimator "sparsemixer" supports topK 1 or 2, got ${c.topK}`);
+  if (c.estimator === "sparsemixer-v1" && c.topK !== 1) fail("modelConfig", `estimator "sparsemixer-v1" is top-1 only, got topK ${c.topK}`);
+  for (const k of ["normEps", "ropeTheta", "initStd", "jitterEps"] as const) {
+    if (typeof c[k] !== "number" || !(c[k] >= 0)) fail("modelConfig", `${k} must be a non-negative number, got ${JSON.stringify(c[k])}`);
+  }
+  if (!Array.isArray(c.balance)) fail("modelConfig", "balance must be an array of balancer specs");
+  for (const b of c.balance) {
+    if (!b || !["auxLoss", "zLoss", "lossFree", "bip"].includes((b as BalanceSpec).kind)) {
+      fail("modelConfig", `unknown balancer ${JSON.stringify(b)}; expected kind auxLoss, zLoss, lossFree or bip`);
+    }
+  }
+  return c;
+}
+
+/** Every parameter path with its shape, in the tree's order. */
+export function parameterShapes(c: ModelConfig): [string, number[]][] {
+  const d = c.dModel, f = c.dFf, E = c.experts, V = c.vocabSize;
+  const out: [string, number[]][] = [["embed", [V, d]]];
+  const norm = (p: string) => {
+    out.push([`${p}.weight`, [d]]);
+    if (c.norm === "layernorm") out.push([`${p}.bias`, [d]]);
+  };
+  for (let i = 0; i < c.nLayers; i++) {
+    const L = `layers.${i}`;
+    norm(`${L}.attnNorm`);
+    for (const w of ["q", "k", "v", "o"]) out.push([`${L}.attn.${w}`, [d, d]]);
+    if (c.block === "prenorm") norm(`${L}.ffnNorm`);
+    if (c.ffn === "moe") {
+      out.push([`${L}.moe.router`, [E, d]]);
+      if (c.activation === "swiglu") out.push([`${L}.moe.gate`, [E, f, d]]);
+      out.push([`${L}.moe.up`, [E, f, d]], [`${L}.moe.down`, [E, d, f]]);
+    } else {
+      if (c.activation === "swiglu") out.push([`${L}.mlp.gate`, [f, d]]);
+      out.push([`${L}.mlp.up`, [f, d]], [`${L}.mlp.down`, [d, f]]);
+    }
+  }
+  norm("finalNorm");
+  if (!c.tiedEmbeddings) out.push(["lmHead", [V, d]]);
+  return out;
+}
