@@ -66,14 +66,17 @@ export class MoejitError extends Error {
     const frames = captureFrames();
     const first = frames.findIndex(isUserFrame);
     const site = first >= 0 ? frameLocation(frames[first]) : undefined;
-    super(`${op}: ${message}${site ? `\n    at your call: ${site}` : ""}`);
+    const head = `${op}: ${message}`;
+    super(`${head}${site ? `\n    at your call: ${site}` : ""}`);
     this.name = "MoejitError";
     this.op = op;
     if (!envVar("MOEJIT_DEBUG") && first >= 0) {
       // Everything above the user's frame is library or builtin; below it, library frames are
       // noise too (user callbacks invoked by mj.grad stay).
       const kept = frames.slice(first).filter((l) => !isLibraryFrame(l));
-      this.stack = [`${this.name}: ${this.message}`, ...kept.map((l) => `    ${l}`)].join("\n");
+      // The stack leaves the call-site line out: runtimes print the message (which has it)
+      // above the frames, and a frame-shaped line in the stack would be printed twice.
+      this.stack = [`${this.name}: ${head}`, ...kept.map((l) => `    ${l}`)].join("\n");
     }
   }
 }

@@ -35,7 +35,11 @@ function expectUserError(f: () => unknown, op: string, re: RegExp, call: string)
   );
 
   const stack = err.stack ?? "";
-  const frames = stack.slice(stack.indexOf(err.message) + err.message.length).split("\n")
+  // The stack repeats the message without its call-site line (runtimes print both).
+  const head = err.message.replace(/\n\s*at your call: \S+$/, "");
+  assert.ok(stack.startsWith(`MoejitError: ${head}\n`), stack);
+  assert.ok(!stack.includes("at your call"), stack);
+  const frames = stack.slice(`MoejitError: ${head}`.length).split("\n")
     .map((l) => l.trim()).filter((l) => l.startsWith("at "));
   assert.ok(frames.length > 0, stack);
   assert.ok(frames[0].includes(`${THIS_FILE}:${line}:`), `first frame: ${frames[0]}`);

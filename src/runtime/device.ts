@@ -50,11 +50,32 @@ export const NO_ADAPTER_HELP =
   "(Debian/Ubuntu: `sudo apt-get install mesa-vulkan-drivers`) and Deno's WebGPU will use it; " +
   'or use the reference interpreter with mj.setBackend("cpu") (slow).';
 
+/**
+ * Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" (twice) on headless
+ * machines although compute never needs a display. Point the variable at the temp dir when it
+ * is unset (only then, and only when the environment may be written).
+ */
+function quietMesaWarning(): void {
+  const deno = (globalThis as {
+    Deno?: {
+      build?: { os?: string };
+      env?: { get(k: string): string | undefined; set(k: string, v: string): void };
+    };
+  }).Deno;
+  const env = deno?.build?.os === "linux" ? deno.env : undefined;
+  try {
+    if (env && !env.get("XDG_RUNTIME_DIR")) env.set("XDG_RUNTIME_DIR", "/tmp");
+  } catch {
+    // No env permission: the warning stays, nothing else changes.
+  }
+}
+
 /** Finds the adapter and device once; null when the machine has no adapter. */
 export function acquireGpu(): Promise<Gpu | null> {
   gpuPromise ??= (async () => {
     const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
     if (!nav?.gpu) return null;
+    quietMesaWarning();
     let adapter: GPUAdapter | null = null;
     try {
       adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });
