@@ -1,0 +1,35 @@
+/**
+ * The data layer: tokenizers (bytes, or BPE from gpt-tokenizer), corpora (Moby Dick, State of
+ * the Union speeches, SpamAssassin e-mails from npm, or your own files), deterministic splits,
+ * and resumable random batches.
+ *
+ * @example
+ * ```ts
+ * import * as mj from "./mod.ts";
+ * const { documents } = await mj.data.loadCorpus("moby-dick");
+ * const tok = mj.data.byteTokenizer();
+ * const { train, val } = mj.data.splitDocuments(documents);
+ * const ds = new mj.data.TokenDataset(mj.data.tokenize(train, tok), "the corpus' training split");
+ * const { x, y } = mj.data.batchTensors(ds.batch(8, 128, 0, 42), 8, 128); // i32 [8, 128]
+ * ```
+ * @module
+ */
+export {
+  BPE_ENCODINGS,
+  bpeTokenizer,
+  byteTokenizer,
+  tokenizerByName,
+  tokenizerNames,
+} from "./tokenizer.ts";
+export type { BpeEncoding, Tokenizer } from "./tokenizer.ts";
+export { BUILTIN_CORPORA, loadCorpus } from "./corpus.ts";
+export type { BuiltinCorpus, Corpus } from "./corpus.ts";
+export {
+  batchTensors,
+  prepareData,
+  splitDocuments,
+  TokenDataset,
+  tokenize,
+  unigramPerplexity,
+} from "./dataset.ts";
+export type { Batch, EvalBatch, PreparedData, Split } from "./dataset.ts";
