@@ -1,0 +1,615 @@
+/**
+ * The Hugging Face layout of moejit's language model: `config.json` keys and tensor names.
+ *
+ * Families (the `model_type` written):
+ *  - `"phimoe"` when the router was trained with SparseMixer-v2 (`estimator: "sparsemixer"`):
+ *    PhiMoE's inference routing (masked softmax, no renormalisation) is the one the model
+ *    learned; exporting it as Mixtral would silently change the combine weights.
+ *  - `"mixtral"` for every other MoE model.
+ *  - `"llama"` for dense-FFN models (`ffn: "dense"`): Llama is the stock dense decoder with the
+ *    same RoPE/RMSNorm/SwiGLU blocks, and its names `mlp.{gate,up,down}_proj` are the ones every
+ *    tool expects for a dense MLP.
+ *
+ * Tensor names (Linear weights `[out, in]`; stacked experts `[E, out, in]` are split per expert):
+ *
+ * | moejit path                   | Hugging Face name                                          |
+ * | ----------------------------- | ---------------------------------------------------------- |
+ * | `embed`                       | `model.embed_tokens.weight`                                |
+ * | `layers.i.attnNorm.{weight,bias}` | `model.layers.i.input_layernorm.{weight,bias}`         |
+ * | `layers.i.attn.{q,k,v,o}`     | `model.layers.i.self_attn.{q,k,v,o}_proj.weight`           |
+ * | `layers.i.ffnNorm.{weight,bias}`  | `model.layers.i.post_attention_layernorm.{weight,bias}` |
+ * | `layers.i.moe.router` [E,d]   | `model.layers.i.block_sparse_moe.gate.weight`              |
+ * | `layers.i.moe.gate[e]` [f,d]  | `model.layers.i.block_sparse_moe.experts.e.w1.weight`      |
+ * | `layers.i.moe.up[e]` [f,d]    | `….experts.e.w3.weight` (SwiGLU); `….experts.e.w1.weight` (gelu/relu: no gate) |
+ * | `layers.i.moe.down[e]` [d,f]  | `….experts.e.w2.weight`                                    |
+ * | `layers.i.mlp.{gate,up,down}` | `model.layers.i.mlp.{gate,up,down}_proj.weight`            |
+ * | `finalNorm.{weight,bias}`     | `model.norm.{weight,bias}`                                 |
+ * | `lmHead`                      | `lm_head.weight` (absent with tied embeddings)             |
+ *
+ * Stock Hugging Face code loads the combinations it has: Mixtral = RMSNorm + SwiGLU experts,
+ * PhiMoE = LayerNorm (with biases) + SwiGLU experts + top-2, Llama = RMSNorm + SwiGLU MLP, all
+ * pre-norm. Other choices (gelu/relu experts, parallel blocks, …) are written with the same names
+ * and load back into moejit exactly, but not into those classes: {@link hfCompatibility} lists
+ * what does not match. `config.json` carries the full ModelConfig under `"moejit"`, so
+ * {@link modelConfigFromHf} round-trips it exactly.
+ *
+ * Reading also accepts the fused expert names of transformers v5
+ * (`model.layers.i.mlp.gate.weight`, `mlp.experts.gate_up_proj` [E, 2f, d] with the gate rows
+ * first, `mlp.experts.down_proj` [E, d, f]).
+ */
+import { fail } from "../errors.ts";
+import { type BalanceSpec, type ModelConfig, modelConfig, parameterShapes } from "../nn/config.ts";
+import type { HostArray, SafetensorsInput } from "./safetensors.ts";
+
+/** The Hugging Face model family a configuration is exported as. */
+export type HfFamily = "mixtral" | "phimoe" | "llama";
+
+/** Version of the `"moejit"` block in config.json. */
+const MOEJIT_FORMAT = 1;
+
+/**
+ * The family a configuration exports as: "phimoe" for SparseMixer-v2 training, "llama" for
+ * dense FFNs, "mixtral" otherwise.
+ *
+ * @example
+ * ```ts
+ * mj.io.hfFamily(mj.nn.modelConfig({ estimator: "sparsemixer" })); // "phimoe"
+ * ```
+ */
+export function hfFamily(config: ModelConfig): HfFamily {
+  if (config.ffn === "dense") return "llama";
+  return config.estimator === "sparsemixer" ? "phimoe" : "mixtral";
+}
+
+const ARCHITECTURE: Record<HfFamily, string> = {
+  mixtral: "MixtralForCausalLM",
+  phimoe: "PhimoeForCausalLM",
+  llama: "LlamaForCausalLM",
+};
+
+const HIDDEN_ACT: Record<ModelConfig["activation"], string> = {
+  swiglu: "silu",
+  gelu: "gelu", // moejit's gelu is the exact (erf) form, HF's "gelu"
+  relu: "relu",
+};
+
+/**
+ * `router_aux_loss_coef` in Hugging Face's convention: HF's loss is K× the unified one
+ * (design §7), so a unified α is written as α/K; an "hf"-convention α is written as is.
+ */
+function hfAuxCoef(config: ModelConfig): number {
+  const aux = config.balance.find((b) => b.kind === "auxLoss") as
+    | Extract<BalanceSpec, { kind: "auxLoss" }>
+    | undefined;
+  if (!aux) return 0;
+  const alpha = aux.alpha ?? 0.01;
+  return (aux.convention ?? "unified") === "hf" ? alpha : alpha / config.topK;
+}
+
+/**
+ * The `config.json` of a configuration: the family's Hugging Face keys plus a `"moejit"` block
+ * holding the full ModelConfig.
+ *
+ * `router_aux_loss_coef` is the auxLoss balancer's α converted to HF's convention (α/topK for
+ * the default "unified" convention, α for "hf"; 0 without an auxLoss balancer).
+ * `router_jitter_noise` is SparseMixer's ε for phimoe, 0 for mixtral.
+ *
+ * @example
+ * ```ts
+ * const json = mj.io.hfConfigJson(config);
+ * console.log(json.model_type); // "phimoe" for SparseMixer-trained models
+ * ```
+ */
+export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
+  const c = modelConfig(config);
+  const family = hfFamily(c);
+  const out: Record<string, unknown> = {
+    architectures: [ARCHITECTURE[family]],
+    model_type: family,
+    vocab_size: c.vocabSize,
+    hidden_size: c.dModel,
+    intermediate_size: c.dFf,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nHeads,
+    head_dim: c.dModel / c.nHeads,
+    hidden_act: HIDDEN_ACT[c.activation],
+    max_position_embeddings: c.maxSeqLen,
+    rms_norm_eps: c.normEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: null,
+    tie_word_embeddings: c.tiedEmbeddings,
+    initializer_range: c.initStd,
+    attention_dropout: 0,
+  };
+  if (family === "mixtral") {
+    Object.assign(out, {
+      num_local_experts: c.experts,
+      num_experts_per_tok: c.topK,
+      router_aux_loss_coef: hfAuxCoef(c),
+      router_jitter_noise: 0,
+      output_router_logits: false,
+      sliding_window: null,
+    });
+  } else if (family === "phimoe") {
+    Object.assign(out, {
+      num_local_experts: c.experts,
+      num_experts_per_tok: c.topK,
+      router_aux_loss_coef: hfAuxCoef(c),
+      router_jitter_noise: c.jitterEps,
+      input_jitter_noise: 0,
+      output_router_logits: false,
+      attention_bias: false,
+      lm_head_bias: false,
+      sliding_window: null,
+    });
+  } else {
+    Object.assign(out, { attention_bias: false, mlp_bias: false });
+  }
+  out.torch_dtype = "float32";
+  out.moejit = { format: MOEJIT_FORMAT, family, config: structuredClone(c) };
+  return out;
+}
+
+/**
+ * Ways a configuration differs from what the stock Hugging Face class of its family computes.
+ *
+ * @example
+ * ```ts
+ * for (const note of mj.io.hfCompatibility(config)) console.warn(`HF export: ${note}`);
+ * ```
+ */
+export function hfCompatibility(config: ModelConfig): string[] {
+  const c = modelConfig(config);
+  const family = hfFamily(c);
+  const notes: string[] = [];
+  if (c.block !== "prenorm") notes.push(`block "${c.block}": ${family} is a pre-norm decoder`);
+  if (c.activation !== "swiglu") {
+    notes.push(
+      `activation "${c.activation}": ${family} uses gated SiLU (SwiGLU) ${
+        family === "llama" ? "MLPs" : "experts"
+      }; ungated weights are written as ${
+        family === "llama" ? "up_proj/down_proj" : "w1/w2 (no w3)"
+      }`,
+    );
+  }
+  const wantNorm = family === "phimoe" ? "layernorm" : "rmsnorm";
+  if (c.norm !== wantNorm) notes.push(`norm "${c.norm}": ${family} uses ${wantNorm}`);
+  if (family === "phimoe" && c.topK !== 2) notes.push(`topK ${c.topK}: phimoe routes top-2 only`);
+  if (family === "mixtral" && c.estimator === "sparsemixer-v1") {
+    notes.push(`estimator "sparsemixer-v1": Mixtral renormalises the top-k softmax weights`);
+  }
+  if (c.ffn === "moe" && c.balance.some((b) => b.kind === "lossFree" || b.kind === "bip")) {
+    notes.push(
+      "loss-free/BIP selection biases have no slot in a softmax-router family (kept in training state)",
+    );
+  }
+  return notes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// config.json → ModelConfig
+
+/** Shape-relevant fields: a checkpoint can only be loaded into a run that agrees on these. */
+export const SHAPE_FIELDS: readonly (keyof ModelConfig)[] = [
+  "vocabSize",
+  "dModel",
+  "nLayers",
+  "nHeads",
+  "block",
+  "norm",
+  "tiedEmbeddings",
+  "ffn",
+  "dFf",
+  "activation",
+  "experts",
+];
+
+/**
+ * The ModelConfig of a `config.json`: the `"moejit"` block when present (checked against the
+ * Hugging Face keys), otherwise derived from the HF keys of a mixtral, phimoe or llama config
+ * (errors name each missing or unsupported key). `source` names the file in errors.
+ *
+ * @example
+ * ```ts
+ * const json = JSON.parse(await Deno.readTextFile("ckpt/config.json"));
+ * const config = mj.io.modelConfigFromHf(json, "ckpt/config.json");
+ * ```
+ */
+export function modelConfigFromHf(json: unknown, source = "config.json"): ModelConfig {
+  const op = "modelConfigFromHf";
+  const bad = (msg: string): never => fail(op, `${source}: ${msg}`);
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    bad(`expected a JSON object, got ${JSON.stringify(json)?.slice(0, 40)}`);
+  }
+  const j = json as Record<string, unknown>;
+  if (j.moejit !== undefined) {
+    const m = j.moejit as Record<string, unknown> | null;
+    if (!m || typeof m !== "object" || !m.config || typeof m.config !== "object") {
+      bad(`"moejit" must be an object with a "config" object`);
+    }
+    if (m!.format !== MOEJIT_FORMAT) {
+      bad(
+        `"moejit.format" ${JSON.stringify(m!.format)} is not supported (expected ${MOEJIT_FORMAT})`,
+      );
+    }
+    let c: ModelConfig;
+    try {
+      c = modelConfig(m!.config as Partial<ModelConfig>);
+    } catch (e) {
+      return bad(`"moejit.config" is invalid: ${(e as Error).message}`);
+    }
+    // The HF keys must agree with the moejit block (a hand-edited file is caught here).
+    const pairs: [string, unknown][] = [
+      ["vocab_size", c.vocabSize],
+      ["hidden_size", c.dModel],
+      ["num_hidden_layers", c.nLayers],
+      ["num_attention_heads", c.nHeads],
+      ["intermediate_size", c.dFf],
+      ["tie_word_embeddings", c.tiedEmbeddings],
+    ];
+    if (c.ffn === "moe") pairs.push(["num_local_experts", c.experts]);
+    for (const [k, v] of pairs) {
+      if (j[k] !== undefined && j[k] !== v) {
+        bad(`${k} is ${JSON.stringify(j[k])} but the "moejit" block says ${JSON.stringify(v)}`);
+      }
+    }
+    return c;
+  }
+  const family = j.model_type;
+  if (family !== "mixtral" && family !== "phimoe" && family !== "llama") {
+    bad(
+      `model_type ${
+        JSON.stringify(family)
+      } is not supported (expected "mixtral", "phimoe" or "llama", or a "moejit" block)`,
+    );
+  }
+  const missing: string[] = [];
+  const int = (k: string, alt?: string): number => {
+    const v = j[k] ?? (alt ? j[alt] : undefined);
+    if (v === undefined) {
+      missing.push(alt ? `${k} (or ${alt})` : k);
+      return 1;
+    }
+    if (!Number.isInteger(v) || (v as number) < 1) {
+      bad(`${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v as number;
+  };
+  const num = (k: string, dflt: number): number => {
+    const v = j[k];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== "number" || !(v >= 0)) {
+      bad(`${k} must be a non-negative number, got ${JSON.stringify(v)}`);
+    }
+    return v as number;
+  };
+  const vocabSize = int("vocab_size"), dModel = int("hidden_size"), dFf = int("intermediate_size");
+  const nLayers = int("num_hidden_layers"), nHeads = int("num_attention_heads");
+  const maxSeqLen = int("max_position_embeddings");
+  const moe = family !== "llama";
+  const experts = moe ? int("num_local_experts", "num_experts") : 1;
+  const topK = moe ? int("num_experts_per_tok") : 1;
+  if (missing.length) {
+    bad(`missing ${missing.join(", ")} (and no "moejit" block to take them from)`);
+  }
+  const kv = j.num_key_value_heads;
+  if (kv !== undefined && kv !== null && kv !== nHeads) {
+    bad(
+      `num_key_value_heads ${kv} differs from num_attention_heads ${nHeads}: grouped-query attention is not supported`,
+    );
+  }
+  if (j.head_dim !== undefined && j.head_dim !== null && j.head_dim !== dModel / nHeads) {
+    bad(`head_dim ${j.head_dim} is not hidden_size / num_attention_heads = ${dModel / nHeads}`);
+  }
+  if (j.hidden_act !== undefined && j.hidden_act !== "silu") {
+    bad(
+      `hidden_act ${
+        JSON.stringify(j.hidden_act)
+      } is not supported for ${family} (gated experts/MLPs need "silu")`,
+    );
+  }
+  if (j.rope_scaling !== undefined && j.rope_scaling !== null) bad(`rope_scaling is not supported`);
+  for (const k of ["attention_bias", "lm_head_bias", "mlp_bias"]) {
+    if (j[k] === true) bad(`${k}: true is not supported (moejit's projections have no biases)`);
+  }
+  if (typeof j.sliding_window === "number" && j.sliding_window < maxSeqLen) {
+    bad(`sliding_window ${j.sliding_window} is not supported (full causal attention only)`);
+  }
+  const ropeParams = j.rope_parameters as Record<string, unknown> | undefined;
+  const ropeTheta = typeof ropeParams?.rope_theta === "number"
+    ? ropeParams.rope_theta
+    : num("rope_theta", family === "llama" ? 10000 : 1e6);
+  const coef = num("router_aux_loss_coef", 0);
+  const partial: Partial<ModelConfig> = {
+    vocabSize,
+    dModel,
+    nLayers,
+    nHeads,
+    maxSeqLen,
+    block: "prenorm",
+    norm: family === "phimoe" ? "layernorm" : "rmsnorm",
+    normEps: num("rms_norm_eps", family === "llama" ? 1e-6 : 1e-5),
+    ropeTheta,
+    tiedEmbeddings: j.tie_word_embeddings === true,
+    ffn: moe ? "moe" : "dense",
+    dFf,
+    activation: "swiglu",
+    initStd: num("initializer_range", 0.02),
+  };
+  if (moe) {
+    Object.assign(partial, {
+      experts,
+      topK,
+      estimator: family === "phimoe" ? "sparsemixer" : "topk",
+      balance: coef > 0 ? [{ kind: "auxLoss", alpha: coef, convention: "hf" }] : [],
+    });
+    if (family === "phimoe") partial.jitterEps = num("router_jitter_noise", 0.01);
+  } else {
+    Object.assign(partial, { experts: 1, topK: 1, estimator: "topk", balance: [] });
+  }
+  try {
+    return modelConfig(partial);
+  } catch (e) {
+    return bad(`the derived configuration is invalid: ${(e as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor names
+
+/** One parameter and its Hugging Face tensor(s): one name, or one per expert when stacked. */
+export interface HfEntry {
+  /** The moejit path, e.g. `layers.0.moe.up`. */
+  path: string;
+  /** Its shape, e.g. `[E, f, d]`. */
+  shape: number[];
+  /** The HF name, or one name per expert (then each tensor has shape `shape.slice(1)`). */
+  names: string | string[];
+}
+
+const NORM_NAME: Record<string, string> = {
+  attnNorm: "input_layernorm",
+  ffnNorm: "post_attention_layernorm",
+};
+
+/**
+ * The parameter tree's paths with their Hugging Face names, in parameterShapes order.
+ *
+ * @example
+ * ```ts
+ * for (const { path, names } of mj.io.hfLayout(config)) console.log(path, "→", names);
+ * ```
+ */
+export function hfLayout(config: ModelConfig): HfEntry[] {
+  const c = config;
+  const gated = c.activation === "swiglu";
+  return parameterShapes(c).map(([path, shape]): HfEntry => {
+    const p = path.split(".");
+    if (path === "embed") return { path, shape, names: "model.embed_tokens.weight" };
+    if (path === "lmHead") return { path, shape, names: "lm_head.weight" };
+    if (p[0] === "finalNorm") return { path, shape, names: `model.norm.${p[1]}` };
+    const L = `model.layers.${p[1]}`;
+    switch (p[2]) {
+      case "attnNorm":
+      case "ffnNorm":
+        return { path, shape, names: `${L}.${NORM_NAME[p[2]]}.${p[3]}` };
+      case "attn":
+        return { path, shape, names: `${L}.self_attn.${p[3]}_proj.weight` };
+      case "mlp":
+        return { path, shape, names: `${L}.mlp.${p[3]}_proj.weight` };
+      case "moe": {
+        if (p[3] === "router") return { path, shape, names: `${L}.block_sparse_moe.gate.weight` };
+        const w = p[3] === "gate" ? "w1" : p[3] === "down" ? "w2" : gated ? "w3" : "w1";
+        const names = Array.from(
+          { length: shape[0] },
+          (_, e) => `${L}.block_sparse_moe.experts.${e}.${w}.weight`,
+        );
+        return { path, shape, names };
+      }
+    }
+    return fail("hfLayout", `internal: no Hugging Face name for ${path}`);
+  });
+}
+
+/**
+ * Every Hugging Face tensor name with its shape, in layout order.
+ *
+ * @example
+ * ```ts
+ * const names = mj.io.hfTensorShapes(config).map(([name]) => name);
+ * ```
+ */
+export function hfTensorShapes(config: ModelConfig): [string, number[]][] {
+  const out: [string, number[]][] = [];
+  for (const e of hfLayout(config)) {
+    if (typeof e.names === "string") out.push([e.names, e.shape]);
+    else for (const n of e.names) out.push([n, e.shape.slice(1)]);
+  }
+  return out;
+}
+
+const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const fmt = (s: readonly number[]) => `[${s.join(", ")}]`;
+
+function listSome(names: string[]): string {
+  const shown = names.slice(0, 8).join(", ");
+  return names.length > 8 ? `${shown}, … (${names.length} in all)` : shown;
+}
+
+/**
+ * Host values of a parameter tree (by moejit path) → safetensors inputs under Hugging Face names
+ * (F32), splitting stacked experts. The per-expert arrays are views of the inputs.
+ *
+ * @example
+ * ```ts
+ * // hostByPath: { embed: Float32Array, "layers.0.moe.up": Float32Array, … }
+ * const hf = mj.io.toHfTensors(hostByPath, config);
+ * await mj.io.writeSafetensors("model.safetensors", hf);
+ * ```
+ */
+export function toHfTensors(
+  host: Record<string, Float32Array>,
+  config: ModelConfig,
+): Record<string, SafetensorsInput> {
+  const op = "toHfTensors";
+  const layout = hfLayout(config);
+  const known = new Set(layout.map((e) => e.path));
+  const missing = layout.filter((e) => !(e.path in host)).map((e) => e.path);
+  if (missing.length) fail(op, `missing parameters: ${listSome(missing)}`);
+  const extra = Object.keys(host).filter((k) => !known.has(k));
+  if (extra.length) {
+    fail(op, `unexpected parameters (not in this configuration's tree): ${listSome(extra)}`);
+  }
+  const out: Record<string, SafetensorsInput> = {};
+  for (const e of layout) {
+    const data = host[e.path];
+    if (!(data instanceof Float32Array)) {
+      fail(
+        op,
+        `parameter ${e.path} must be a Float32Array, got ${
+          (data as unknown as object)?.constructor?.name ?? typeof data
+        }`,
+      );
+    }
+    if (data.length !== prod(e.shape)) {
+      fail(
+        op,
+        `parameter ${e.path} has ${data.length} values but its shape ${fmt(e.shape)} needs ${
+          prod(e.shape)
+        }`,
+      );
+    }
+    if (typeof e.names === "string") {
+      out[e.names] = { dtype: "F32", shape: e.shape, data };
+    } else {
+      const sz = prod(e.shape.slice(1));
+      e.names.forEach((n, i) => {
+        out[n] = {
+          dtype: "F32",
+          shape: e.shape.slice(1),
+          data: data.subarray(i * sz, (i + 1) * sz),
+        };
+      });
+    }
+  }
+  return out;
+}
+
+/** A tensor as read from a file (or built by hand). */
+export interface HfTensorIn {
+  /** The tensor's shape. */
+  shape: readonly number[];
+  /** Its values (floats; F16/BF16 decoded to Float32Array). */
+  data: HostArray;
+  /** The file's dtype, for error messages. */
+  dtype?: string;
+}
+
+/** Replaces transformers-v5 fused expert tensors by the legacy per-expert names. */
+function unfuse(
+  tensors: Record<string, HfTensorIn>,
+  config: ModelConfig,
+  bad: (m: string) => never,
+) {
+  const out: Record<string, HfTensorIn> = { ...tensors };
+  const f = config.dFf, d = config.dModel;
+  for (let i = 0; i < config.nLayers; i++) {
+    const L = `model.layers.${i}`;
+    const router = `${L}.mlp.gate.weight`,
+      gu = `${L}.mlp.experts.gate_up_proj`,
+      dn = `${L}.mlp.experts.down_proj`;
+    if (router in out) {
+      out[`${L}.block_sparse_moe.gate.weight`] = out[router];
+      delete out[router];
+    }
+    const split = (name: string, parts: [string, number, number][], want: number[]) => {
+      const t = out[name];
+      if (!t) return;
+      if (t.shape.length !== 3 || t.shape.some((v, k) => v !== want[k])) {
+        bad(`tensor ${name}: shape ${fmt(t.shape)} found, ${fmt(want)} expected`);
+      }
+      const per = prod(want.slice(1));
+      for (let e = 0; e < want[0]; e++) {
+        for (const [w, r0, rows] of parts) {
+          const start = e * per + r0 * want[2];
+          out[`${L}.block_sparse_moe.experts.${e}.${w}.weight`] = {
+            shape: [rows, want[2]],
+            data: t.data.subarray(start, start + rows * want[2]) as HostArray,
+            dtype: t.dtype,
+          };
+        }
+      }
+      delete out[name];
+    };
+    split(gu, [["w1", 0, f], ["w3", f, f]], [config.experts, 2 * f, d]);
+    split(dn, [["w2", 0, d]], [config.experts, d, f]);
+  }
+  return out;
+}
+
+function asF32(name: string, t: HfTensorIn, bad: (m: string) => never): Float32Array {
+  const d = t.data;
+  if (d instanceof Float32Array) return d;
+  if (d instanceof Float64Array) return Float32Array.from(d);
+  return bad(
+    `tensor ${name}: dtype ${
+      t.dtype ?? d.constructor.name
+    } found, a float (F32/F16/BF16/F64) expected`,
+  );
+}
+
+/**
+ * Hugging Face tensors (e.g. `readSafetensors(...).tensors`) → host values by moejit path,
+ * stacking per-expert tensors. Errors name the tensor, the shape found and the shape expected,
+ * and list missing and unexpected names. `source` names the file in errors.
+ *
+ * @example
+ * ```ts
+ * const { tensors } = await mj.io.readSafetensors("ckpt/model.safetensors");
+ * const host = mj.io.fromHfTensors(tensors, config); // { embed: Float32Array, ... }
+ * ```
+ */
+export function fromHfTensors(
+  tensors: Record<string, HfTensorIn>,
+  config: ModelConfig,
+  source = "fromHfTensors",
+): Record<string, Float32Array> {
+  const bad = (msg: string): never => fail("fromHfTensors", `${source}: ${msg}`);
+  const layout = hfLayout(config);
+  const all = config.ffn === "moe" && config.activation === "swiglu"
+    ? unfuse(tensors, config, bad)
+    : tensors;
+  const expected = hfTensorShapes(config);
+  const want = new Map(expected);
+  const missing = expected.map(([n]) => n).filter((n) => !(n in all));
+  const extra = Object.keys(all).filter((n) => !want.has(n));
+  if (missing.length || extra.length) {
+    const parts = [];
+    if (missing.length) parts.push(`missing tensors: ${listSome(missing)}`);
+    if (extra.length) parts.push(`unexpected tensors: ${listSome(extra)}`);
+    bad(
+      `${parts.join("; ")} (for ${hfFamily(config)} with ${config.nLayers} layers${
+        config.ffn === "moe" ? `, ${config.experts} experts` : ""
+      }${config.tiedEmbeddings ? ", tied embeddings" : ""})`,
+    );
+  }
+  for (const [n, shape] of expected) {
+    const s = all[n].shape;
+    if (s.length !== shape.length || s.some((v, i) => v !== shape[i])) {
+      bad(`tensor ${n}: shape ${fmt(s)} found, ${fmt(shape)} expected`);
+    }
+  }
+  const out: Record<string, Float32Array> = {};
+  for (const e of layout) {
+    if (typeof e.names === "string") {
+      out[e.path] = asF32(e.names, all[e.names], bad);
+    } else {
+      const sz = prod(e.shape.slice(1));
+      const stacked = new Float32Array(prod(e.shape));
+      e.names.forEach((n, i) => stacked.set(asF32(n, all[n], bad), i * sz));
+      out[e.path] = stacked;
+    }
+  }
+  return out;
+}

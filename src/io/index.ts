@@ -1,0 +1,62 @@
+/**
+ * `mj.io`: files in and out of moejit.
+ *
+ *  - safetensors, our own implementation of the format with full validation (every error names
+ *    the file and the problem): {@link readSafetensors}, {@link writeSafetensors},
+ *    {@link encodeSafetensors}, {@link decodeSafetensors};
+ *  - the Hugging Face layout of the model (mixtral / phimoe / llama names and config.json):
+ *    {@link hfConfigJson}, {@link modelConfigFromHf}, {@link toHfTensors}, {@link fromHfTensors};
+ *  - checkpoints (model + config + training state, atomic writes, content-hash pairing):
+ *    {@link saveCheckpoint}, {@link loadCheckpoint}, {@link checkpointExists};
+ *  - JSONL metrics: {@link MetricsLog}, {@link readMetrics}.
+ *
+ * @example
+ * ```ts
+ * import * as mj from "moejit";
+ * await mj.io.saveCheckpoint("runs/a/step-100", { config, params, trainingState: { json: { step: 100 } } });
+ * const ck = await mj.io.loadCheckpoint("runs/a/step-100", { expect: config });
+ * ```
+ * @module
+ */
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  moejitDtype,
+  readSafetensors,
+  safetensorsDtype,
+  toMoejitData,
+  writeSafetensors,
+} from "./safetensors.ts";
+export type {
+  HostArray,
+  Safetensors,
+  SafetensorsDtype,
+  SafetensorsInput,
+  SafetensorsTensor,
+} from "./safetensors.ts";
+export {
+  fromHfTensors,
+  hfCompatibility,
+  hfConfigJson,
+  hfFamily,
+  hfLayout,
+  hfTensorShapes,
+  modelConfigFromHf,
+  SHAPE_FIELDS,
+  toHfTensors,
+} from "./hf.ts";
+export type { HfEntry, HfFamily, HfTensorIn } from "./hf.ts";
+export {
+  checkpointExists,
+  configDifferences,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+export type {
+  Checkpoint,
+  ParamTree,
+  SaveCheckpointOptions,
+  TrainingStateIn,
+} from "./checkpoint.ts";
+export { encodeMetrics, MetricsLog, readMetrics } from "./metrics.ts";
+export type { MetricsRecord, MetricValue } from "./metrics.ts";
