@@ -206,7 +206,13 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
   for (const b of balancers) {
     if (!b.selectionShift) continue;
     const scores = stopGradient(routerScores(logits, routeOpts.score ?? "softmax"));
-    const s = b.selectionShift(bias ? scores.add(bias) : scores, { T, N, k, state: inState });
+    const s = b.selectionShift(bias ? scores.add(bias) : scores, {
+      T,
+      N,
+      k,
+      state: inState,
+      training,
+    });
     bias = bias ? bias.add(s.shift) : s.shift;
     Object.assign(newState, s.state ?? {});
   }
@@ -228,7 +234,7 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
   const losses: Record<string, Tensor> = {};
   for (const b of balancers) {
     if (!b.finish) continue;
-    const f = b.finish({ routing: r, T, N, k, state: inState });
+    const f = b.finish({ routing: r, T, N, k, state: inState, training });
     for (const [name, v] of Object.entries(f.losses ?? {}) as [string, Tensor][]) {
       losses[name] = losses[name] ? losses[name].add(v) : v;
     }
@@ -254,7 +260,8 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
     if (dm.term) y = y.add(dm.term);
     newState.ehat = dm.ehat;
   }
-  return { ...r, y, table, losses, state: newState };
+  // Inference leaves the state as it found it (no EMA or balancer updates from eval batches).
+  return { ...r, y, table, losses, state: training ? newState : { ...inState } };
 }
 
 function checkBalancers(balance: unknown): Balancer[] {

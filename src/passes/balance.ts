@@ -27,6 +27,12 @@ export interface BalanceContext {
   k: number;
   /** The layer's incoming state. */
   state: Record<string, Tensor>;
+  /**
+   * Training (default) or inference. At inference balancers must not look across tokens of the
+   * batch (that would break causality: a token's routing would depend on later tokens), so they
+   * route with the state learned in training and update nothing.
+   */
+  training?: boolean;
 }
 
 export interface Balancer {
@@ -276,6 +282,9 @@ export function bip(opts: BipOptions = {}): Balancer {
       if (!(q instanceof Tensor) || q.shape.join() !== String(N)) {
         fail("balance.bip", `state.bipQ must be f32[${N}]`);
       }
+      // Inference routes with the prices training left: solving them on the batch would make a
+      // token's expert depend on the tokens after it.
+      if (ctx.training === false) return { shift: stopGradient(q).neg() };
       const s = stopGradient(scores);
       for (let it = 0; it < (iters as number); it++) {
         const sq = s.sub(q);
