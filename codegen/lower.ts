@@ -257,6 +257,9 @@ export class Lowerer {
         throw new LoweringConflict(n, `${n.op} runs as its own kernel`);
       }
       case "groupedWgrad":
+      case "attention":
+      case "attentionBwdQ":
+      case "attentionBwdKV":
       case "topk":
       case "kthLargest":
       case "cumsum":

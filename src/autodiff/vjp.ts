@@ -23,6 +23,7 @@ import {
 } from "../ops/elementwise.ts";
 import { broadcastTo, constant, permuted, prim } from "../ops/prim.ts";
 import { isFloat } from "../dtype.ts";
+import { fail } from "../errors.ts";
 
 export type VjpRule<K extends OpName> = (
   g: Tensor,
@@ -51,6 +52,49 @@ function swapLast(t: Tensor): Tensor {
 function winMask(x: Tensor, y: Tensor, wins: (a: Tensor, b: Tensor) => Tensor): Tensor {
   const one = constant(1, x.shape, x.dtype), zero = constant(0, x.shape, x.dtype);
   return where(wins(x, y), one, where(eq(x, y), constant(0.5, x.shape, x.dtype), zero));
+}
+
+/** The last axis of `t` restricted to [from, to). */
+function lastRange(t: Tensor, from: number, to: number): Tensor {
+  const lead = t.shape.slice(0, -1);
+  return prim("slice", [t], { starts: [...lead.map(() => 0), from], ends: [...lead, to] });
+}
+
+/**
+ * Fused attention: the output packs o (Dh columns) and lse (one column). With dO and dlse from
+ * the cotangent, ds_ij = p_ij (dO_i·v_j − delta_i) where delta = rowsum(dO ⊙ o) − dlse; the two
+ * backward routines recompute p from q, k and lse instead of storing it.
+ */
+function attentionVjp(
+  g: Tensor,
+  node: Node<"attention">,
+  [q, k, v]: Tensor[],
+  out: Tensor,
+): Tensor[] {
+  const Dh = q.shape[q.ndim - 1];
+  const lead = out.shape.slice(0, -1);
+  const dO = lastRange(g, 0, Dh);
+  const dLse = prim("reshape", [lastRange(g, Dh, Dh + 1)], { shape: lead });
+  const o = lastRange(out, 0, Dh);
+  const lse = prim("reshape", [lastRange(out, Dh, Dh + 1)], { shape: lead });
+  const rowDot = prim(
+    "reshape",
+    [prim("reduce", [mul(dO, o)], { op: "sum", axes: [q.ndim - 1] })],
+    { shape: lead },
+  );
+  const delta = sub(rowDot, dLse);
+  const dq = prim("attentionBwdQ", [q, k, v, dO, lse, delta], node.arg);
+  const dkv = prim("attentionBwdKV", [q, k, v, dO, lse, delta], node.arg);
+  return [dq, lastRange(dkv, 0, Dh), lastRange(dkv, Dh, 2 * Dh)];
+}
+
+/** The fused attention backward is not itself differentiated (no second derivatives). */
+function noSecondOrder(): never {
+  fail(
+    "grad",
+    "second derivatives through fused attention are not supported; build the model with " +
+      "mj.nn.attention(q, k, v, { fused: false }) to differentiate twice",
+  );
 }
 
 export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
@@ -139,6 +183,9 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   ],
   topk: none,
   kthLargest: none,
+  attention: attentionVjp,
+  attentionBwdQ: noSecondOrder,
+  attentionBwdKV: noSecondOrder,
   // Per segment: da = g · b[e]ᵀ, db[e] = a_segᵀ · g_seg. Offsets are integer, no gradient.
   groupedMatmul: (g, _n, [a, b, off]) => [
     prim("groupedMatmul", [g, permuted(b, [0, 2, 1]), off], null),

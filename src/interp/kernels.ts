@@ -276,6 +276,126 @@ function matmulKernel(node: Node<"matmul">, [a, b]: TypedArray[], ctx: EvalConte
   return out;
 }
 
+/** Rows, S, Sk, Dh of an attention node's operands q [..., S, Dh], k [..., Sk, Dh]. */
+function attentionSizes(node: Node): { B: number; S: number; Sk: number; Dh: number } {
+  const q = node.src[0].shape, k = node.src[1].shape;
+  const r = q.length;
+  return { B: prod(q.slice(0, r - 2)), S: q[r - 2], Sk: k[r - 2], Dh: q[r - 1] };
+}
+
+/** Scores of query row i against every key it sees, with their softmax (float64). */
+function attentionRow(
+  q: TypedArray,
+  k: TypedArray,
+  b: number,
+  i: number,
+  z: { S: number; Sk: number; Dh: number },
+  arg: { causal: boolean; scale: number },
+): { hi: number; p: Float64Array; lse: number } {
+  const { S, Sk, Dh } = z;
+  const hi = arg.causal ? Math.min(i + Sk - S + 1, Sk) : Sk;
+  const s = new Float64Array(hi);
+  const qo = (b * S + i) * Dh;
+  let m = -Infinity;
+  for (let j = 0; j < hi; j++) {
+    const ko = (b * Sk + j) * Dh;
+    let acc = 0;
+    for (let d = 0; d < Dh; d++) acc += q[qo + d] * k[ko + d];
+    s[j] = acc * arg.scale;
+    m = Math.max(m, s[j]);
+  }
+  let sum = 0;
+  for (let j = 0; j < hi; j++) sum += Math.exp(s[j] - m);
+  const lse = m + Math.log(sum);
+  for (let j = 0; j < hi; j++) s[j] = Math.exp(s[j] - lse);
+  return { hi, p: s, lse };
+}
+
+function attentionKernel(
+  node: Node<"attention">,
+  [q, k, v]: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const z = attentionSizes(node);
+  const out = alloc(node, ctx);
+  const W = z.Dh + 1;
+  for (let b = 0; b < z.B; b++) {
+    for (let i = 0; i < z.S; i++) {
+      const { hi, p, lse } = attentionRow(q, k, b, i, z, node.arg);
+      const oo = (b * z.S + i) * W;
+      for (let d = 0; d < z.Dh; d++) {
+        let acc = 0;
+        for (let j = 0; j < hi; j++) acc += p[j] * v[(b * z.Sk + j) * z.Dh + d];
+        out[oo + d] = acc;
+      }
+      out[oo + z.Dh] = lse;
+    }
+  }
+  return out;
+}
+
+/**
+ * Both attention gradients from the forward's softmax (recomputed here from q and k, like the
+ * device): ds_ij = p_ij (dO_i·v_j − delta_i); dq = scale Σ_j ds k_j, dk = scale Σ_i ds q_i,
+ * dv = Σ_i p dO_i. The saved lse is not needed on the host.
+ */
+function attentionGrads(
+  node: Node<"attentionBwdQ"> | Node<"attentionBwdKV">,
+  [q, k, v, dO, , delta]: TypedArray[],
+): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+  const z = attentionSizes(node);
+  const { B, S, Sk, Dh } = z;
+  const dq = new Float64Array(B * S * Dh),
+    dk = new Float64Array(B * Sk * Dh),
+    dv = new Float64Array(B * Sk * Dh);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < S; i++) {
+      const { hi, p } = attentionRow(q, k, b, i, z, node.arg);
+      const qo = (b * S + i) * Dh;
+      for (let j = 0; j < hi; j++) {
+        const ko = (b * Sk + j) * Dh;
+        let dp = 0;
+        for (let d = 0; d < Dh; d++) dp += dO[qo + d] * v[ko + d];
+        const ds = p[j] * (dp - delta[b * S + i]);
+        for (let d = 0; d < Dh; d++) {
+          dq[qo + d] += ds * k[ko + d] * node.arg.scale;
+          dk[ko + d] += ds * q[qo + d] * node.arg.scale;
+          dv[ko + d] += p[j] * dO[qo + d];
+        }
+      }
+    }
+  }
+  return { dq, dk, dv };
+}
+
+function attentionBwdQKernel(
+  node: Node<"attentionBwdQ">,
+  inputs: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const out = alloc(node, ctx);
+  out.set(attentionGrads(node, inputs).dq);
+  return out;
+}
+
+function attentionBwdKVKernel(
+  node: Node<"attentionBwdKV">,
+  inputs: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const out = alloc(node, ctx);
+  const { dk, dv } = attentionGrads(node, inputs);
+  const Dh = node.src[0].shape[node.src[0].shape.length - 1];
+  const rows = dk.length / Dh;
+  for (let r = 0; r < rows; r++) {
+    for (let d = 0; d < Dh; d++) {
+      out[r * 2 * Dh + d] = dk[r * Dh + d];
+      out[r * 2 * Dh + Dh + d] = dv[r * Dh + d];
+    }
+  }
+  return out;
+}
+
 /** The expert segment holding each row (-1 for rows outside every segment). */
 function expertOfRows(off: TypedArray, rows: number): Int32Array {
   const E = off.length - 1;
@@ -503,6 +623,9 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   },
   groupedMatmul: groupedMatmulKernel,
   groupedWgrad: groupedWgradKernel,
+  attention: attentionKernel,
+  attentionBwdQ: attentionBwdQKernel,
+  attentionBwdKV: attentionBwdKVKernel,
   cumsum: cumsumKernel,
 
   stopgrad: identity,

@@ -85,6 +85,15 @@ export interface OpArgs {
   groupedMatmul: null;
   /** out[e] = Σ over rows r of segment e within [rows[0], rows[1]) of a[r]ᵀ ⊗ g[r]. */
   groupedWgrad: { rows: [number, number] };
+  /**
+   * Fused softmax(scale·q·kᵀ (+ causal mask))·v over q [..., S, Dh], k and v [..., Sk, Dh] →
+   * [..., S, Dh + 1]: the output rows, then each row's log-sum-exp (for the backward).
+   */
+  attention: { causal: boolean; scale: number };
+  /** dq of attention from (q, k, v, dO, lse, delta) → [..., S, Dh]; delta = rowsum(dO ⊙ o) − dlse. */
+  attentionBwdQ: { causal: boolean; scale: number };
+  /** dk and dv of attention from (q, k, v, dO, lse, delta) → [..., Sk, 2·Dh] (dk then dv). */
+  attentionBwdKV: { causal: boolean; scale: number };
   // meta
   stopgrad: null;
   custom: {
@@ -185,6 +194,36 @@ function binary<K extends OpName>(op: K, result: "same" | "bool"): OpDef<K> {
       return { shape: s[0].shape, dtype: result === "bool" ? "bool" : s[0].dtype };
     },
   };
+}
+
+/** [S, Sk, Dh] of attention operands q [..., S, Dh], k and v [..., Sk, Dh] (f32, equal leading dims). */
+function attentionDims(
+  op: string,
+  s: readonly { shape: Shape; dtype: DType }[],
+): [number, number, number] {
+  const [q, k, v] = s;
+  const r = q.shape.length;
+  if (r < 2 || k.shape.length !== r || v.shape.length !== r) throw new IRError(op, "rank");
+  if ([q, k, v].some((t) => t.dtype !== "f32")) throw new IRError(op, "needs f32 operands");
+  const Dh = q.shape[r - 1], Sk = k.shape[r - 2];
+  if (k.shape[r - 1] !== Dh || !shapeEq(k.shape, v.shape)) {
+    throw new IRError(op, "k and v must be [..., Sk, Dh]");
+  }
+  if (!shapeEq(q.shape.slice(0, r - 2), k.shape.slice(0, r - 2))) {
+    throw new IRError(op, "batch dims");
+  }
+  return [q.shape[r - 2], Sk, Dh];
+}
+
+/** dO like q; lse and delta [..., S]. */
+function checkAttentionGrad(op: string, s: readonly { shape: Shape; dtype: DType }[]): void {
+  const [q, , , dO, lse, delta] = s;
+  if (!shapeEq(dO.shape, q.shape)) throw new IRError(op, "dO must match q");
+  for (const t of [lse, delta]) {
+    if (!shapeEq(t.shape, q.shape.slice(0, -1)) || t.dtype !== "f32") {
+      throw new IRError(op, "lse and delta must be f32 [..., S]");
+    }
+  }
 }
 
 export const OPS: { [K in OpName]: OpDef<K> } = {
@@ -397,6 +436,35 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       }
       if (a.dtype !== b.dtype) throw new IRError("matmul", "dtypes");
       return { shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype };
+    },
+  },
+  attention: {
+    category: "routine",
+    arity: 3,
+    infer: (s, a) => {
+      const [S, Sk, Dh] = attentionDims("attention", s);
+      if (a.causal && Sk < S) {
+        throw new IRError("attention", `causal needs Sk ≥ S, got S ${S}, Sk ${Sk}`);
+      }
+      return { shape: [...s[0].shape.slice(0, -1), Dh + 1], dtype: "f32" };
+    },
+  },
+  attentionBwdQ: {
+    category: "routine",
+    arity: 6,
+    infer: (s) => {
+      attentionDims("attentionBwdQ", s);
+      checkAttentionGrad("attentionBwdQ", s);
+      return { shape: s[0].shape, dtype: "f32" };
+    },
+  },
+  attentionBwdKV: {
+    category: "routine",
+    arity: 6,
+    infer: (s) => {
+      const [, , Dh] = attentionDims("attentionBwdKV", s);
+      checkAttentionGrad("attentionBwdKV", s);
+      return { shape: [...s[1].shape.slice(0, -1), 2 * Dh], dtype: "f32" };
     },
   },
   kthLargest: {

@@ -23,7 +23,12 @@ import { fail } from "../errors.ts";
 
 /** A balancer in serializable form (config.json, CLI). */
 export type BalanceSpec =
-  | { kind: "auxLoss"; alpha?: number; scope?: "global" | "sequence"; convention?: "unified" | "hf" }
+  | {
+    kind: "auxLoss";
+    alpha?: number;
+    scope?: "global" | "sequence";
+    convention?: "unified" | "hf";
+  }
   | { kind: "zLoss"; beta?: number }
   | { kind: "lossFree"; rate?: number; rule?: "sign" | "linear" }
   | { kind: "bip"; iters?: number };
@@ -86,35 +91,88 @@ const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
 export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   for (const k of Object.keys(partial)) {
     if (!CONFIG_KEYS.includes(k as keyof ModelConfig)) {
-      fail("modelConfig", `unknown field ${JSON.stringify(k)}; expected one of ${CONFIG_KEYS.join(", ")}`);
+      fail(
+        "modelConfig",
+        `unknown field ${JSON.stringify(k)}; expected one of ${CONFIG_KEYS.join(", ")}`,
+      );
     }
   }
-  const c: ModelConfig = { ...DEFAULT_CONFIG, ...partial, balance: [...(partial.balance ?? DEFAULT_CONFIG.balance)] };
+  if (partial.balance !== undefined && !Array.isArray(partial.balance)) {
+    fail(
+      "modelConfig",
+      `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]), got ${
+        JSON.stringify(partial.balance)
+      }`,
+    );
+  }
+  const c: ModelConfig = {
+    ...DEFAULT_CONFIG,
+    ...partial,
+    balance: [...(partial.balance ?? DEFAULT_CONFIG.balance)],
+  };
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail("modelConfig", `${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+      fail("modelConfig", `${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    }
   };
-  for (const k of ["vocabSize", "dModel", "nLayers", "nHeads", "maxSeqLen", "dFf", "experts", "topK"] as const) posInt(k);
-  if (c.dModel % c.nHeads !== 0) fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
-  if ((c.dModel / c.nHeads) % 2 !== 0) fail("modelConfig", `the head size dModel/nHeads (${c.dModel / c.nHeads}) must be even for RoPE`);
-  if (c.topK > c.experts) fail("modelConfig", `topK (${c.topK}) must not exceed experts (${c.experts})`);
+  for (
+    const k of [
+      "vocabSize",
+      "dModel",
+      "nLayers",
+      "nHeads",
+      "maxSeqLen",
+      "dFf",
+      "experts",
+      "topK",
+    ] as const
+  ) posInt(k);
+  if (c.dModel % c.nHeads !== 0) {
+    fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
+  }
+  if ((c.dModel / c.nHeads) % 2 !== 0) {
+    fail(
+      "modelConfig",
+      `the head size dModel/nHeads (${c.dModel / c.nHeads}) must be even for RoPE`,
+    );
+  }
+  if (c.topK > c.experts) {
+    fail("modelConfig", `topK (${c.topK}) must not exceed experts (${c.experts})`);
+  }
   const oneOf = <T>(k: keyof ModelConfig, vals: readonly T[]) => {
-    if (!vals.includes(c[k] as T)) fail("modelConfig", `${k} must be one of ${vals.map((v) => JSON.stringify(v)).join(", ")}, got ${JSON.stringify(c[k])}`);
+    if (!vals.includes(c[k] as T)) {
+      fail(
+        "modelConfig",
+        `${k} must be one of ${vals.map((v) => JSON.stringify(v)).join(", ")}, got ${
+          JSON.stringify(c[k])
+        }`,
+      );
+    }
   };
   oneOf("block", ["prenorm", "parallel"]);
   oneOf("norm", ["rmsnorm", "layernorm"]);
   oneOf("ffn", ["moe", "dense"]);
   oneOf("activation", ["swiglu", "gelu", "relu"]);
   oneOf("estimator", ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"]);
-  if (c.estimator === "sparsemixer" && c.topK > 2) fail("modelConfig", `estimator "sparsemixer" supports topK 1 or 2, got ${c.topK}`);
-  if (c.estimator === "sparsemixer-v1" && c.topK !== 1) fail("modelConfig", `estimator "sparsemixer-v1" is top-1 only, got topK ${c.topK}`);
+  if (c.estimator === "sparsemixer" && c.topK > 2) {
+    fail("modelConfig", `estimator "sparsemixer" supports topK 1 or 2, got ${c.topK}`);
+  }
+  if (c.estimator === "sparsemixer-v1" && c.topK !== 1) {
+    fail("modelConfig", `estimator "sparsemixer-v1" is top-1 only, got topK ${c.topK}`);
+  }
   for (const k of ["normEps", "ropeTheta", "initStd", "jitterEps"] as const) {
-    if (typeof c[k] !== "number" || !(c[k] >= 0)) fail("modelConfig", `${k} must be a non-negative number, got ${JSON.stringify(c[k])}`);
+    if (typeof c[k] !== "number" || !(c[k] >= 0)) {
+      fail("modelConfig", `${k} must be a non-negative number, got ${JSON.stringify(c[k])}`);
+    }
   }
   if (!Array.isArray(c.balance)) fail("modelConfig", "balance must be an array of balancer specs");
   for (const b of c.balance) {
     if (!b || !["auxLoss", "zLoss", "lossFree", "bip"].includes((b as BalanceSpec).kind)) {
-      fail("modelConfig", `unknown balancer ${JSON.stringify(b)}; expected kind auxLoss, zLoss, lossFree or bip`);
+      fail(
+        "modelConfig",
+        `unknown balancer ${JSON.stringify(b)}; expected kind auxLoss, zLoss, lossFree or bip`,
+      );
     }
   }
   return c;

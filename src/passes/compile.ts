@@ -26,6 +26,12 @@ import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts
 import { scanShader } from "../../codegen/templates/scan.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
 import {
+  attentionBackwardKVShader,
+  attentionBackwardQShader,
+  attentionForwardShader,
+  type AttentionShape,
+} from "../../codegen/templates/attention.ts";
+import {
   radixSelectPrograms,
   selectHistBytes,
   selectStateBytes,
@@ -460,6 +466,45 @@ function lowerKernel(
         x,
         out,
       });
+      return [launchOf(program, local, rows, maxBindings, root)];
+    }
+    case "attention":
+    case "attentionBwdQ":
+    case "attentionBwdKV": {
+      const srcs = root.src.map(throughIdentity);
+      const [q, kk] = srcs;
+      const r = q.shape.length;
+      const arg = root.arg as OpArgs["attention"];
+      const shape: AttentionShape = {
+        batch: prod(q.shape.slice(0, r - 2)),
+        S: q.shape[r - 2],
+        Sk: kk.shape[r - 2],
+        Dh: q.shape[r - 1],
+        causal: arg.causal,
+        scale: arg.scale,
+      };
+      if (shape.Dh % 4 !== 0) {
+        throw new Error(
+          `${k.kind}: the fused kernel needs a head size divisible by 4, got ${shape.Dh}`,
+        );
+      }
+      const slots = srcs.map((s) => local.of(s)!);
+      const out = registerOut(local, root);
+      const [qs, ks, vs, dO, lse, delta] = slots;
+      const program = k.kind === "attention"
+        ? attentionForwardShader({ label, ...shape, q: qs, k: ks, v: vs, out })
+        : (k.kind === "attentionBwdQ" ? attentionBackwardQShader : attentionBackwardKVShader)({
+          label,
+          ...shape,
+          q: qs,
+          k: ks,
+          v: vs,
+          dO,
+          lse,
+          delta,
+          out,
+        });
+      const rows = shape.batch * (k.kind === "attentionBwdKV" ? shape.Sk : shape.S);
       return [launchOf(program, local, rows, maxBindings, root)];
     }
     case "kthLargest": {

@@ -73,7 +73,8 @@ export type PlannedKernel =
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
   | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
   | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
-  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd"; root: Node };
+  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd"; root: Node }
+  | { kind: "attention" | "attentionBwdQ" | "attentionBwdKV"; root: Node };
 
 export interface Schedule {
   /** Input leaves, in first-use order. */
@@ -88,6 +89,9 @@ const ROUTINES = new Set([
   "groupedWgrad",
   "topk",
   "kthLargest",
+  "attention",
+  "attentionBwdQ",
+  "attentionBwdKV",
   "cumsum",
   "scatterAdd",
 ]);
@@ -217,7 +221,10 @@ export function schedule(
   const kernels: PlannedKernel[] = [];
   for (const n of order) {
     if (!realized.has(n)) continue;
-    if (n.op === "topk" || n.op === "kthLargest" || n.op === "cumsum" || n.op === "scatterAdd") {
+    if (
+      n.op === "topk" || n.op === "kthLargest" || n.op === "cumsum" || n.op === "scatterAdd" ||
+      n.op === "attention" || n.op === "attentionBwdQ" || n.op === "attentionBwdKV"
+    ) {
       kernels.push({ kind: n.op, root: n });
       continue;
     }

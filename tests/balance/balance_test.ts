@@ -143,7 +143,7 @@ Deno.test("auxLoss equals α at perfect balance (unified) and K·α in the hf co
   assert.equal(await m.dead_experts.item(), 0);
 });
 
-Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient", async () => {
+Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient", () => {
   const s = setup(5, 4, 3, 13);
   const beta = 0.2;
   const z = logitsOf(s);
@@ -351,7 +351,7 @@ Deno.test({
 
 // ---- metrics and combinations --------------------------------------------------------------------
 
-Deno.test("metrics: tokens per expert, MaxVio, dead experts and router entropy follow their definitions", async () => {
+Deno.test("metrics: tokens per expert, MaxVio, dead experts and router entropy follow their definitions", () => {
   const s = setup(10, 5, 3, 3);
   s.router[4] = [-9, -9, -9];
   s.x = s.x.map((r) => r.map(Math.abs));

@@ -1,0 +1,193 @@
+/**
+ * The decoder-only MoE language model: embedding → L blocks (causal self-attention with RoPE and
+ * an MoE or dense FFN, pre-norm or parallel) → final norm → tied or untied LM head.
+ */
+import { fail } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
+import { constant } from "../ops/prim.ts";
+import { randn } from "../ops/creation.ts";
+import { layer as moeLayer, type LayerState } from "../moe/layer.ts";
+import type { Routing } from "../moe/route.ts";
+import { auxLoss, type Balancer, bip, lossFree, zLoss } from "../passes/balance.ts";
+import { type AttentionOptions, embedding, linear, mlp, norm, selfAttention } from "./layers.ts";
+import { type BalanceSpec, type ModelConfig, parameterShapes } from "./config.ts";
+
+/** A parameter tree of the layout documented in config.ts. */
+export type Params = {
+  embed: Tensor;
+  layers: {
+    attnNorm: { weight: Tensor; bias?: Tensor };
+    attn: { q: Tensor; k: Tensor; v: Tensor; o: Tensor };
+    ffnNorm?: { weight: Tensor; bias?: Tensor };
+    moe?: { router: Tensor; gate?: Tensor; up: Tensor; down: Tensor };
+    mlp?: { gate?: Tensor; up: Tensor; down: Tensor };
+  }[];
+  finalNorm: { weight: Tensor; bias?: Tensor };
+  lmHead?: Tensor;
+};
+
+/** Sets `value` at a dotted path inside a tree of objects and arrays (creating containers). */
+export function setPath(tree: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split(".");
+  let node: Record<string, unknown> = tree;
+  keys.forEach((k, i) => {
+    if (i === keys.length - 1) {
+      node[k] = value;
+      return;
+    }
+    const nextIsIndex = /^\d+$/.test(keys[i + 1]);
+    node[k] ??= nextIsIndex ? [] : {};
+    node = node[k] as Record<string, unknown>;
+  });
+}
+
+/**
+ * Fresh parameters: weights ~ N(0, initStd²) (output projections scaled by 1/√(2L), the GPT-2
+ * residual scaling), norm weights 1, biases 0. Deterministic for a seed: every parameter has its
+ * own counter-based stream, so the same seed gives the same model on every backend.
+ *
+ * @example
+ * ```ts
+ * const params = await mj.realize(mj.nn.initParams(mj.nn.modelConfig({ nLayers: 2 }), 0));
+ * ```
+ */
+export function initParams(config: ModelConfig, seed = 0): Params {
+  const tree: Record<string, unknown> = {};
+  const outScale = 1 / Math.sqrt(2 * config.nLayers);
+  parameterShapes(config).forEach(([path, shape], i) => {
+    let t: Tensor;
+    if (path.endsWith(".weight") && shape.length === 1) t = constant(1, shape, "f32");
+    else if (path.endsWith(".bias")) t = constant(0, shape, "f32");
+    else {
+      const std = /\.(attn\.o|moe\.down|mlp\.down)$/.test(path)
+        ? config.initStd * outScale
+        : config.initStd;
+      t = randn(shape, { seed: seed * 65536 + i }).mul(std);
+    }
+    setPath(tree, path, t);
+  });
+  return tree as unknown as Params;
+}
+
+/** Balancers for a model from their serializable specs. */
+export function balancersOf(specs: readonly BalanceSpec[], seqLen: number): Balancer[] {
+  return specs.map((b) => {
+    switch (b.kind) {
+      case "auxLoss":
+        return auxLoss({
+          alpha: b.alpha,
+          scope: b.scope,
+          convention: b.convention,
+          ...(b.scope === "sequence" ? { seqLen } : {}),
+        });
+      case "zLoss":
+        return zLoss({ beta: b.beta });
+      case "lossFree":
+        return lossFree({ rate: b.rate, rule: b.rule });
+      case "bip":
+        return bip({ iters: b.iters });
+    }
+  });
+}
+
+export interface ForwardOptions {
+  /** Training behaviour of the MoE layers (sampling estimators, EMA updates); default true. */
+  training?: boolean;
+  /** Random key (u32 [2]) for sampling estimators: pass a per-step key into a jitted step. */
+  key?: Tensor;
+  /** Per-layer MoE state from the previous step (Default MoE's ehat, balancer state). */
+  state?: LayerState[];
+  /** Attention kernel choice (default: fused when the head size allows; see nn.attention). */
+  attention?: AttentionOptions;
+}
+
+export interface ForwardResult {
+  /** [B, S, V] next-token logits. */
+  logits: Tensor;
+  /** Balancer losses summed over layers (load_balancing_loss, z_loss). */
+  losses: Record<string, Tensor>;
+  /** Per-layer MoE state for the next step. */
+  state: LayerState[];
+  /** Per-layer routing (for metrics); empty for dense models. */
+  routing: Routing[];
+}
+
+/**
+ * The model's forward pass on token ids [B, S].
+ *
+ * @example
+ * ```ts
+ * const { logits, losses } = mj.nn.forward(params, tokens, config, { key });
+ * ```
+ */
+export function forward(
+  params: Params,
+  tokens: Tensor,
+  config: ModelConfig,
+  opts: ForwardOptions = {},
+): ForwardResult {
+  if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
+    fail("nn.forward", `expected i32 token ids [B, S], got ${tokens.dtype}[${tokens.shape}]`);
+  }
+  const [B, S] = tokens.shape;
+  if (S > config.maxSeqLen) {
+    fail("nn.forward", `sequence length ${S} exceeds the model's maxSeqLen ${config.maxSeqLen}`);
+  }
+  if (params.layers.length !== config.nLayers) {
+    fail("nn.forward", `params have ${params.layers.length} layers, the config ${config.nLayers}`);
+  }
+  const training = opts.training ?? true;
+  const balance = balancersOf(config.balance, S);
+  const sampling = config.estimator === "sparsemixer" || config.estimator === "sparsemixer-v1";
+  let x = embedding(tokens, params.embed); // [B, S, d]
+  const d = config.dModel;
+  const losses: Record<string, Tensor> = {};
+  const state: LayerState[] = [];
+  const routing: Routing[] = [];
+  const ffn = (h: Tensor, p: Params["layers"][number], i: number): Tensor => {
+    if (config.ffn === "dense") return mlp(h, p.mlp!, config.activation);
+    const flat = h.reshape([B * S, d]);
+    const r = moeLayer(flat, p.moe!, {
+      k: config.topK,
+      estimator: config.estimator,
+      balance,
+      training,
+      ...(config.activation !== "swiglu" ? { activation: config.activation } : {}),
+      ...(opts.state?.[i] ? { state: opts.state[i] } : {}),
+      ...(sampling
+        ? {
+          jitterEps: config.jitterEps,
+          ...(opts.key ? { key: opts.key.add(i * 7919).cast("u32") } : {}),
+        }
+        : {}),
+    });
+    for (const [name, v] of Object.entries(r.losses)) {
+      losses[name] = losses[name] ? losses[name].add(v) : v;
+    }
+    state.push(r.state);
+    routing.push(r);
+    return r.y.reshape([B, S, d]);
+  };
+  params.layers.forEach((p, i) => {
+    if (config.block === "parallel") {
+      const h = norm(x, p.attnNorm, config.norm, config.normEps);
+      x = x.add(selfAttention(h, p.attn, config.nHeads, config.ropeTheta, opts.attention)).add(
+        ffn(h, p, i),
+      );
+    } else {
+      x = x.add(
+        selfAttention(
+          norm(x, p.attnNorm, config.norm, config.normEps),
+          p.attn,
+          config.nHeads,
+          config.ropeTheta,
+          opts.attention,
+        ),
+      );
+      x = x.add(ffn(norm(x, p.ffnNorm!, config.norm, config.normEps), p, i));
+    }
+  });
+  x = norm(x, params.finalNorm, config.norm, config.normEps);
+  const logits = linear(x, config.tiedEmbeddings ? params.embed : params.lmHead!);
+  return { logits, losses, state, routing };
+}
