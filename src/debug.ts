@@ -2,6 +2,9 @@
 import { printGraph } from "./ir/print.ts";
 import type { Tensor } from "./tensor.ts";
 import { treeTensors } from "./autodiff/tree.ts";
+import { type KernelProfile, profileRows, setProfiling } from "./runtime/profile.ts";
+
+export type { KernelProfile };
 
 /**
  * The graph behind tensors, as SSA text (one node per line, sources first).
@@ -20,4 +23,41 @@ export function print(t: Tensor | readonly Tensor[] | Record<string, Tensor>): s
   const text = graph(t);
   console.log(text);
   return text;
+}
+
+/**
+ * Profiles the WebGPU kernels run by `fn`: each kernel is submitted alone and waited for, so the
+ * run is much slower than normal, but the table shows where the time goes (milliseconds per
+ * kernel label, most expensive first; a host round trip is subtracted from each kernel).
+ *
+ * @example
+ * ```ts
+ * const rows = await mj.debug.profile(() => step(state, x, y, lr, i));
+ * console.log(mj.debug.formatProfile(rows));
+ * ```
+ */
+export async function profile(fn: () => unknown): Promise<KernelProfile[]> {
+  setProfiling(true);
+  try {
+    await fn();
+  } finally {
+    setProfiling(false);
+  }
+  return profileRows();
+}
+
+/** A profile as an aligned text table (top `limit` rows and the total). */
+export function formatProfile(rows: readonly KernelProfile[], limit = 25): string {
+  const total = rows.reduce((a, r) => a + r.ms, 0);
+  const lines = rows.slice(0, limit).map((r) =>
+    `${r.ms.toFixed(1).padStart(9)} ms ${
+      ((100 * r.ms) / Math.max(total, 1e-9)).toFixed(1).padStart(5)
+    }% ${String(r.calls).padStart(4)}×  ${r.label}`
+  );
+  lines.push(
+    `${total.toFixed(1).padStart(9)} ms total over ${
+      rows.reduce((a, r) => a + r.calls, 0)
+    } kernels`,
+  );
+  return lines.join("\n");
 }

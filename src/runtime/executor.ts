@@ -10,6 +10,7 @@ import { type BufferPool, fromDeviceBytes } from "./buffers.ts";
 import { checkDeviceHealth } from "./device.ts";
 import { pipelineFor } from "./pipelines.ts";
 import { stats } from "./stats.ts";
+import { profiling, record, roundTripMs } from "./profile.ts";
 
 interface StepState {
   pipelines: GPUComputePipeline[];
@@ -61,10 +62,13 @@ export async function runStep(
     else bySlot[i] = pool.acquire(s.bytes);
   });
   device.pushErrorScope("validation");
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  prog.launches.forEach((l, i) => {
-    if (l.work === 0) return;
+  const profile = profiling();
+  const overhead = profile ? await roundTripMs(device) : 0;
+  let enc = device.createCommandEncoder();
+  let pass = enc.beginComputePass();
+  for (let i = 0; i < prog.launches.length; i++) {
+    const l = prog.launches[i];
+    if (l.work === 0) continue;
     const bufs = l.slots.map((s) => bySlot[s]);
     let cached = st.bindGroups[i];
     if (!cached || cached.bufs.some((b, j) => b !== bufs[j])) {
@@ -79,7 +83,17 @@ export async function runStep(
     pass.setBindGroup(0, cached.group);
     pass.dispatchWorkgroups(...l.program.grid);
     stats.kernelsDispatched++;
-  });
+    if (profile) {
+      // One kernel per submission, timed from submit to completion.
+      pass.end();
+      const t0 = performance.now();
+      device.queue.submit([enc.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      record(l.program.label, performance.now() - t0 - overhead);
+      enc = device.createCommandEncoder();
+      pass = enc.beginComputePass();
+    }
+  }
   pass.end();
   const buffers = prog.outputSlots.map((s) => bySlot[s]);
   const staging: (GPUBuffer | null)[] = buffers.map((b, i) => {
