@@ -130,3 +130,8 @@ export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";
 export * as moe from "./src/moe/index.ts";
 export * as balance from "./src/balance.ts";
+export * as nn from "./src/nn/index.ts";
+export * as optim from "./src/nn/optim.ts";
+export * as data from "./src/data/index.ts";
+export * as io from "./src/io/index.ts";
+export * as train from "./src/train/index.ts";

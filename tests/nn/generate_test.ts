@@ -7,7 +7,7 @@ import * as mj from "../../mod.ts";
 import { assert, prng, SLOW } from "../helpers.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
 import { generate } from "../../src/nn/generate.ts";
-import { argmax, softmax, tokenTensor } from "./reference.ts";
+import { argmax, softmax, TINY_MOE, tokenTensor } from "./reference.ts";
 
 const gpu = (await acquireGpu()) !== null;
 
@@ -20,14 +20,7 @@ const isErr = (re: RegExp) => (e: unknown) => {
 
 /** The shrunk MoE model, with weights large enough that greedy text does not just repeat. */
 const MOE = mj.nn.modelConfig({
-  nLayers: 2,
-  dModel: 16,
-  nHeads: 2,
-  dFf: 16,
-  experts: 4,
-  topK: 2,
-  vocabSize: 32,
-  maxSeqLen: 8,
+  ...TINY_MOE,
   initStd: 0.5,
   tiedEmbeddings: false,
 });

@@ -13,6 +13,8 @@ import {
   modelRef,
   numel,
   tensorParams,
+  TINY_DENSE,
+  TINY_MOE,
   tokenTensor,
 } from "./reference.ts";
 
@@ -46,27 +48,8 @@ function hostModel(c: mj.nn.ModelConfig, seed: number): HostParams {
   return P;
 }
 
-/** The shrunk default MoE configuration of the brief. */
-const MOE = {
-  nLayers: 2,
-  dModel: 16,
-  nHeads: 2,
-  dFf: 16,
-  experts: 4,
-  topK: 2,
-  vocabSize: 32,
-  maxSeqLen: 8,
-};
-/** The small dense model used for finite differences. */
-const DENSE = {
-  ffn: "dense",
-  nLayers: 1,
-  dModel: 8,
-  nHeads: 2,
-  dFf: 8,
-  vocabSize: 11,
-  maxSeqLen: 6,
-} as const;
+const MOE = TINY_MOE;
+const DENSE = TINY_DENSE;
 
 // ---- configuration ------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
 import * as mj from "../../mod.ts";
 import { assert, assertClose, evalWide, prng, wideTensor } from "../helpers.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
-import { numel, tokenTensor, uniform } from "./reference.ts";
+import { numel, TINY_DENSE, tokenTensor, uniform } from "./reference.ts";
 
 const gpu = (await acquireGpu()) !== null;
 
@@ -444,16 +444,7 @@ Deno.test("optim.cosineSchedule: linear warmup, peak at warmup, cosine to minLr 
 
 Deno.test("a jitted step (grad → clip → adamw) on the dense model lowers the loss and traces once", async () => {
   mj.setBackend("cpu");
-  const c = mj.nn.modelConfig({
-    ffn: "dense",
-    nLayers: 1,
-    dModel: 8,
-    nHeads: 2,
-    dFf: 8,
-    vocabSize: 11,
-    maxSeqLen: 6,
-    initStd: 0.2,
-  });
+  const c = mj.nn.modelConfig({ ...TINY_DENSE, initStd: 0.2 });
   const r = prng(5);
   const toks = Array.from(
     { length: 2 },

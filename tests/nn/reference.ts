@@ -8,6 +8,29 @@ import { evalWide, prng, wideTensor } from "../helpers.ts";
 
 export type Arr = Float64Array;
 
+/** The shrunk MoE model of the nn tests (every layer kind at a size the interpreter runs fast). */
+export const TINY_MOE = {
+  nLayers: 2,
+  dModel: 16,
+  nHeads: 2,
+  dFf: 16,
+  experts: 4,
+  topK: 2,
+  vocabSize: 32,
+  maxSeqLen: 8,
+};
+
+/** The small dense model used for finite differences. */
+export const TINY_DENSE = {
+  ffn: "dense",
+  nLayers: 1,
+  dModel: 8,
+  nHeads: 2,
+  dFf: 8,
+  vocabSize: 11,
+  maxSeqLen: 6,
+} as const;
+
 export const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Uniform values in [lo, hi) with their shape (an FD input). */

@@ -1,0 +1,412 @@
+/**
+ * The command line of the training examples (examples/grin.ts, examples/default_moe.ts): flags
+ * in kebab-case of the configuration names, `--help` with every default, clear errors for bad
+ * flags, and a summary at the end. Not exported from mod.ts (it reads Deno.args and prints);
+ * examples import it directly.
+ */
+import { parseArgs } from "node:util";
+import { MoejitError } from "../errors.ts";
+import { type BackendName, setBackend } from "../backend.ts";
+import { type BalanceSpec, DEFAULT_CONFIG, type ModelConfig } from "../nn/config.ts";
+import { BUILTIN_CORPORA } from "../data/corpus.ts";
+import { train, TRAIN_DEFAULTS, type TrainOptions, type TrainResult } from "./trainer.ts";
+
+const ESTIMATORS = ["sparsemixer", "sparsemixer-v1", "default", "dense", "topk"] as const;
+
+/** What an example fixes before the flags apply. */
+export interface CliPreset {
+  /** Script name for usage lines, e.g. "examples/grin.ts". */
+  script: string;
+  /** One line on what the script trains. */
+  description: string;
+  model?: Partial<ModelConfig>;
+  /** Defaults of the run options that differ from TRAIN_DEFAULTS (e.g. out). */
+  run?: Partial<TrainOptions>;
+}
+
+/**
+ * Parses a --balance value: comma-separated `aux[:α]`, `aux-seq[:α]`, `aux-hf[:α]`, `z[:β]`,
+ * `lossfree[:rate]`, `bip[:iters]`, or `none`.
+ */
+export function parseBalance(text: string): BalanceSpec[] {
+  if (text.trim() === "none" || text.trim() === "") return [];
+  return text.split(",").map((part) => {
+    const [name, arg, ...rest] = part.trim().split(":");
+    const value = arg === undefined ? undefined : Number(arg);
+    if (rest.length || (arg !== undefined && !(Number.isFinite(value) && value! >= 0))) {
+      throw new CliError(
+        `--balance: cannot read ${JSON.stringify(part)}; expected name[:number], e.g. aux:0.01`,
+      );
+    }
+    switch (name) {
+      case "aux":
+        return { kind: "auxLoss", ...(value !== undefined ? { alpha: value } : {}) };
+      case "aux-seq":
+        return {
+          kind: "auxLoss",
+          scope: "sequence",
+          ...(value !== undefined ? { alpha: value } : {}),
+        };
+      case "aux-hf":
+        return {
+          kind: "auxLoss",
+          convention: "hf",
+          ...(value !== undefined ? { alpha: value } : {}),
+        };
+      case "z":
+        return { kind: "zLoss", ...(value !== undefined ? { beta: value } : {}) };
+      case "lossfree":
+        return { kind: "lossFree", ...(value !== undefined ? { rate: value } : {}) };
+      case "bip":
+        if (value !== undefined && !Number.isInteger(value)) {
+          throw new CliError(`--balance: bip takes an integer iteration count, got ${arg}`);
+        }
+        return { kind: "bip", ...(value !== undefined ? { iters: value } : {}) };
+      default:
+        throw new CliError(
+          `--balance: unknown balancer ${
+            JSON.stringify(name)
+          }; expected aux, aux-seq, aux-hf, z, lossfree, bip or none`,
+        );
+    }
+  });
+}
+
+/** Formats balancer specs back into --balance syntax. */
+export function formatBalance(specs: readonly BalanceSpec[]): string {
+  if (!specs.length) return "none";
+  return specs.map((b) => {
+    switch (b.kind) {
+      case "auxLoss":
+        return `${b.scope === "sequence" ? "aux-seq" : b.convention === "hf" ? "aux-hf" : "aux"}${
+          b.alpha !== undefined ? `:${b.alpha}` : ""
+        }`;
+      case "zLoss":
+        return `z${b.beta !== undefined ? `:${b.beta}` : ""}`;
+      case "lossFree":
+        return `lossfree${b.rate !== undefined ? `:${b.rate}` : ""}`;
+      case "bip":
+        return `bip${b.iters !== undefined ? `:${b.iters}` : ""}`;
+    }
+  }).join(",");
+}
+
+/** A usage error: printed without a stack, exit status 2. */
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+interface Flag {
+  /** Model field or run option it sets. */
+  target: { model: keyof ModelConfig } | { run: keyof TrainOptions } | {
+    special: "backend" | "help" | "balance";
+  };
+  kind: "int" | "number" | "string" | "boolean";
+  help: string;
+}
+
+const FLAGS: Record<string, Flag> = {
+  steps: { target: { run: "steps" }, kind: "int", help: "optimizer steps" },
+  batch: { target: { run: "batch" }, kind: "int", help: "sequences per batch" },
+  seq: { target: { run: "seq" }, kind: "int", help: "tokens per sequence (the context length)" },
+  layers: { target: { model: "nLayers" }, kind: "int", help: "transformer blocks" },
+  "d-model": { target: { model: "dModel" }, kind: "int", help: "model width" },
+  heads: { target: { model: "nHeads" }, kind: "int", help: "attention heads" },
+  experts: { target: { model: "experts" }, kind: "int", help: "experts per MoE layer" },
+  "top-k": { target: { model: "topK" }, kind: "int", help: "experts per token" },
+  "d-ff": { target: { model: "dFf" }, kind: "int", help: "expert hidden size" },
+  estimator: {
+    target: { model: "estimator" },
+    kind: "string",
+    help: `router gradient: ${ESTIMATORS.join(" | ")}`,
+  },
+  balance: {
+    target: { special: "balance" },
+    kind: "string",
+    help:
+      "balancers: aux[:α], aux-seq[:α], aux-hf[:α], z[:β], lossfree[:rate], bip[:iters], comma-separated, or none",
+  },
+  ffn: { target: { model: "ffn" }, kind: "string", help: "moe | dense" },
+  block: { target: { model: "block" }, kind: "string", help: "prenorm | parallel" },
+  norm: { target: { model: "norm" }, kind: "string", help: "rmsnorm | layernorm" },
+  activation: { target: { model: "activation" }, kind: "string", help: "swiglu | gelu | relu" },
+  lr: {
+    target: { run: "lr" },
+    kind: "number",
+    help: "peak learning rate (warmup, then cosine to lr/10)",
+  },
+  "min-lr": { target: { run: "minLr" }, kind: "number", help: "final learning rate" },
+  warmup: {
+    target: { run: "warmup" },
+    kind: "int",
+    help: "warmup steps (default 5% of steps, ≤ 100)",
+  },
+  "weight-decay": {
+    target: { run: "weightDecay" },
+    kind: "number",
+    help: "AdamW decoupled weight decay",
+  },
+  clip: { target: { run: "clip" }, kind: "number", help: "global gradient-norm clip (0: off)" },
+  seed: { target: { run: "seed" }, kind: "int", help: "seed of init, batches and sampling noise" },
+  data: {
+    target: { run: "data" },
+    kind: "string",
+    help: `${BUILTIN_CORPORA.join(" | ")} | a text file or folder`,
+  },
+  tokenizer: {
+    target: { run: "tokenizer" },
+    kind: "string",
+    help: "byte | bpe | bpe:<encoding> (cl100k_base, o200k_base, …)",
+  },
+  out: {
+    target: { run: "out" },
+    kind: "string",
+    help: "output directory (metrics, plots, checkpoint)",
+  },
+  resume: {
+    target: { run: "resume" },
+    kind: "string",
+    help: "checkpoint directory to resume from (e.g. out/grin/checkpoint)",
+  },
+  "eval-every": {
+    target: { run: "evalEvery" },
+    kind: "int",
+    help: "validate every N steps (0: only at the end)",
+  },
+  "eval-batches": {
+    target: { run: "evalBatches" },
+    kind: "int",
+    help: "validation batches per intermediate evaluation",
+  },
+  "log-every": {
+    target: { run: "logEvery" },
+    kind: "int",
+    help: "read back and log metrics every N steps",
+  },
+  "checkpoint-every": {
+    target: { run: "checkpointEvery" },
+    kind: "int",
+    help: "checkpoint every N steps (0: at the end only)",
+  },
+  samples: { target: { run: "samples" }, kind: "int", help: "texts sampled at the end" },
+  "sample-tokens": { target: { run: "sampleTokens" }, kind: "int", help: "tokens per sample" },
+  backend: {
+    target: { special: "backend" },
+    kind: "string",
+    help: "webgpu | cpu (default: WebGPU when an adapter exists)",
+  },
+  help: { target: { special: "help" }, kind: "boolean", help: "print this help" },
+};
+
+const MODEL_FIELD_DEFAULT = (
+  k: keyof ModelConfig,
+  preset: CliPreset,
+) => (preset.model?.[k] ?? DEFAULT_CONFIG[k]);
+
+function defaultText(name: string, f: Flag, preset: CliPreset): string {
+  const t = f.target;
+  if ("model" in t) {
+    return JSON.stringify(MODEL_FIELD_DEFAULT(t.model, preset)).replace(/^"|"$/g, "");
+  }
+  if ("special" in t) {
+    if (t.special === "balance") {
+      return formatBalance((preset.model?.balance ?? DEFAULT_CONFIG.balance) as BalanceSpec[]);
+    }
+    if (t.special === "backend") return "auto";
+    return "";
+  }
+  const v = (preset.run as Record<string, unknown> | undefined)?.[t.run] ??
+    (TRAIN_DEFAULTS as Record<string, unknown>)[t.run];
+  if (v === undefined) {
+    if (name === "min-lr") return "lr/10";
+    if (name === "warmup") return "auto";
+    return "none";
+  }
+  return String(v);
+}
+
+/** The --help text: every flag with its default. */
+export function usage(preset: CliPreset): string {
+  const lines = [`${preset.description}`, "", `usage: deno run -A ${preset.script} [flags]`, ""];
+  const width = Math.max(...Object.keys(FLAGS).map((k) => k.length)) + 2;
+  for (const [name, f] of Object.entries(FLAGS)) {
+    const def = defaultText(name, f, preset);
+    lines.push(`  --${name.padEnd(width)}${f.help}${def ? ` (default: ${def})` : ""}`);
+  }
+  lines.push(
+    "",
+    "Ctrl-C stops after the current step and writes a checkpoint; --resume continues from it.",
+  );
+  return lines.join("\n");
+}
+
+/** Turns argv into train() options; throws CliError on anything it cannot read. */
+export function parseCli(
+  args: string[],
+  preset: CliPreset,
+): { options: TrainOptions; backend?: string; help: boolean } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: Object.fromEntries(
+        Object.entries(FLAGS).map((
+          [k, f],
+        ) => [k, { type: f.kind === "boolean" ? "boolean" : "string" }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }) as { values: Record<string, string | boolean | undefined> });
+  } catch (e) {
+    const msg = (e as Error).message;
+    const unknown = msg.match(/Unknown option '([^']+)'/)?.[1];
+    if (unknown) {
+      const name = unknown.replace(/^-+/, "");
+      const near = Object.keys(FLAGS).filter((k) =>
+        k.startsWith(name.slice(0, 3)) || name.startsWith(k.slice(0, 3))
+      );
+      throw new CliError(
+        `unknown flag ${unknown}${
+          near.length ? ` (did you mean ${near.map((k) => `--${k}`).join(" or ")}?)` : ""
+        }; run with --help for the list`,
+      );
+    }
+    throw new CliError(msg.replace(/\. To specify a positional argument.*$/, ""));
+  }
+  const model: Partial<ModelConfig> = { ...(preset.model ?? {}) };
+  const run: TrainOptions = { ...(preset.run ?? {}) };
+  let backend: string | undefined;
+  for (const [name, raw] of Object.entries(values)) {
+    if (raw === undefined) continue;
+    const f = FLAGS[name];
+    let value: string | number | boolean = raw;
+    if (f.kind === "int" || f.kind === "number") {
+      const n = Number(raw);
+      if (
+        String(raw).trim() === "" || !Number.isFinite(n) ||
+        (f.kind === "int" && !Number.isInteger(n))
+      ) {
+        throw new CliError(
+          `--${name} expects ${f.kind === "int" ? "an integer" : "a number"}, got ${
+            JSON.stringify(raw)
+          }`,
+        );
+      }
+      value = n;
+    }
+    const t = f.target;
+    if ("model" in t) {
+      if (name === "estimator" && !ESTIMATORS.includes(value as (typeof ESTIMATORS)[number])) {
+        throw new CliError(
+          `--estimator: unknown estimator ${JSON.stringify(value)}; expected ${
+            ESTIMATORS.join(", ")
+          }`,
+        );
+      }
+      (model as Record<string, unknown>)[t.model] = value;
+    } else if ("run" in t) (run as Record<string, unknown>)[t.run] = value;
+    else if (t.special === "balance") model.balance = parseBalance(String(value));
+    else if (t.special === "backend") {
+      if (value !== "webgpu" && value !== "cpu") {
+        throw new CliError(`--backend: expected webgpu or cpu, got ${JSON.stringify(value)}`);
+      }
+      backend = String(value);
+    }
+  }
+  if (run.resume) {
+    // A resumed run takes the model from the checkpoint: only flags given here are compared.
+    const given = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
+    for (const [name, f] of Object.entries(FLAGS)) {
+      if ("model" in f.target && !given.has(name)) {
+        delete (model as Record<string, unknown>)[f.target.model];
+      }
+    }
+    if (!given.has("balance")) delete model.balance;
+  }
+  return {
+    options: { ...run, model },
+    ...(backend ? { backend } : {}),
+    help: values.help === true,
+  };
+}
+
+/** Prints what a run produced: perplexities, balance, files, samples. */
+export function printSummary(r: TrainResult): void {
+  const lines: string[] = [];
+  const kind = r.tokenizer.name === "byte" ? "byte" : "token";
+  lines.push(
+    "",
+    `validation perplexity ${r.valPpl.toFixed(3)} (loss ${
+      r.valLoss.toFixed(4)
+    } nats/${kind}) after ${r.step} steps` +
+      ` — ${kind}-unigram baseline on the same split: ${r.unigramPpl.toFixed(3)}`,
+  );
+  if (r.balance.length) {
+    lines.push(
+      "balance per MoE layer (MaxVio: 0 = every expert gets T·K/E; loads over the validation split):",
+    );
+    for (const b of r.balance) {
+      lines.push(
+        `  layer ${b.layer}: MaxVio_global ${b.maxVioGlobal.toFixed(3)}, last-step MaxVio_batch ${
+          b.maxVioLastStep.toFixed(3)
+        }, loads [${b.tokensPerExpert.join(", ")}]`,
+      );
+    }
+  }
+  lines.push(
+    `throughput ${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s on ${r.backend}; ${
+      r.seconds.toFixed(0)
+    } s in all`,
+  );
+  lines.push(
+    `checkpoint: ${r.paths.checkpoint}/ (model.safetensors + config.json, Hugging Face layout; training_state.safetensors to --resume)`,
+  );
+  lines.push(`metrics:    ${r.paths.metrics}`);
+  if (r.paths.plots.length) lines.push(`plots:      ${r.paths.plots.join(", ")}`);
+  if (r.samples.length) {
+    lines.push(`samples (${r.paths.samples}):`);
+    for (const s of r.samples) {
+      const show = (t: string) => t.replace(/\s+/g, " ").trim();
+      lines.push(`  » ${show(s.prompt)} ⟶ ${show(s.text)}`);
+    }
+  }
+  console.log(lines.join("\n"));
+}
+
+/**
+ * Runs a training example from argv: parses the flags (or prints --help), trains, prints the
+ * summary. Errors in the flags or data print one clear line and exit with status 2 or 1.
+ *
+ * @example
+ * ```ts
+ * await runCli(Deno.args, { script: "examples/grin.ts", description: "…", model: { estimator: "sparsemixer" } });
+ * ```
+ */
+export async function runCli(args: string[], preset: CliPreset): Promise<TrainResult | null> {
+  let parsed;
+  try {
+    parsed = parseCli(args, preset);
+  } catch (e) {
+    if (e instanceof CliError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+  if (parsed.help) {
+    console.log(usage(preset));
+    return null;
+  }
+  try {
+    if (parsed.backend) setBackend(parsed.backend as BackendName);
+    const r = await train(parsed.options);
+    printSummary(r);
+    return r;
+  } catch (e) {
+    if (e instanceof MoejitError) {
+      console.error(`error: ${e.message.replace(/\n\s*at your call:.*$/, "")}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}

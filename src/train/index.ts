@@ -1,0 +1,19 @@
+/**
+ * `mj.train`: the language-model training loop (data, compiled step, AdamW + cosine, evaluation,
+ * metrics, plots, checkpoints, resume) and its building blocks.
+ *
+ * @example
+ * ```ts
+ * import * as mj from "./mod.ts";
+ * const r = await mj.train.train({ steps: 300, model: { estimator: "sparsemixer" }, out: "out/demo" });
+ * console.log(`val ppl ${r.valPpl} vs unigram ${r.unigramPpl}`);
+ * ```
+ * @module
+ */
+export { train, TRAIN_DEFAULTS } from "./trainer.ts";
+export type { LayerBalance, LogRecord, TrainOptions, TrainResult } from "./trainer.ts";
+export { evalStep, initLayerState, LAYER_SCALARS, trainStep, unpackMetrics } from "./step.ts";
+export type { EvalStep, StepMetrics, TrainState, TrainStep, TrainStepOptions } from "./step.ts";
+export { formatDuration, Progress } from "./progress.ts";
+export type { ProgressOptions } from "./progress.ts";
+export { writeReportPlots } from "./report.ts";

@@ -1,0 +1,209 @@
+/**
+ * The compiled training and evaluation steps of the language model. A training step is one
+ * `mj.jit` function — forward, cross-entropy plus balancer losses, backward, gradient clipping,
+ * AdamW, MoE layer-state updates and the step's metrics — so it runs as one submission, and the
+ * learning rate and step counter are runtime scalars (step 2 onward compiles nothing).
+ */
+import { fail } from "../errors.ts";
+import { Tensor } from "../tensor.ts";
+import { jit } from "../jit.ts";
+import { valueAndGrad } from "../autodiff/grad.ts";
+import { constant } from "../ops/prim.ts";
+import { concat, stack } from "../ops/movement.ts";
+import { metrics as layerMetrics } from "../moe/metrics.ts";
+import type { LayerState } from "../moe/layer.ts";
+import type { Routing } from "../moe/route.ts";
+import { type AttentionOptions, crossEntropy } from "../nn/layers.ts";
+import { forward, type Params } from "../nn/model.ts";
+import type { ModelConfig } from "../nn/config.ts";
+import { type AdamW, type AdamWState, clipGradNorm } from "../nn/optim.ts";
+
+/** Scalar metrics per MoE layer, in the order they are packed into a step's metrics vector. */
+export const LAYER_SCALARS = [
+  "max_vio",
+  "load_balancing_loss",
+  "z_loss",
+  "router_entropy",
+  "dead_experts",
+] as const;
+
+/** Everything a training step reads and writes besides the batch. */
+export interface TrainState {
+  params: Params;
+  opt: AdamWState<Params>;
+  /** Per-MoE-layer state (Default MoE's EMA defaults, loss-free bias, BIP prices). */
+  layers: LayerState[];
+}
+
+/** A step's metrics as read back on the host. */
+export interface StepMetrics {
+  /** Cross-entropy plus balancer losses (what was differentiated). */
+  loss: number;
+  /** Next-token cross-entropy (nats per token). */
+  ce: number;
+  /** Global gradient norm before clipping. */
+  grad_norm: number;
+  /** One record per MoE layer: LAYER_SCALARS plus tokens_per_expert. */
+  layers: (Record<(typeof LAYER_SCALARS)[number], number> & { tokens_per_expert: number[] })[];
+}
+
+/** The length of the packed metrics vector for a model. */
+function metricsLength(config: ModelConfig): number {
+  const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
+  return 3 + moeLayers * (LAYER_SCALARS.length + config.experts);
+}
+
+/** All of a step's metrics in one f32 vector, so that reading them back is one small copy. */
+function packMetrics(
+  loss: Tensor,
+  ce: Tensor,
+  gradNorm: Tensor,
+  routing: readonly Routing[],
+): Tensor {
+  const parts = [loss.reshape([1]), ce.reshape([1]), gradNorm.reshape([1])];
+  for (const r of routing) {
+    const m = layerMetrics(r);
+    for (const name of LAYER_SCALARS) parts.push(m[name].cast("f32").reshape([1]));
+    parts.push(m.tokens_per_expert.cast("f32"));
+  }
+  return concat(parts, 0);
+}
+
+/** Unpacks a metrics vector read back from a step. */
+export function unpackMetrics(v: ArrayLike<number>, config: ModelConfig): StepMetrics {
+  if (v.length !== metricsLength(config)) {
+    fail(
+      "train",
+      `internal: metrics vector has ${v.length} entries, expected ${metricsLength(config)}`,
+    );
+  }
+  const out: StepMetrics = { loss: v[0], ce: v[1], grad_norm: v[2], layers: [] };
+  let o = 3;
+  const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
+  for (let l = 0; l < moeLayers; l++) {
+    const rec = {} as StepMetrics["layers"][number];
+    for (const name of LAYER_SCALARS) rec[name] = v[o++];
+    rec.tokens_per_expert = Array.from({ length: config.experts }, (_, e) => Math.round(v[o + e]));
+    o += config.experts;
+    out.layers.push(rec);
+  }
+  return out;
+}
+
+/**
+ * The random key of a training step: [seed, step] as u32, built in the graph from the step
+ * counter (a runtime scalar), so every step draws fresh noise without uploading anything and a
+ * resumed run draws the same noise as an uninterrupted one.
+ */
+function stepKey(seed: number, step: Tensor): Tensor {
+  return stack([constant(seed >>> 0, [], "u32"), step.cast("u32")]);
+}
+
+export interface TrainStepOptions {
+  optimizer: AdamW;
+  /** Global gradient-norm clip (default 1; 0 or Infinity disables). */
+  clip?: number;
+  /** Seed of the sampling estimators' noise (mixed with the step counter). */
+  seed?: number;
+  /** Attention kernel choice (default fused; see nn.attention). */
+  attention?: AttentionOptions;
+}
+
+/** A compiled training step: (state, inputs, targets, lr, step) → next state and metrics. */
+export type TrainStep = (
+  state: TrainState,
+  inputs: Tensor,
+  targets: Tensor,
+  lr: number,
+  step: number,
+) => Promise<{ state: TrainState; metrics: Tensor }>;
+
+/**
+ * Builds the compiled training step of a model.
+ *
+ * @example
+ * ```ts
+ * const step = mj.train.trainStep(config, { optimizer: mj.optim.adamw() });
+ * const out = await step(state, inputs, targets, lrAt(i), i); // i is 1-based
+ * state = out.state; // out.metrics: packed f32 vector, read with unpackMetrics when logging
+ * ```
+ */
+export function trainStep(config: ModelConfig, o: TrainStepOptions): TrainStep {
+  const clip = o.clip ?? 1;
+  const seed = o.seed ?? 0;
+  const V = config.vocabSize;
+  const fn = (s: TrainState, inputs: Tensor, targets: Tensor, lr: number, step: number) => {
+    const stepT = step as unknown as Tensor; // a runtime scalar inside jit
+    const key = stepKey(seed, stepT);
+    const lossFn = (p: Params) => {
+      const r = forward(p, inputs, config, {
+        training: true,
+        key,
+        state: s.layers,
+        attention: o.attention,
+      });
+      const ce = crossEntropy(r.logits.reshape([-1, V]), targets.reshape([-1]));
+      const total = Object.values(r.losses).reduce((a, b) => a.add(b), ce);
+      return [total, { ce, r }] as const;
+    };
+    const [loss, [g], aux] = valueAndGrad(lossFn, { hasAux: true })(s.params);
+    const clipped = clip > 0 && Number.isFinite(clip) ? clipGradNorm(g as Params, clip) : null;
+    const grads = clipped ? clipped.grads : (g as Params);
+    const gradNorm = clipped ? clipped.norm : constant(0, [], "f32");
+    const upd = o.optimizer.update(s.params, grads, s.opt, lr, stepT);
+    return {
+      state: { params: upd.params, opt: upd.state, layers: aux.r.state },
+      metrics: packMetrics(loss, aux.ce, gradNorm, aux.r.routing),
+    };
+  };
+  return jit(fn, { name: "train step" }) as unknown as TrainStep;
+}
+
+/** A compiled evaluation step: next-token NLL summed per row [B] and per-layer expert loads. */
+export type EvalStep = (
+  params: Params,
+  layers: LayerState[],
+  inputs: Tensor,
+  targets: Tensor,
+) => Promise<{ nll: Tensor; counts: Tensor[] }>;
+
+/**
+ * Builds the compiled evaluation step (inference routing, no sampling, no state updates).
+ *
+ * @example
+ * ```ts
+ * const evalStep = mj.train.evalStep(config);
+ * const { nll } = await evalStep(params, layers, inputs, targets); // [B]: summed per row
+ * ```
+ */
+export function evalStep(config: ModelConfig): EvalStep {
+  const V = config.vocabSize;
+  const fn = (params: Params, layers: LayerState[], inputs: Tensor, targets: Tensor) => {
+    const r = forward(params, inputs, config, { training: false, state: layers });
+    const [B, S] = targets.shape;
+    const logits = r.logits.reshape([-1, V]);
+    const picked = logits.gather(1, targets.reshape([-1, 1])).reshape([-1]);
+    const nll = logits.logsumexp(-1).sub(picked).reshape([B, S]).sum(-1);
+    return { nll, counts: r.routing.map((x) => x.counts) };
+  };
+  return jit(fn, { name: "eval step" });
+}
+
+/**
+ * Fresh per-layer MoE state with the structure a training step returns (zeros): building the
+ * step's graph on a one-token batch tells which state each layer carries, without computing
+ * anything. Passing it to the first step makes step 1 and step 2 share one compiled program.
+ */
+export function initLayerState(params: Params, config: ModelConfig): LayerState[] {
+  if (config.ffn !== "moe") return [];
+  const tokens = constant(0, [1, 1], "i32");
+  const key = constant(0, [2], "u32");
+  const { state } = forward(params, tokens, config, { training: true, key });
+  return state.map((s) => {
+    const z: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(s)) {
+      if (v instanceof Tensor) z[k] = constant(0, v.shape, v.dtype);
+    }
+    return z as LayerState;
+  });
+}

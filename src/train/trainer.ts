@@ -1,0 +1,619 @@
+/**
+ * The training loop of the MoE language model, shared by the examples (grin.ts, default_moe.ts)
+ * and usable on its own: data, the compiled step, AdamW with warmup + cosine, evaluation,
+ * metrics (JSONL), plots (SVG), checkpoints (Hugging Face layout, atomic), resume, Ctrl-C.
+ *
+ * Reproducibility: batch i, the sampling noise of step i and the learning rate of step i are
+ * pure functions of (seed, i), and the checkpoint holds the parameters, AdamW moments and MoE
+ * layer states exactly, so a run stopped after N steps and resumed for M more reproduces the
+ * N+M-step run (same backend).
+ */
+import { fail } from "../errors.ts";
+import { backendName, getBackend } from "../backend.ts";
+import { Tensor } from "../tensor.ts";
+import { realize } from "../realize.ts";
+import { type ModelConfig, modelConfig } from "../nn/config.ts";
+import { initParams, type Params } from "../nn/model.ts";
+import { adamw, type AdamWState, cosineSchedule } from "../nn/optim.ts";
+import { generate } from "../nn/generate.ts";
+import type { LayerState } from "../moe/layer.ts";
+import { maxVio } from "../moe/metrics.ts";
+import { prepareData, type PreparedData } from "../data/dataset.ts";
+import { batchTensors } from "../data/dataset.ts";
+import type { Corpus } from "../data/corpus.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { unigramPerplexity } from "../data/dataset.ts";
+import {
+  checkpointExists,
+  configDifferences,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "../io/checkpoint.ts";
+import { MetricsLog, readMetrics } from "../io/metrics.ts";
+import { writeFileAtomic } from "../io/files.ts";
+import {
+  evalStep,
+  initLayerState,
+  type StepMetrics,
+  type TrainState,
+  trainStep,
+  unpackMetrics,
+} from "./step.ts";
+import { formatDuration, Progress } from "./progress.ts";
+import { writeReportPlots } from "./report.ts";
+
+/** Options of a training run; every field has a default (see TRAIN_DEFAULTS). */
+export interface TrainOptions {
+  /** Model fields that differ from DEFAULT_CONFIG (vocabSize comes from the tokenizer). */
+  model?: Partial<ModelConfig>;
+  /** A built-in corpus name ("moby-dick", "sotu", "spam-assassin"), a file or folder, or a Corpus. */
+  data?: string | Corpus;
+  /** "byte" or "bpe[:encoding]", or a Tokenizer. */
+  tokenizer?: string | Tokenizer;
+  /** Optimizer steps in total (a resumed run continues up to this step). */
+  steps?: number;
+  /** Sequences per batch. */
+  batch?: number;
+  /** Tokens per sequence (the model's maxSeqLen). */
+  seq?: number;
+  /** Peak learning rate of the warmup + cosine schedule. */
+  lr?: number;
+  /** Final learning rate (default lr/10). */
+  minLr?: number;
+  /** Warmup steps (default 5% of steps, at most 100). */
+  warmup?: number;
+  weightDecay?: number;
+  /** Global gradient-norm clip (0 disables). */
+  clip?: number;
+  /** Seed of the initialisation, the batches and the sampling noise. */
+  seed?: number;
+  /** Output directory: metrics.jsonl, plots, checkpoint/ (default out/run). */
+  out?: string;
+  /** A checkpoint directory to resume from. */
+  resume?: string;
+  /** Evaluate on the validation split every this many steps (0: only at the end). */
+  evalEvery?: number;
+  /** Validation batches per intermediate evaluation (the final one uses the whole split). */
+  evalBatches?: number;
+  /** Read metrics back and log them every this many steps. */
+  logEvery?: number;
+  /** Write a checkpoint every this many steps (0: only at the end and on interrupt). */
+  checkpointEvery?: number;
+  /** Texts to sample at the end (0 to skip). */
+  samples?: number;
+  /** Tokens per sample. */
+  sampleTokens?: number;
+  /** Stop early (a checkpoint is written first), e.g. from an AbortController. */
+  signal?: AbortSignal;
+  /** Install a Ctrl-C handler that checkpoints before exiting (default true). */
+  handleInterrupt?: boolean;
+  /** Progress display: true (bar or plain lines), false (silent). */
+  progress?: boolean;
+  /** Called with every logged record. */
+  onLog?: (record: LogRecord) => void;
+}
+
+/** Defaults of `train` (the README's first command trains with these in under 10 minutes). */
+export const TRAIN_DEFAULTS = {
+  data: "moby-dick",
+  tokenizer: "byte",
+  steps: 600,
+  batch: 16,
+  seq: 128,
+  lr: 3e-3,
+  weightDecay: 0.1,
+  clip: 1,
+  seed: 0,
+  out: "out/run",
+  evalEvery: 200,
+  evalBatches: 8,
+  logEvery: 10,
+  checkpointEvery: 200,
+  samples: 3,
+  sampleTokens: 160,
+};
+
+const OPTION_KEYS = [
+  ...Object.keys(TRAIN_DEFAULTS),
+  "model",
+  "minLr",
+  "warmup",
+  "resume",
+  "signal",
+  "handleInterrupt",
+  "progress",
+  "onLog",
+];
+
+/** One logged step (a line of metrics.jsonl). */
+export interface LogRecord {
+  step: number;
+  loss: number;
+  ce: number;
+  lr: number;
+  grad_norm: number;
+  tokens_per_sec: number;
+  elapsed_s: number;
+  /** Per MoE layer: tokens_per_expert, max_vio, load_balancing_loss, z_loss, … */
+  layers: StepMetrics["layers"];
+  val_loss?: number;
+  val_ppl?: number;
+}
+
+/** Balance of one MoE layer over the validation split. */
+export interface LayerBalance {
+  layer: number;
+  /** MaxVio_global: loads summed over the whole validation split. */
+  maxVioGlobal: number;
+  /** The loads (token, slot pairs per expert) over the validation split. */
+  tokensPerExpert: number[];
+  /** MaxVio_batch at the last training step. */
+  maxVioLastStep: number;
+}
+
+/** What a run returns. */
+export interface TrainResult {
+  config: ModelConfig;
+  params: Params;
+  layers: LayerState[];
+  /** The last completed step. */
+  step: number;
+  /** True when the run was stopped early (signal or Ctrl-C). */
+  interrupted: boolean;
+  valLoss: number;
+  valPpl: number;
+  /** Perplexity of the train-split byte/token unigram distribution on the same validation split. */
+  unigramPpl: number;
+  balance: LayerBalance[];
+  /** Mean training throughput (tokens per second) of this run's steps. */
+  tokensPerSec: number;
+  seconds: number;
+  paths: { out: string; checkpoint: string; metrics: string; plots: string[]; samples?: string };
+  samples: { prompt: string; text: string }[];
+  tokenizer: Tokenizer;
+  backend: string;
+}
+
+function checkOptions(o: TrainOptions): void {
+  for (const k of Object.keys(o)) {
+    if (!OPTION_KEYS.includes(k)) {
+      fail(
+        "train",
+        `unknown option ${JSON.stringify(k)}; expected one of ${OPTION_KEYS.join(", ")}`,
+      );
+    }
+  }
+  const posInt = (k: string, v: unknown, min = 1) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+      fail("train", `${k} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    }
+  };
+  for (const k of ["steps", "batch", "seq"] as const) if (o[k] !== undefined) posInt(k, o[k]);
+  for (
+    const k of [
+      "evalEvery",
+      "evalBatches",
+      "logEvery",
+      "checkpointEvery",
+      "samples",
+      "sampleTokens",
+      "warmup",
+    ] as const
+  ) {
+    if (o[k] !== undefined) posInt(k, o[k], k === "logEvery" || k === "evalBatches" ? 1 : 0);
+  }
+  for (const k of ["lr", "minLr", "weightDecay", "clip"] as const) {
+    const v = o[k];
+    if (v !== undefined && (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v))) {
+      fail("train", `${k} must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.lr !== undefined && !(o.lr > 0)) fail("train", `lr must be positive, got ${o.lr}`);
+}
+
+function join(dir: string, file: string): string {
+  return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
+}
+
+/**
+ * Saves a checkpoint so that a crash at any moment leaves either the previous checkpoint or the
+ * new one whole: the files go to a sibling directory, which then replaces the old one.
+ */
+async function saveCheckpointSafely(
+  dir: string,
+  payload: Parameters<typeof saveCheckpoint>[1],
+): Promise<void> {
+  const partial = `${dir}.partial`, old = `${dir}.old`;
+  await Deno.remove(partial, { recursive: true }).catch(() => {});
+  await saveCheckpoint(partial, payload);
+  await Deno.remove(old, { recursive: true }).catch(() => {});
+  const hadOld = await Deno.stat(dir).then(() => true, () => false);
+  if (hadOld) await Deno.rename(dir, old);
+  await Deno.rename(partial, dir);
+  if (hadOld) await Deno.remove(old, { recursive: true }).catch(() => {});
+}
+
+/** The checkpoint to resume from: `dir` itself, or the `.old` copy a crash mid-swap left. */
+async function resumeDir(dir: string): Promise<string> {
+  if (await checkpointExists(dir)) return dir;
+  if (await checkpointExists(`${dir}.old`)) return `${dir}.old`;
+  return dir; // loadCheckpoint names what is missing
+}
+
+interface Evaluation {
+  loss: number;
+  ppl: number;
+  counts: number[][];
+}
+
+/** Mean next-token loss over validation windows (all of them, or `maxBatches` spread evenly). */
+async function evaluate(
+  run: ReturnType<typeof evalStep>,
+  params: Params,
+  layers: LayerState[],
+  data: PreparedData,
+  B: number,
+  S: number,
+  maxBatches?: number,
+): Promise<Evaluation> {
+  const batches = data.val.evalBatches(B, S, maxBatches);
+  let nll = 0, tokens = 0;
+  const counts: number[][] = [];
+  const pending: { rows: number; out: { nll: Tensor; counts: Tensor[] } }[] = [];
+  for (const b of batches) {
+    // A short last batch is padded with its first window (and those rows are not counted), so
+    // every batch runs through the one compiled program.
+    const x = new Int32Array(B * S), y = new Int32Array(B * S);
+    for (let r = 0; r < B; r++) {
+      const src = r < b.rows ? r : 0;
+      x.set(b.x.subarray(src * S, src * S + S), r * S);
+      y.set(b.y.subarray(src * S, src * S + S), r * S);
+    }
+    const t = batchTensors({ x, y }, B, S);
+    pending.push({ rows: b.rows, out: await run(params, layers, t.x, t.y) });
+  }
+  // One batched readback for everything.
+  const nodes = pending.flatMap((p) => [p.out.nll, ...p.out.counts].map((t) => t.node));
+  const values = await (await getBackend()).realize(nodes);
+  let i = 0;
+  for (const p of pending) {
+    const rowNll = values[i++];
+    for (let r = 0; r < p.rows; r++) nll += rowNll[r];
+    tokens += p.rows * S;
+    p.out.counts.forEach((_, l) => {
+      const c = values[i++];
+      counts[l] ??= new Array(c.length).fill(0);
+      // Loads count full batches only: a padded batch routed its padding rows too.
+      if (p.rows === B) c.forEach((v, e) => (counts[l][e] += Number(v)));
+    });
+  }
+  const loss = nll / tokens;
+  return { loss, ppl: Math.exp(loss), counts };
+}
+
+/** Reads the metrics vectors of the steps since the last log in one batch. */
+async function readStepMetrics(pending: Tensor[], config: ModelConfig): Promise<StepMetrics[]> {
+  const values = await (await getBackend()).realize(pending.map((t) => t.node));
+  return values.map((v) => unpackMetrics(v as Float32Array, config));
+}
+
+/**
+ * Trains the MoE language model. Everything has a default: `await train()` trains the default
+ * small GRIN model (SparseMixer-v2, top-2 of 8 experts, aux loss) on Moby Dick, byte-level.
+ *
+ * @example
+ * ```ts
+ * const r = await mj.train.train({ steps: 200, model: { estimator: "default" }, out: "out/demo" });
+ * console.log(r.valPpl, r.unigramPpl, r.paths.checkpoint);
+ * ```
+ */
+export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
+  checkOptions(opts);
+  const o = { ...TRAIN_DEFAULTS, ...opts };
+  const started = performance.now();
+  const show = opts.progress ?? true;
+  const say = (text: string) => show && console.error(text);
+
+  const data = await prepareData({ corpus: o.data, tokenizer: o.tokenizer });
+  const B = o.batch, S = o.seq;
+  // Both splits must hold a window; the errors name the split and the sizes.
+  data.train.batch(1, S, 0, o.seed);
+  data.val.evalBatches(1, S, 1);
+
+  let config = modelConfig({
+    ...(opts.model ?? {}),
+    vocabSize: data.tokenizer.vocabSize,
+    maxSeqLen: S,
+  });
+  const optimizer = adamw({ weightDecay: o.weightDecay });
+  let state: TrainState;
+  let startStep = 0;
+  if (opts.resume) {
+    const dir = await resumeDir(opts.resume);
+    const ck = await loadCheckpoint<Params>(dir);
+    const diffs = configDifferences(ck.config, config);
+    if (diffs.length) fail("train", `cannot resume from ${opts.resume}: ${diffs.join("; ")}`);
+    for (const k of Object.keys(opts.model ?? {}) as (keyof ModelConfig)[]) {
+      if (JSON.stringify(ck.config[k]) !== JSON.stringify(config[k])) {
+        fail(
+          "train",
+          `cannot resume from ${opts.resume}: ${k} is ${
+            JSON.stringify(ck.config[k])
+          } in the checkpoint but ${JSON.stringify(config[k])} was asked`,
+        );
+      }
+    }
+    config = ck.config;
+    const ts = ck.trainingState;
+    if (!ts) {
+      fail(
+        "train",
+        `cannot resume from ${opts.resume}: it has no training state (a model-only checkpoint); start a new run from it instead`,
+      );
+    }
+    const json = ts.json as { step?: number; seed?: number; batch?: number; seq?: number };
+    if (json.batch !== undefined && json.batch !== B) {
+      fail(
+        "train",
+        `cannot resume from ${opts.resume}: batch is ${json.batch} in the checkpoint but ${B} in this run`,
+      );
+    }
+    if (json.seed !== undefined && json.seed !== o.seed) {
+      fail(
+        "train",
+        `cannot resume from ${opts.resume}: seed is ${json.seed} in the checkpoint but ${o.seed} in this run`,
+      );
+    }
+    const tensors = ts.tensors as { opt: AdamWState<Params>; layers: LayerState[] };
+    startStep = json.step ?? 0;
+    state = await realize({ params: ck.params, opt: tensors.opt, layers: tensors.layers ?? [] });
+    say(`resumed from ${dir} at step ${startStep}`);
+  } else {
+    const params = initParams(config, o.seed);
+    state = await realize({
+      params,
+      opt: optimizer.init(params),
+      layers: initLayerState(params, config),
+    });
+  }
+  if (startStep >= o.steps) {
+    say(`the checkpoint is at step ${startStep}; nothing to train up to step ${o.steps}`);
+  }
+
+  const warmup = opts.warmup ?? Math.min(100, Math.round(o.steps * 0.05));
+  const lrAt = cosineSchedule({ lr: o.lr, warmup, total: o.steps, minLr: opts.minLr ?? o.lr / 10 });
+  const step = trainStep(config, { optimizer, clip: o.clip, seed: o.seed });
+  const evalRun = evalStep(config);
+
+  const out = o.out;
+  const paths = {
+    out,
+    checkpoint: join(out, "checkpoint"),
+    metrics: join(out, "metrics.jsonl"),
+    plots: [] as string[],
+    samples: undefined as string | undefined,
+  };
+  await Deno.mkdir(out, { recursive: true });
+  // A resumed run continues the log; lines past the checkpoint (logged before a crash) go.
+  if (startStep > 0) {
+    const rows = await readMetrics(paths.metrics).catch(() => [] as Record<string, unknown>[]);
+    const kept = rows.filter((r) => typeof r.step === "number" && r.step <= startStep);
+    await writeFileAtomic(paths.metrics, kept.map((r) => JSON.stringify(r) + "\n").join(""));
+  }
+  const log = new MetricsLog(paths.metrics, { fresh: startStep === 0 });
+
+  const checkpoint = async (at: number) => {
+    await saveCheckpointSafely(paths.checkpoint, {
+      config,
+      params: state.params,
+      trainingState: {
+        tensors: { opt: state.opt, layers: state.layers },
+        json: {
+          step: at,
+          seed: o.seed,
+          batch: B,
+          seq: S,
+          steps: o.steps,
+          lr: o.lr,
+          tokenizer: data.tokenizer.name,
+          data: data.corpus,
+        },
+      },
+    });
+  };
+
+  // Ctrl-C: finish the step in flight, checkpoint, stop. A second Ctrl-C exits at once.
+  let stopReason: string | null = null;
+  const onSigint = () => {
+    if (stopReason) Deno.exit(130);
+    stopReason = "interrupted (Ctrl-C)";
+  };
+  const handleInterrupt = (opts.handleInterrupt ?? true) && Deno.build.os !== "windows";
+  if (handleInterrupt) Deno.addSignalListener("SIGINT", onSigint);
+
+  const backend = await backendName();
+  const nParams = Object.values(flattenSizes(state.params)).reduce((a, b) => a + b, 0);
+  say(
+    `moejit ${backend}: ${config.nLayers}-layer ${
+      config.ffn === "moe"
+        ? `MoE (${config.experts} experts, top-${config.topK}, ${config.estimator})`
+        : "dense"
+    } LM, ` +
+      `d=${config.dModel}, ${
+        (nParams / 1e6).toFixed(2)
+      }M params; ${data.corpus} (${data.tokenizer.name}): ` +
+      `${data.train.length.toLocaleString("en-US")} train / ${
+        data.val.length.toLocaleString("en-US")
+      } val tokens; ` +
+      `batch ${B}×${S}, ${o.steps} steps`,
+  );
+  const progress = show ? new Progress({ total: o.steps, start: startStep }) : null;
+  const pending: Tensor[] = [];
+  let lastLogAt = performance.now(), lastLogStep = startStep, lastLoss: number | undefined;
+  let tokensSeen = 0, trainSeconds = 0;
+  let lastMetrics: StepMetrics | null = null;
+  let done = startStep;
+  try {
+    for (let i = startStep + 1; i <= o.steps; i++) {
+      const b = batchTensors(data.train.batch(B, S, i - 1, o.seed), B, S);
+      const lr = lrAt(i);
+      const r = await step(state, b.x, b.y, lr, i);
+      state = r.state;
+      pending.push(r.metrics);
+      done = i;
+      const stop = stopReason ?? (opts.signal?.aborted ? "stopped (signal)" : null);
+      const evalNow = o.evalEvery > 0 && i % o.evalEvery === 0 && i < o.steps;
+      if (i % o.logEvery === 0 || i === o.steps || stop || evalNow) {
+        const ms = await readStepMetrics(pending.splice(0), config);
+        const now = performance.now();
+        const secs = (now - lastLogAt) / 1000;
+        const tps = ((i - lastLogStep) * B * S) / Math.max(secs, 1e-9);
+        trainSeconds += secs;
+        tokensSeen += (i - lastLogStep) * B * S;
+        lastLogAt = now;
+        lastLogStep = i;
+        lastMetrics = ms[ms.length - 1];
+        lastLoss = lastMetrics.loss;
+        if (!Number.isFinite(lastLoss)) {
+          fail(
+            "train",
+            `the loss is ${lastLoss} at step ${i}; try a lower --lr (now ${o.lr}) or a smaller --clip`,
+          );
+        }
+        const record: LogRecord = {
+          step: i,
+          loss: lastMetrics.loss,
+          ce: lastMetrics.ce,
+          lr,
+          grad_norm: lastMetrics.grad_norm,
+          tokens_per_sec: Math.round(tps),
+          elapsed_s: Math.round((now - started) / 10) / 100,
+          layers: lastMetrics.layers,
+        };
+        if (evalNow) {
+          const ev = await evaluate(evalRun, state.params, state.layers, data, B, S, o.evalBatches);
+          record.val_loss = ev.loss;
+          record.val_ppl = ev.ppl;
+          progress?.log(`step ${i}: val loss ${ev.loss.toFixed(4)}, val ppl ${ev.ppl.toFixed(3)}`);
+          lastLogAt = performance.now(); // evaluation time is not training throughput
+        }
+        await log.log(record as unknown as Record<string, never>);
+        opts.onLog?.(record);
+        progress?.update(i, { tokensPerSec: tps, loss: lastLoss }, true);
+      } else {
+        progress?.update(i, { loss: lastLoss });
+      }
+      // A stop requested while this step was being logged (Ctrl-C, or a caller's onLog) ends the
+      // run here: the step is logged, and the checkpoint below holds it.
+      const late = stop ?? stopReason ?? (opts.signal?.aborted ? "stopped (signal)" : null);
+      if (late) {
+        stopReason = late;
+        break;
+      }
+      if (o.checkpointEvery > 0 && i % o.checkpointEvery === 0 && i < o.steps) await checkpoint(i);
+    }
+  } finally {
+    if (handleInterrupt) Deno.removeSignalListener("SIGINT", onSigint);
+    progress?.done();
+  }
+  if (done > startStep || !(await checkpointExists(paths.checkpoint))) await checkpoint(done);
+  if (stopReason) {
+    say(`${stopReason} after step ${done}: checkpoint written to ${paths.checkpoint}`);
+  }
+
+  // Final evaluation over the whole validation split.
+  const ev = await evaluate(evalRun, state.params, state.layers, data, B, S);
+  const unigramPpl = unigramPerplexity(
+    data.train.tokens,
+    data.val.tokens,
+    data.tokenizer.vocabSize,
+  );
+  if (done > startStep) {
+    await log.log(
+      { step: done, val_loss: ev.loss, val_ppl: ev.ppl, final: true } as unknown as Record<
+        string,
+        never
+      >,
+    );
+  }
+  const balance: LayerBalance[] = ev.counts.map((c, l) => ({
+    layer: l,
+    maxVioGlobal: maxVio(c),
+    tokensPerExpert: c.map((x) => Math.round(x)),
+    maxVioLastStep: lastMetrics?.layers[l]?.max_vio ?? NaN,
+  }));
+  paths.plots = await writeReportPlots(out, await readMetrics(paths.metrics), config);
+
+  const samples: { prompt: string; text: string }[] = [];
+  if (o.samples > 0 && !stopReason) {
+    const promptLen = Math.min(48, S - 1);
+    for (let s = 0; s < o.samples; s++) {
+      const at = Math.floor(((s + 0.5) / o.samples) * Math.max(1, data.val.length - promptLen));
+      const prompt = Array.from(data.val.tokens.subarray(at, at + promptLen));
+      const ids = await generate(state.params, config, prompt, {
+        maxNewTokens: o.sampleTokens,
+        seed: o.seed + s,
+        state: state.layers,
+      });
+      samples.push({ prompt: data.tokenizer.decode(prompt), text: data.tokenizer.decode(ids) });
+    }
+    paths.samples = join(out, "samples.txt");
+    await writeFileAtomic(
+      paths.samples,
+      samples.map((x) => `--- prompt\n${x.prompt}\n--- continuation\n${x.text}\n`).join("\n"),
+    );
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const result: TrainResult = {
+    config,
+    params: state.params,
+    layers: state.layers,
+    step: done,
+    interrupted: stopReason !== null,
+    valLoss: ev.loss,
+    valPpl: ev.ppl,
+    unigramPpl,
+    balance,
+    tokensPerSec: trainSeconds > 0 ? tokensSeen / trainSeconds : 0,
+    seconds,
+    paths,
+    samples,
+    tokenizer: data.tokenizer,
+    backend,
+  };
+  await writeFileAtomic(
+    join(out, "summary.json"),
+    JSON.stringify(
+      {
+        step: done,
+        interrupted: result.interrupted,
+        val_loss: ev.loss,
+        val_ppl: ev.ppl,
+        unigram_ppl: unigramPpl,
+        tokens_per_sec: Math.round(result.tokensPerSec),
+        seconds: Math.round(seconds * 10) / 10,
+        backend,
+        balance,
+        config,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  if (show) say(`done in ${formatDuration(seconds)}`);
+  return result;
+}
+
+/** Element counts of a parameter tree's tensors, by path. */
+function flattenSizes(
+  tree: unknown,
+  prefix = "",
+  out: Record<string, number> = {},
+): Record<string, number> {
+  if (tree instanceof Tensor) out[prefix] = tree.size;
+  else if (Array.isArray(tree)) tree.forEach((x, i) => flattenSizes(x, `${prefix}${i}.`, out));
+  else if (tree && typeof tree === "object") {
+    for (const [k, v] of Object.entries(tree)) flattenSizes(v, `${prefix}${k}.`, out);
+  }
+  return out;
+}

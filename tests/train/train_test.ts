@@ -1,0 +1,325 @@
+/**
+ * The training loop end to end on a tiny model and a small corpus file: the loss falls, WebGPU
+ * and the interpreter agree step by step, a resumed run reproduces an uninterrupted one, an
+ * interrupted run checkpoints, outputs land where they should, and bad input is named.
+ */
+import * as mj from "../../mod.ts";
+import { acquireGpu } from "../../src/runtime/device.ts";
+import { assert, assertClose } from "../helpers.ts";
+
+const gpu = (await acquireGpu()) !== null;
+
+const TEXT = [
+  "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.",
+  "However little known the feelings or views of such a man may be on his first entering a neighbourhood,",
+  "this truth is so well fixed in the minds of the surrounding families, that he is considered the rightful property",
+  "of some one or other of their daughters. My dear Mr. Bennet, said his lady to him one day, have you heard",
+  "that Netherfield Park is let at last? Mr. Bennet replied that he had not. But it is, returned she;",
+  "for Mrs. Long has just been here, and she told me all about it. Mr. Bennet made no answer.",
+].join("\n").repeat(6);
+
+const dir = await Deno.makeTempDir({ prefix: "moejit-train-" });
+const corpus = `${dir}/corpus.txt`;
+await Deno.writeTextFile(corpus, TEXT);
+
+const TINY: Partial<mj.nn.ModelConfig> = {
+  nLayers: 2,
+  dModel: 16,
+  nHeads: 2,
+  dFf: 16,
+  experts: 4,
+  topK: 2,
+};
+
+/** A quiet run on the tiny model; returns the result and the logged records. */
+async function run(o: Partial<mj.train.TrainOptions> & { out: string }) {
+  const logs: mj.train.LogRecord[] = [];
+  const r = await mj.train.train({
+    model: TINY,
+    data: corpus,
+    batch: 4,
+    seq: 16,
+    steps: 24,
+    lr: 1e-2,
+    logEvery: 1,
+    evalEvery: 0,
+    evalBatches: 2,
+    checkpointEvery: 0,
+    samples: 0,
+    progress: false,
+    handleInterrupt: false,
+    onLog: (rec) => logs.push(rec),
+    ...o,
+  });
+  return { r, logs, losses: logs.map((l) => l.loss) };
+}
+
+Deno.test({
+  name: "train: the loss falls, and WebGPU agrees with the interpreter step by step",
+  ignore: !gpu,
+}, async () => {
+  mj.setBackend("cpu");
+  const cpu = await run({ out: `${dir}/cpu` });
+  mj.setBackend("webgpu");
+  const dev = await run({ out: `${dir}/webgpu` });
+  mj.setBackend("cpu");
+  assert.equal(cpu.losses.length, 24);
+  const head = cpu.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
+  const tail = cpu.losses.slice(-3).reduce((a, b) => a + b) / 3;
+  assert.ok(tail < head - 0.5, `loss ${head.toFixed(3)} → ${tail.toFixed(3)}`);
+  assert.ok(cpu.r.valPpl > 1 && cpu.r.valPpl < 256, `val ppl ${cpu.r.valPpl}`);
+  // Same batches, same noise, same init: the two backends differ only by f32 summation order.
+  assertClose(dev.losses, cpu.losses, { rtol: 2e-3, atol: 2e-3, msg: "loss per step" });
+  assertClose(dev.logs.map((l) => l.grad_norm), cpu.logs.map((l) => l.grad_norm), {
+    rtol: 2e-2,
+    atol: 1e-3,
+    msg: "grad norm per step",
+  });
+  assertClose([dev.r.valLoss], [cpu.r.valLoss], { rtol: 2e-3 });
+});
+
+Deno.test("train: resuming after N steps for M more reproduces the N+M-step run", async () => {
+  mj.setBackend("cpu");
+  const model = {
+    ...TINY,
+    estimator: "default" as const,
+    balance: [{ kind: "auxLoss" as const, alpha: 0.01 }, { kind: "lossFree" as const }],
+  };
+  const straight = await run({ out: `${dir}/straight`, steps: 16, model });
+  const first = await run({ out: `${dir}/resumed`, steps: 16, model, signal: AbortSignal.abort() });
+  // An already-aborted signal stops after the first step, with a checkpoint.
+  assert.equal(first.r.step, 1);
+  assert.ok(first.r.interrupted);
+  const part = await run({
+    out: `${dir}/resumed`,
+    steps: 9,
+    model,
+    resume: `${dir}/resumed/checkpoint`,
+  });
+  assert.equal(part.r.step, 9);
+  const rest = await run({
+    out: `${dir}/resumed`,
+    steps: 16,
+    model,
+    resume: `${dir}/resumed/checkpoint`,
+  });
+  assert.equal(rest.r.step, 16);
+  // Steps 2..9 ran with steps=9 (a different schedule), so compare the runs with equal settings:
+  // 1 step (then resume) + 15 steps against 16 straight steps is the N+M case below.
+  const a = await run({ out: `${dir}/nm`, steps: 16, model, signal: AbortSignal.abort() });
+  const b = await run({ out: `${dir}/nm`, steps: 16, model, resume: `${dir}/nm/checkpoint` });
+  assertClose([...a.losses, ...b.losses], straight.losses, {
+    rtol: 1e-6,
+    atol: 1e-7,
+    msg: "resumed losses",
+  });
+  assertClose([b.r.valLoss], [straight.r.valLoss], { rtol: 1e-6 });
+  // The metrics log holds each step once, in order, across the resume.
+  const rows = await mj.io.readMetrics(`${dir}/nm/metrics.jsonl`);
+  const steps = rows.filter((r) => typeof r.loss === "number").map((r) => r.step);
+  assert.deepEqual(steps, Array.from({ length: 16 }, (_, i) => i + 1));
+});
+
+Deno.test("train: stopping mid-run checkpoints, and resume continues from there", async () => {
+  mj.setBackend("cpu");
+  const ctl = new AbortController();
+  const seen: number[] = [];
+  const first = await run({
+    out: `${dir}/stop`,
+    steps: 12,
+    onLog: (rec) => {
+      seen.push(rec.loss);
+      if (rec.step === 5) ctl.abort();
+    },
+    signal: ctl.signal,
+  });
+  assert.equal(first.r.step, 5);
+  assert.ok(first.r.interrupted);
+  const ck = await mj.io.loadCheckpoint(`${dir}/stop/checkpoint`);
+  assert.equal((ck.trainingState!.json as { step: number }).step, 5);
+  const straight = await run({ out: `${dir}/stop-straight`, steps: 12 });
+  const rest = await run({ out: `${dir}/stop`, steps: 12, resume: `${dir}/stop/checkpoint` });
+  assert.equal(seen.length, 5);
+  assertClose([...seen, ...rest.losses], straight.losses, { rtol: 1e-6, atol: 1e-7 });
+});
+
+Deno.test("train: outputs — metrics JSONL, plots, a Hugging Face checkpoint, samples, summary", async () => {
+  mj.setBackend("cpu");
+  const out = `${dir}/outputs`;
+  const { r } = await run({
+    out,
+    steps: 6,
+    logEvery: 2,
+    evalEvery: 4,
+    samples: 1,
+    sampleTokens: 8,
+  });
+  const rows = await mj.io.readMetrics(r.paths.metrics);
+  const train = rows.filter((x) => typeof x.loss === "number");
+  assert.deepEqual(train.map((x) => x.step), [2, 4, 6]);
+  for (const key of ["loss", "ce", "lr", "grad_norm", "tokens_per_sec", "layers"]) {
+    assert.ok(key in train[0], key);
+  }
+  const layer = (train[0].layers as Record<string, unknown>[])[0];
+  for (const key of ["tokens_per_expert", "max_vio", "load_balancing_loss", "z_loss"]) {
+    assert.ok(key in layer, key);
+  }
+  assert.equal((layer.tokens_per_expert as number[]).reduce((a, b) => a + b), 4 * 16 * 2);
+  assert.ok(
+    rows.some((x) => x.step === 4 && typeof x.val_ppl === "number"),
+    "intermediate validation",
+  );
+  assert.ok(
+    rows.some((x) => x.final === true && typeof x.val_ppl === "number"),
+    "final validation",
+  );
+  for (const name of ["loss.svg", "val_ppl.svg", "max_vio.svg", "expert_load.svg"]) {
+    const svg = await Deno.readTextFile(`${out}/${name}`);
+    assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"), name);
+  }
+  const config = JSON.parse(await Deno.readTextFile(`${out}/checkpoint/config.json`));
+  assert.equal(config.model_type, "phimoe"); // SparseMixer-trained
+  assert.equal(config.num_local_experts, 4);
+  const samples = await Deno.readTextFile(`${out}/samples.txt`);
+  assert.match(samples, /--- prompt\n[\s\S]+--- continuation\n/);
+  const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+  assert.equal(summary.step, 6);
+  assert.ok(summary.val_ppl > 1 && summary.unigram_ppl > 1);
+  assert.equal(r.balance.length, 2);
+  assert.equal(r.balance[0].tokensPerExpert.length, 4);
+});
+
+Deno.test("train: bad input is named and loses nothing", async (t) => {
+  mj.setBackend("cpu");
+  const throwsWith = async (f: () => Promise<unknown>, re: RegExp) =>
+    await assert.rejects(f, (e: unknown) => e instanceof mj.MoejitError && re.test(e.message));
+  await t.step(
+    "a missing data file",
+    () => throwsWith(() => run({ out: `${dir}/bad`, data: `${dir}/nope.txt` }), /nope\.txt/),
+  );
+  await t.step("an empty corpus", async () => {
+    await Deno.writeTextFile(`${dir}/empty.txt`, "");
+    await throwsWith(() => run({ out: `${dir}/bad`, data: `${dir}/empty.txt` }), /empty/);
+  });
+  await t.step(
+    "a sequence longer than the corpus",
+    () =>
+      throwsWith(
+        () => run({ out: `${dir}/bad`, seq: 100000 }),
+        /sequence length 100000 is longer than/,
+      ),
+  );
+  await t.step("an unknown option or estimator", async () => {
+    await throwsWith(
+      () => run({ out: `${dir}/bad`, stepz: 3 } as never),
+      /train: unknown option "stepz"/,
+    );
+    await throwsWith(
+      () => run({ out: `${dir}/bad`, model: { ...TINY, estimator: "grin" as never } }),
+      /estimator must be one of/,
+    );
+  });
+  await t.step("a corrupt or truncated checkpoint is detected, named and not loaded", async () => {
+    await run({ out: `${dir}/corrupt`, steps: 2 });
+    const file = `${dir}/corrupt/checkpoint/model.safetensors`;
+    const bytes = await Deno.readFile(file);
+    await Deno.writeFile(file, bytes.subarray(0, bytes.length - 10));
+    await throwsWith(
+      () => run({ out: `${dir}/corrupt`, steps: 4, resume: `${dir}/corrupt/checkpoint` }),
+      /model\.safetensors/,
+    );
+    const flipped = bytes.slice();
+    flipped[bytes.length - 1] ^= 0xff;
+    await Deno.writeFile(file, flipped);
+    await throwsWith(
+      () => run({ out: `${dir}/corrupt`, steps: 4, resume: `${dir}/corrupt/checkpoint` }),
+      /training_state|SHA-256|different/,
+    );
+  });
+  await t.step("a shape mismatch on resume", async () => {
+    await run({ out: `${dir}/shape`, steps: 2 });
+    await throwsWith(
+      () =>
+        run({
+          out: `${dir}/shape`,
+          steps: 4,
+          model: { ...TINY, dModel: 32 },
+          resume: `${dir}/shape/checkpoint`,
+        }),
+      /dModel is 16 in the checkpoint but 32/,
+    );
+    // The checkpoint is still there and still loads.
+    const ck = await mj.io.loadCheckpoint(`${dir}/shape/checkpoint`);
+    assert.equal(ck.config.dModel, 16);
+  });
+});
+
+Deno.test("train: the command line — --help lists every flag with its default, bad flags exit 2", async () => {
+  const cli = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../../examples/grin.ts", import.meta.url).pathname, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const help = await cli("--help");
+  assert.equal(help.code, 0);
+  const text = new TextDecoder().decode(help.stdout);
+  for (
+    const flag of [
+      "steps",
+      "batch",
+      "seq",
+      "layers",
+      "d-model",
+      "heads",
+      "experts",
+      "top-k",
+      "d-ff",
+      "estimator",
+      "balance",
+      "lr",
+      "seed",
+      "data",
+      "tokenizer",
+      "out",
+      "resume",
+      "eval-every",
+      "log-every",
+      "backend",
+    ]
+  ) {
+    assert.match(text, new RegExp(`--${flag} .*\\(default: [^)]+\\)`), flag);
+  }
+  assert.match(text, /--estimator .*\(default: sparsemixer\)/);
+  const bad = await cli("--stepz", "3");
+  assert.equal(bad.code, 2);
+  assert.match(
+    new TextDecoder().decode(bad.stderr),
+    /unknown flag --stepz \(did you mean --steps\?\)/,
+  );
+  const est = await cli("--estimator", "grin");
+  assert.equal(est.code, 2);
+  assert.match(
+    new TextDecoder().decode(est.stderr),
+    /--estimator: unknown estimator "grin"; expected sparsemixer/,
+  );
+  const num = await cli("--steps", "ten");
+  assert.equal(num.code, 2);
+  assert.match(new TextDecoder().decode(num.stderr), /--steps expects an integer, got "ten"/);
+});
+
+Deno.test("train: --balance parses every balancer and round-trips", async () => {
+  const { parseBalance, formatBalance } = await import("../../src/train/cli.ts");
+  const specs = parseBalance("aux:0.01,aux-seq:0.1,z:0.001,lossfree:0.002,bip:4");
+  assert.deepEqual(specs, [
+    { kind: "auxLoss", alpha: 0.01 },
+    { kind: "auxLoss", scope: "sequence", alpha: 0.1 },
+    { kind: "zLoss", beta: 0.001 },
+    { kind: "lossFree", rate: 0.002 },
+    { kind: "bip", iters: 4 },
+  ]);
+  assert.equal(formatBalance(specs), "aux:0.01,aux-seq:0.1,z:0.001,lossfree:0.002,bip:4");
+  assert.deepEqual(parseBalance("none"), []);
+  assert.throws(() => parseBalance("magic:1"), /unknown balancer "magic"/);
+  assert.throws(() => parseBalance("aux:x"), /cannot read "aux:x"/);
+});
