@@ -8,7 +8,15 @@ function tempName(path: string): string {
   return `${path}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`;
 }
 
-/** Writes bytes to `path` atomically (creating parent directories). */
+/**
+ * Writes bytes or text to `path` atomically (creating parent directories): a crash leaves the
+ * old file or the new one, never a mix.
+ *
+ * @example
+ * ```ts
+ * await mj.io.writeFileAtomic("out/run/summary.json", JSON.stringify(summary));
+ * ```
+ */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
   if (dir) await Deno.mkdir(dir, { recursive: true });
@@ -30,7 +38,14 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-/** Appends one line to a text file (creating it), e.g. a JSONL metrics log. */
+/**
+ * Appends one line to a text file (creating it), e.g. a JSONL metrics log.
+ *
+ * @example
+ * ```ts
+ * await mj.io.appendLine("out/run/events.jsonl", JSON.stringify({ step: 10, note: "lr drop" }));
+ * ```
+ */
 export async function appendLine(path: string, line: string): Promise<void> {
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
   if (dir) await Deno.mkdir(dir, { recursive: true });

@@ -60,3 +60,6 @@ export type {
 } from "./checkpoint.ts";
 export { encodeMetrics, MetricsLog, readMetrics } from "./metrics.ts";
 export type { MetricsRecord, MetricValue } from "./metrics.ts";
+export { appendLine, writeFileAtomic } from "./files.ts";
+export { heatmap, lineChart } from "./svg.ts";
+export type { HeatmapOptions, LineChartOptions, Series } from "./svg.ts";

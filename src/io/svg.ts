@@ -153,12 +153,25 @@ export interface HeatmapOptions {
   rowLabel?: string;
   colLabel?: string;
   rowNames?: readonly string[];
+  /** Column names (e.g. the training step of each column); default the column index. */
+  colNames?: readonly string[];
+  /**
+   * A diverging scale around this value (white at `center`, blue below, red above), e.g. the
+   * balanced load 1/E; default a blue → red scale over the data's range.
+   */
+  center?: number;
   width?: number;
   height?: number;
 }
 
 /**
- * A heatmap of a matrix (rows × columns), e.g. one row per layer and step, one column per expert.
+ * A heatmap of a matrix (rows × columns), e.g. one row per (layer, expert), one column per
+ * logged step.
+ *
+ * @example
+ * ```ts
+ * const svg = heatmap(loads, { title: "Expert load", rowNames, colNames: steps.map(String), center: 1 / 8 });
+ * ```
  */
 export function heatmap(values: readonly (readonly number[])[], o: HeatmapOptions): string {
   const rows = values.length, cols = rows ? values[0].length : 0;
@@ -167,11 +180,26 @@ export function heatmap(values: readonly (readonly number[])[], o: HeatmapOption
   const cw = (W - m.l - m.r) / Math.max(1, cols), ch = (H - m.t - m.b) / Math.max(1, rows);
   const flat = values.flat().filter(Number.isFinite);
   const lo = flat.length ? Math.min(...flat) : 0, hi = flat.length ? Math.max(...flat) : 1;
+  const c = o.center;
   const color = (v: number) => {
+    if (!Number.isFinite(v)) return "rgb(220,220,220)";
+    if (c !== undefined) {
+      // White at the center; toward blue at the data's minimum, red at its maximum.
+      const a = v < c ? (c - v) / Math.max(c - lo, 1e-12) : (v - c) / Math.max(hi - c, 1e-12);
+      const fade = Math.round(255 * (1 - Math.min(1, a)));
+      return v < c ? `rgb(${fade},${fade},255)` : `rgb(255,${fade},${fade})`;
+    }
     const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
     const r = Math.round(255 * Math.min(1, 2 * t)), b = Math.round(255 * Math.min(1, 2 * (1 - t)));
     return `rgb(${r},${Math.round(255 * (1 - Math.abs(2 * t - 1)))},${b})`;
   };
+  /** The value at legend position s of 0…10 (the center in the middle when there is one). */
+  const legendValue = (s: number) =>
+    c === undefined
+      ? lo + ((hi - lo) * s) / 10
+      : s <= 5
+      ? Math.min(lo, c) + ((c - Math.min(lo, c)) * s) / 5
+      : c + ((Math.max(hi, c) - c) * (s - 5)) / 5;
   const parts: string[] = [`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`];
   parts.push(
     `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${
@@ -185,7 +213,7 @@ export function heatmap(values: readonly (readonly number[])[], o: HeatmapOption
           cw.toFixed(1)
         }" height="${ch.toFixed(1)}" fill="${color(v)}"><title>${
           esc(o.rowNames?.[i] ?? String(i))
-        }, ${j}: ${fmt(v)}</title></rect>`,
+        }, ${esc(o.colNames?.[j] ?? String(j))}: ${fmt(v)}</title></rect>`,
       );
     });
     if (o.rowNames && (rows <= 40 || i % Math.ceil(rows / 40) === 0)) {
@@ -196,11 +224,13 @@ export function heatmap(values: readonly (readonly number[])[], o: HeatmapOption
       );
     }
   });
-  for (let j = 0; j < cols; j += Math.max(1, Math.ceil(cols / 32))) {
+  // Column labels: as many as fit (about 36 px each).
+  const every = Math.max(1, Math.ceil(cols / Math.max(1, Math.floor((W - m.l - m.r) / 36))));
+  for (let j = 0; j < cols; j += every) {
     parts.push(
       `<text x="${(m.l + (j + 0.5) * cw).toFixed(1)}" y="${
         H - m.b + 14
-      }" text-anchor="middle" font-size="10">${j}</text>`,
+      }" text-anchor="middle" font-size="10">${esc(o.colNames?.[j] ?? String(j))}</text>`,
     );
   }
   if (o.colLabel) {
@@ -219,7 +249,7 @@ export function heatmap(values: readonly (readonly number[])[], o: HeatmapOption
   }
   // Legend: low → high.
   for (let s = 0; s <= 10; s++) {
-    const v = lo + ((hi - lo) * s) / 10;
+    const v = legendValue(s);
     parts.push(
       `<rect x="${W - m.r + 20}" y="${m.t + (10 - s) * 16}" width="16" height="16" fill="${
         color(v)

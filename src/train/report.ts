@@ -34,14 +34,14 @@ export async function writeReportPlots(
   if (train.length) {
     const series: Series[] = [
       {
-        name: "training loss (nats/token)",
+        name: "training",
         x: train.map((r) => r.step as number),
         y: train.map((r) => r.ce as number ?? r.loss as number),
       },
     ];
     if (val.length) {
       series.push({
-        name: "validation loss",
+        name: "validation",
         x: val.map((r) => r.step as number),
         y: val.map((r) => Math.log(r.val_ppl as number)),
       });
@@ -108,12 +108,12 @@ export async function writeReportPlots(
     await writeFileAtomic(
       ph,
       heatmap(values, {
-        title: `Expert load share over training (1/${config.experts} = balanced; steps ${
-          steps[0]
-        }–${steps[steps.length - 1]})`,
+        title: `Expert load share (white = balanced 1/${config.experts}; red over, blue under)`,
         rowLabel: "layer, expert",
-        colLabel: "logged step",
+        colLabel: "step",
         rowNames: names,
+        colNames: steps.map(String),
+        center: 1 / config.experts,
       }),
     );
     written.push(ph);
