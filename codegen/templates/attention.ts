@@ -1,6 +1,6 @@
 /**
- * Fused scaled-dot-product attention (FlashAttention's recurrences, one query or key row per
- * invocation). The S×S scores and probabilities never touch memory:
+ * Fused scaled-dot-product attention (FlashAttention's recurrences; each invocation owns a few
+ * consecutive query or key rows). The S×S scores and probabilities never touch memory:
  *
  *  - forward: per query row, an online softmax over the keys (running max m, running sum l,
  *    unnormalised output acc) → o = acc / l and lse = m + log l, packed as [rows, Dh + 1];
@@ -9,10 +9,18 @@
  *  - backward for k and v: per key row, dv = Σ_i p dO_i and dk = scale Σ_i ds q_i, packed as
  *    [rows, 2·Dh].
  *
- * The head dimension is unrolled into vec4 registers (Dh % 4 == 0), so the only loop runs over
- * the other sequence: at most S iterations, far below llvmpipe's 65,535-iteration loop cap for
- * any sequence the front end sends here. Causal masking is the loop bound (keys j ≤ i + Sk − S),
- * so masked entries cost nothing.
+ * Speed on llvmpipe (measured at 64 heads × 128 rows, Dh 16/32/64):
+ *  - The head dimension is unrolled into vec4 registers (Dh % 4 == 0), so the only loop runs over
+ *    the other sequence: at most S iterations, far below llvmpipe's 65,535-iteration loop cap.
+ *  - A workgroup covers consecutive rows of one batch entry, so the inner loop's row index is
+ *    uniform: each k_j, v_j (or q_i, dO_i) is loaded once per workgroup and broadcast.
+ *  - Each invocation owns R rows (4 for Dh ≤ 64: best of 1, 2, 4, 8 at every Dh measured),
+ *    reusing every loaded vector R times.
+ *  - The online softmax rescales only when the running max grows by more than 8 (then
+ *    exp(s − m) ≤ e⁸ stays far from overflow), which after the first keys is almost never: one
+ *    exponential per score instead of two. Together: forward + backward 2.0–2.4× faster than
+ *    one row per invocation with two exponentials per score.
+ *  - Causal masking is the loop bound (plus a select for the rows of the last block).
  */
 import {
   type Binding,
@@ -22,12 +30,10 @@ import {
   uniqueBindings,
 } from "../kernel.ts";
 
-/**
- * Invocations per workgroup. A workgroup covers consecutive rows of one batch entry, so the
- * key/value row index of the inner loop is uniform across it: llvmpipe (and GPUs) then load
- * each k_j, v_j once per workgroup and broadcast it, instead of a per-lane gather.
- */
+/** Invocations per workgroup. */
 const GROUP = 32;
+/** The online softmax tolerates exp(s − m) up to e^RESCALE before it rescales. */
+const RESCALE = 8;
 
 export interface AttentionShape {
   /** Batch × heads. */
@@ -39,6 +45,8 @@ export interface AttentionShape {
   Dh: number;
   causal: boolean;
   scale: number;
+  /** Rows per invocation (default 4 up to Dh = 64, 2 up to 128, else 1). */
+  rowsPerInvocation?: number;
 }
 
 export interface AttentionForwardSpec extends AttentionShape {
@@ -69,85 +77,124 @@ function f(x: number): string {
   return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
-/** vec4 register names `${p}0 … ${p}{n-1}`. */
-const regs = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`);
+/** vec4 register names `${p}{r}_0 … ${p}{r}_{n-1}` of row r. */
+const regs = (p: string, r: number, n: number) =>
+  Array.from({ length: n }, (_, i) => `${p}${r}_${i}`);
 
 function vecBinding(slot: number, write = false): Binding {
   return { slot, type: "f32", write, vec4: true };
 }
 
+function rowsPer(s: AttentionShape): number {
+  return s.rowsPerInvocation ?? (s.Dh <= 64 ? 4 : s.Dh <= 128 ? 2 : 1);
+}
+
 /**
- * A kernel over `rowsPerBatch` rows of each batch entry, GROUP rows per workgroup. The body
- * sees `b` (batch entry, uniform), `r0` (the workgroup's first row, uniform), `r` (this
- * invocation's row, clamped into range so it computes harmlessly) and `live` (whether it stores).
+ * A kernel over `rows` rows of each batch entry, R rows per invocation and GROUP invocations per
+ * workgroup. `head` declares, for each owned row ρ, `row${ρ}` (its global row, clamped into range
+ * so that computing it is harmless) and `live${ρ}` (whether it stores); `b` and `r0` (the
+ * workgroup's batch entry and first row) are uniform.
  */
 function program(
   label: string,
   batch: number,
-  rowsPerBatch: number,
+  rows: number,
+  R: number,
   bindings: Binding[],
-  body: string,
+  body: (rowDecls: string) => string,
 ): ShaderProgram {
-  const perBatch = Math.ceil(rowsPerBatch / GROUP);
+  const span = GROUP * R;
+  const perBatch = Math.ceil(rows / span);
   const grid = foldGrid(batch * perBatch);
   const unique = uniqueBindings(bindings);
   const wg = grid[1] > 1 ? `wid.x + wid.y * ${grid[0]}u` : "wid.x";
+  const decls = Array.from({ length: R }, (_, r) =>
+    `  let i${r} = r0 + i32(lid) * ${R}i + ${r}i;
+  let live${r} = i${r} < ${rows}i;
+  let row${r} = b * ${rows}i + min(i${r}, ${rows - 1}i);`).join("\n");
   const code = `${bindingDecls(unique)}
 @compute @workgroup_size(${GROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let w = i32(${wg});
   if (w >= ${batch * perBatch}i) { return; }
   let b = w / ${perBatch}i;
-  let r0 = (w % ${perBatch}i) * ${GROUP}i;
-  let live = r0 + i32(lid) < ${rowsPerBatch}i;
-  let r = min(r0 + i32(lid), ${rowsPerBatch - 1}i);
-${body}
+  let r0 = (w % ${perBatch}i) * ${span}i;
+${body(decls)}
 }
 `;
   return { label, code, bindings: unique, grid };
 }
 
-/** The forward kernel: one invocation per query row. */
+function storeVec(buf: number, base: string, v: string, scaled = ""): string {
+  return [0, 1, 2, 3].map((c) => `buf${buf}[${base} + ${c}i] = ${v}.${"xyzw"[c]}${scaled};`).join(
+    " ",
+  );
+}
+
+/** The forward kernel: R query rows per invocation. */
 export function attentionForwardShader(s: AttentionForwardSpec): ShaderProgram {
-  const n = s.Dh / 4;
-  const q = regs("q", n), acc = regs("a", n);
+  const n = s.Dh / 4, R = rowsPer(s), span = GROUP * R;
   const shift = s.Sk - s.S; // query i sees keys j ≤ i + shift
   // The loop bound is the workgroup's (uniform); later keys of earlier rows are masked.
-  const hi = s.causal ? `min(r0 + ${GROUP + shift}i, ${s.Sk}i)` : `${s.Sk}i`;
-  const body = `  let row = b * ${s.S}i + r;
-  let qb = row * ${n}i;
-${q.map((x, d) => `  let ${x} = buf${s.q}[qb + ${d}i] * ${f(s.scale)};`).join("\n")}
-${acc.map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
-  var m = -3.0e38;
-  var l = 0.0;
+  const hi = s.causal ? `min(r0 + ${span + shift}i, ${s.Sk}i)` : `${s.Sk}i`;
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const body = (decls: string) =>
+    `${decls}
+${
+      rows.map((r) =>
+        `${
+          regs("q", r, n).map((x, d) =>
+            `  let ${x} = buf${s.q}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
+          ).join("\n")
+        }
+${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
+  var m${r} = -3.0e38;
+  var l${r} = 0.0;`
+      ).join("\n")
+    }
   let kb = b * ${s.Sk * n}i;
-  let lim = r + ${shift}i;
   for (var j = 0i; j < ${hi}; j++) {
     let o = kb + j * ${n}i;
-    let dotqk = ${q.map((x, d) => `dot(${x}, buf${s.k}[o + ${d}i])`).join(" + ")};
-    let sc = ${s.causal ? "select(-3.0e38, dotqk, j <= lim)" : "dotqk"};
-    let mNew = max(m, sc);
-    let c = exp(m - mNew);
-    let p = exp(sc - mNew);
-    l = l * c + p;
-${acc.map((x, d) => `    ${x} = ${x} * c + p * buf${s.v}[o + ${d}i];`).join("\n")}
-    m = mNew;
-  }
-  if (!live) { return; }
-  let inv = 1.0 / l;
-  let ob = row * ${s.Dh + 1}i;
 ${
-    acc.map((x, d) =>
-      `  let w${d} = ${x} * inv;\n` +
-      [0, 1, 2, 3].map((c) => `  buf${s.out}[ob + ${4 * d + c}i] = w${d}.${"xyzw"[c]};`).join("\n")
-    ).join("\n")
+      Array.from(
+        { length: n },
+        (_, d) => `    let k${d} = buf${s.k}[o + ${d}i];\n    let v${d} = buf${s.v}[o + ${d}i];`,
+      ).join("\n")
+    }
+${
+      rows.map((r) => {
+        const dot = regs("q", r, n).map((x, d) => `dot(${x}, k${d})`).join(" + ");
+        return `    let s${r} = ${
+          s.causal ? `select(-3.0e38, ${dot}, j <= i${r} + ${shift}i)` : dot
+        };
+    if (s${r} > m${r} + ${f(RESCALE)}) {
+      let c = exp(m${r} - s${r});
+      l${r} = l${r} * c;
+${regs("a", r, n).map((x) => `      ${x} = ${x} * c;`).join("\n")}
+      m${r} = s${r};
+    }
+    let p${r} = exp(s${r} - m${r});
+    l${r} = l${r} + p${r};
+${regs("a", r, n).map((x, d) => `    ${x} = ${x} + p${r} * v${d};`).join("\n")}`;
+      }).join("\n")
+    }
   }
-  buf${s.out}[ob + ${s.Dh}i] = m + log(l);`;
-  return program(s.label, s.batch, s.S, [vecBinding(s.q), vecBinding(s.k), vecBinding(s.v), {
-    slot: s.out,
-    type: "f32",
-    write: true,
-  }], body);
+${
+      rows.map((r) =>
+        `  if (live${r}) {
+    let inv = 1.0 / l${r};
+    let ob = row${r} * ${s.Dh + 1}i;
+${regs("a", r, n).map((x, d) => `    ${storeVec(s.out, `ob + ${4 * d}i`, x, " * inv")}`).join("\n")}
+    buf${s.out}[ob + ${s.Dh}i] = m${r} + log(l${r});
+  }`
+      ).join("\n")
+    }`;
+  return program(s.label, s.batch, s.S, R, [
+    vecBinding(s.q),
+    vecBinding(s.k),
+    vecBinding(s.v),
+    { slot: s.out, type: "f32", write: true },
+  ], body);
 }
 
 function backwardBindings(s: AttentionBackwardSpec): Binding[] {
@@ -162,61 +209,109 @@ function backwardBindings(s: AttentionBackwardSpec): Binding[] {
   ];
 }
 
-/** dq: one invocation per query row. */
+/** dq: R query rows per invocation. */
 export function attentionBackwardQShader(s: AttentionBackwardSpec): ShaderProgram {
-  const n = s.Dh / 4;
-  const q = regs("q", n), dO = regs("g", n), dq = regs("a", n);
+  const n = s.Dh / 4, R = rowsPer(s), span = GROUP * R;
   const shift = s.Sk - s.S;
-  const hi = s.causal ? `min(r0 + ${GROUP + shift}i, ${s.Sk}i)` : `${s.Sk}i`;
-  const body = `  let row = b * ${s.S}i + r;
-  let qb = row * ${n}i;
-${q.map((x, d) => `  let ${x} = buf${s.q}[qb + ${d}i] * ${f(s.scale)};`).join("\n")}
-${dO.map((x, d) => `  let ${x} = buf${s.dO}[qb + ${d}i];`).join("\n")}
-${dq.map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
-  let lse = buf${s.lse}[row];
-  let delta = buf${s.delta}[row];
+  const hi = s.causal ? `min(r0 + ${span + shift}i, ${s.Sk}i)` : `${s.Sk}i`;
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const body = (decls: string) =>
+    `${decls}
+${
+      rows.map((r) =>
+        `${
+          regs("q", r, n).map((x, d) =>
+            `  let ${x} = buf${s.q}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
+          ).join("\n")
+        }
+${regs("g", r, n).map((x, d) => `  let ${x} = buf${s.dO}[row${r} * ${n}i + ${d}i];`).join("\n")}
+${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
+  let lse${r} = buf${s.lse}[row${r}];
+  let delta${r} = buf${s.delta}[row${r}];`
+      ).join("\n")
+    }
   let kb = b * ${s.Sk * n}i;
-  let lim = r + ${shift}i;
   for (var j = 0i; j < ${hi}; j++) {
     let o = kb + j * ${n}i;
-    let e = exp(${q.map((x, d) => `dot(${x}, buf${s.k}[o + ${d}i])`).join(" + ")} - lse);
-    let p = ${s.causal ? "select(0.0, e, j <= lim)" : "e"};
-    let dp = ${dO.map((x, d) => `dot(${x}, buf${s.v}[o + ${d}i])`).join(" + ")};
-    let ds = p * (dp - delta);
-${dq.map((x, d) => `    ${x} = ${x} + ds * buf${s.k}[o + ${d}i];`).join("\n")}
+${
+      Array.from(
+        { length: n },
+        (_, d) => `    let k${d} = buf${s.k}[o + ${d}i];\n    let v${d} = buf${s.v}[o + ${d}i];`,
+      ).join("\n")
+    }
+${
+      rows.map((r) => {
+        const e = `exp(${regs("q", r, n).map((x, d) => `dot(${x}, k${d})`).join(" + ")} - lse${r})`;
+        return `    let p${r} = ${s.causal ? `select(0.0, ${e}, j <= i${r} + ${shift}i)` : e};
+    let ds${r} = p${r} * (${
+          regs("g", r, n).map((x, d) => `dot(${x}, v${d})`).join(" + ")
+        } - delta${r});
+${regs("a", r, n).map((x, d) => `    ${x} = ${x} + ds${r} * k${d};`).join("\n")}`;
+      }).join("\n")
+    }
   }
-  if (!live) { return; }
-${dq.map((x, d) => `  buf${s.out}[qb + ${d}i] = ${x} * ${f(s.scale)};`).join("\n")}`;
-  return program(s.label, s.batch, s.S, backwardBindings(s), body);
+${
+      rows.map((r) =>
+        `  if (live${r}) {
+${
+          regs("a", r, n).map((x, d) =>
+            `    buf${s.out}[row${r} * ${n}i + ${d}i] = ${x} * ${f(s.scale)};`
+          ).join("\n")
+        }
+  }`
+      ).join("\n")
+    }`;
+  return program(s.label, s.batch, s.S, R, backwardBindings(s), body);
 }
 
-/** dk | dv: one invocation per key row. */
+/** dk | dv: R key rows per invocation. */
 export function attentionBackwardKVShader(s: AttentionBackwardSpec): ShaderProgram {
-  const n = s.Dh / 4;
-  const k = regs("k", n), v = regs("v", n), dk = regs("dk", n), dv = regs("dv", n);
+  const n = s.Dh / 4, R = rowsPer(s);
   const shift = s.Sk - s.S; // key j is seen by queries i ≥ j − shift
   const lo = s.causal ? `max(r0 - ${shift}i, 0i)` : "0i";
-  const body = `  let row = b * ${s.Sk}i + r;
-  let kb = row * ${n}i;
-${k.map((x, d) => `  let ${x} = buf${s.k}[kb + ${d}i] * ${f(s.scale)};`).join("\n")}
-${v.map((x, d) => `  let ${x} = buf${s.v}[kb + ${d}i];`).join("\n")}
-${[...dk, ...dv].map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const body = (decls: string) =>
+    `${decls}
+${
+      rows.map((r) =>
+        `${
+          regs("k", r, n).map((x, d) =>
+            `  let ${x} = buf${s.k}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
+          ).join("\n")
+        }
+${regs("v", r, n).map((x, d) => `  let ${x} = buf${s.v}[row${r} * ${n}i + ${d}i];`).join("\n")}
+${[...regs("dk", r, n), ...regs("dv", r, n)].map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}`
+      ).join("\n")
+    }
   let qrow = b * ${s.S}i;
-  let first = r - ${shift}i;
   for (var i = ${lo}; i < ${s.S}i; i++) {
     let o = (qrow + i) * ${n}i;
-    let e = exp(${
-    k.map((x, d) => `dot(${x}, buf${s.q}[o + ${d}i])`).join(" + ")
-  } - buf${s.lse}[qrow + i]);
-    let p = ${s.causal ? "select(0.0, e, i >= first)" : "e"};
-    let dp = ${v.map((x, d) => `dot(${x}, buf${s.dO}[o + ${d}i])`).join(" + ")};
-    let ds = p * (dp - buf${s.delta}[qrow + i]);
-${dv.map((x, d) => `    ${x} = ${x} + p * buf${s.dO}[o + ${d}i];`).join("\n")}
-${dk.map((x, d) => `    ${x} = ${x} + ds * buf${s.q}[o + ${d}i];`).join("\n")}
+${
+      Array.from(
+        { length: n },
+        (_, d) => `    let q${d} = buf${s.q}[o + ${d}i];\n    let g${d} = buf${s.dO}[o + ${d}i];`,
+      ).join("\n")
+    }
+    let lse = buf${s.lse}[qrow + i];
+    let delta = buf${s.delta}[qrow + i];
+${
+      rows.map((r) => {
+        const e = `exp(${regs("k", r, n).map((x, d) => `dot(${x}, q${d})`).join(" + ")} - lse)`;
+        return `    let p${r} = ${s.causal ? `select(0.0, ${e}, i >= i${r} - ${shift}i)` : e};
+    let ds${r} = p${r} * (${regs("v", r, n).map((x, d) => `dot(${x}, g${d})`).join(" + ")} - delta);
+${regs("dv", r, n).map((x, d) => `    ${x} = ${x} + p${r} * g${d};`).join("\n")}
+${regs("dk", r, n).map((x, d) => `    ${x} = ${x} + ds${r} * q${d};`).join("\n")}`;
+      }).join("\n")
+    }
   }
-  if (!live) { return; }
-  let ob = row * ${2 * n}i;
-${dk.map((x, d) => `  buf${s.out}[ob + ${d}i] = ${x} * ${f(s.scale)};`).join("\n")}
-${dv.map((x, d) => `  buf${s.out}[ob + ${n + d}i] = ${x};`).join("\n")}`;
-  return program(s.label, s.batch, s.Sk, backwardBindings(s), body);
+${
+      rows.map((r) =>
+        `  if (live${r}) {
+    let ob = row${r} * ${2 * n}i;
+${regs("dk", r, n).map((x, d) => `    buf${s.out}[ob + ${d}i] = ${x} * ${f(s.scale)};`).join("\n")}
+${regs("dv", r, n).map((x, d) => `    buf${s.out}[ob + ${n + d}i] = ${x};`).join("\n")}
+  }`
+      ).join("\n")
+    }`;
+  return program(s.label, s.batch, s.Sk, R, backwardBindings(s), body);
 }
