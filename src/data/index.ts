@@ -33,3 +33,5 @@ export {
   unigramPerplexity,
 } from "./dataset.ts";
 export type { Batch, EvalBatch, PreparedData, Split } from "./dataset.ts";
+export { MixtureDataset, prepareMixture } from "./mixture.ts";
+export type { BatchSource, PreparedMixture } from "./mixture.ts";

@@ -355,6 +355,7 @@ export function configDifferences(checkpoint: ModelConfig, run: ModelConfig): st
   const out: string[] = [];
   for (const k of SHAPE_FIELDS) {
     if (k === "experts" && (checkpoint.ffn !== "moe" || run.ffn !== "moe")) continue;
+    if (k === "attention" && (checkpoint.attnExperts === 1 || run.attnExperts === 1)) continue;
     if (checkpoint[k] !== run[k]) {
       out.push(
         `${k} is ${JSON.stringify(checkpoint[k])} in the checkpoint but ${

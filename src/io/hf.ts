@@ -9,6 +9,9 @@
  *  - `"llama"` for dense-FFN models (`ffn: "dense"`): Llama is the stock dense decoder with the
  *    same RoPE/RMSNorm/SwiGLU blocks, and its names `mlp.{gate,up,down}_proj` are the ones every
  *    tool expects for a dense MLP.
+ *  - `"moejit_bam"` for models with attention experts (BAM's mixture of attention,
+ *    `attnExperts > 1`): no Hugging Face family has attention experts, so these checkpoints are
+ *    for moejit (the names follow Mixtral's where they can).
  *
  * Tensor names (Linear weights `[out, in]`; stacked experts `[E, out, in]` are split per expert):
  *
@@ -17,6 +20,8 @@
  * | `embed`                       | `model.embed_tokens.weight`                                |
  * | `layers.i.attnNorm.{weight,bias}` | `model.layers.i.input_layernorm.{weight,bias}`         |
  * | `layers.i.attn.{q,k,v,o}`     | `model.layers.i.self_attn.{q,k,v,o}_proj.weight`           |
+ * | `layers.i.attn.router` [N,d]  | `model.layers.i.self_attn.router.weight` (moejit_bam)      |
+ * | `layers.i.attn.{q,k,v,o}[j]`  | `model.layers.i.self_attn.experts.j.{q,k,v,o}_proj.weight` (stacked [N,d,d]; shared K/V keep the plain name) |
  * | `layers.i.ffnNorm.{weight,bias}`  | `model.layers.i.post_attention_layernorm.{weight,bias}` |
  * | `layers.i.moe.router` [E,d]   | `model.layers.i.block_sparse_moe.gate.weight`              |
  * | `layers.i.moe.gate[e]` [f,d]  | `model.layers.i.block_sparse_moe.experts.e.w1.weight`      |
@@ -42,7 +47,7 @@ import { type BalanceSpec, type ModelConfig, modelConfig, parameterShapes } from
 import type { HostArray, SafetensorsInput } from "./safetensors.ts";
 
 /** The Hugging Face model family a configuration is exported as. */
-export type HfFamily = "mixtral" | "phimoe" | "llama";
+export type HfFamily = "mixtral" | "phimoe" | "llama" | "moejit_bam";
 
 /** Version of the `"moejit"` block in config.json. */
 const MOEJIT_FORMAT = 1;
@@ -57,6 +62,7 @@ const MOEJIT_FORMAT = 1;
  * ```
  */
 export function hfFamily(config: ModelConfig): HfFamily {
+  if (config.attnExperts > 1) return "moejit_bam";
   if (config.ffn === "dense") return "llama";
   return config.estimator === "sparsemixer" ? "phimoe" : "mixtral";
 }
@@ -65,6 +71,7 @@ const ARCHITECTURE: Record<HfFamily, string> = {
   mixtral: "MixtralForCausalLM",
   phimoe: "PhimoeForCausalLM",
   llama: "LlamaForCausalLM",
+  moejit_bam: "MoejitBamForCausalLM",
 };
 
 const HIDDEN_ACT: Record<ModelConfig["activation"], string> = {
@@ -143,6 +150,21 @@ export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
       lm_head_bias: false,
       sliding_window: null,
     });
+  } else if (family === "moejit_bam") {
+    Object.assign(out, {
+      num_attention_experts: c.attnExperts,
+      attention_experts: c.attention === "sharedKV" ? "shared_kv" : "kv_experts",
+      attention_router_top_k: c.attnTopK, // 0: soft routing (every expert)
+      parallel_attention: c.block === "parallel",
+      ...(c.ffn === "moe"
+        ? {
+          num_local_experts: c.experts,
+          num_experts_per_tok: c.topK,
+          router_aux_loss_coef: hfAuxCoef(c),
+          normalize_top_k: c.normalizeTopK,
+        }
+        : {}),
+    });
   } else {
     Object.assign(out, { attention_bias: false, mlp_bias: false });
   }
@@ -163,6 +185,11 @@ export function hfCompatibility(config: ModelConfig): string[] {
   const c = modelConfig(config);
   const family = hfFamily(c);
   const notes: string[] = [];
+  if (family === "moejit_bam") {
+    return [
+      `attnExperts ${c.attnExperts}: no Hugging Face family has attention experts; the checkpoint loads into moejit only`,
+    ];
+  }
   if (c.block !== "prenorm") notes.push(`block "${c.block}": ${family} is a pre-norm decoder`);
   if (c.activation !== "swiglu") {
     notes.push(
@@ -176,8 +203,10 @@ export function hfCompatibility(config: ModelConfig): string[] {
   const wantNorm = family === "phimoe" ? "layernorm" : "rmsnorm";
   if (c.norm !== wantNorm) notes.push(`norm "${c.norm}": ${family} uses ${wantNorm}`);
   if (family === "phimoe" && c.topK !== 2) notes.push(`topK ${c.topK}: phimoe routes top-2 only`);
-  if (family === "mixtral" && c.estimator === "sparsemixer-v1") {
-    notes.push(`estimator "sparsemixer-v1": Mixtral renormalises the top-k softmax weights`);
+  if (family === "mixtral" && !c.normalizeTopK) {
+    notes.push(
+      `normalizeTopK false: Mixtral renormalises the top-k softmax weights, this model uses them as they are`,
+    );
   }
   if (c.ffn === "moe" && c.balance.some((b) => b.kind === "lossFree" || b.kind === "bip")) {
     notes.push(
@@ -203,6 +232,8 @@ export const SHAPE_FIELDS: readonly (keyof ModelConfig)[] = [
   "dFf",
   "activation",
   "experts",
+  "attnExperts",
+  "attention",
 ];
 
 /**
@@ -342,6 +373,8 @@ export function modelConfigFromHf(json: unknown, source = "config.json"): ModelC
       experts,
       topK,
       estimator: family === "phimoe" ? "sparsemixer" : "topk",
+      // Mixtral renormalises its top-k weights; PhiMoE's SparseMixer computes its own.
+      normalizeTopK: family === "mixtral",
       balance: coef > 0 ? [{ kind: "auxLoss", alpha: coef, convention: "hf" }] : [],
     });
     if (family === "phimoe") partial.jitterEps = num("router_jitter_noise", 0.01);
@@ -394,8 +427,17 @@ export function hfLayout(config: ModelConfig): HfEntry[] {
       case "attnNorm":
       case "ffnNorm":
         return { path, shape, names: `${L}.${NORM_NAME[p[2]]}.${p[3]}` };
-      case "attn":
+      case "attn": {
+        if (p[3] === "router") return { path, shape, names: `${L}.self_attn.router.weight` };
+        if (shape.length === 3) {
+          const names = Array.from(
+            { length: shape[0] },
+            (_, j) => `${L}.self_attn.experts.${j}.${p[3]}_proj.weight`,
+          );
+          return { path, shape, names };
+        }
         return { path, shape, names: `${L}.self_attn.${p[3]}_proj.weight` };
+      }
       case "mlp":
         return { path, shape, names: `${L}.mlp.${p[3]}_proj.weight` };
       case "moe": {

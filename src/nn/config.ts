@@ -9,7 +9,9 @@
  *   embed: [V, d],
  *   layers: [{
  *     attnNorm: { weight: [d], bias?: [d] },
- *     attn: { q: [d, d], k: [d, d], v: [d, d], o: [d, d] },
+ *     attn: { q: [d, d], k: [d, d], v: [d, d], o: [d, d] },   // one attention
+ *     attn: { router: [N, d], q: [N, d, d], k: [N, d, d] | [d, d],  // a mixture of N
+ *             v: [N, d, d] | [d, d], o: [N, d, d] },             // (kvExperts | sharedKV)
  *     ffnNorm?: { weight: [d], bias?: [d] },          // pre-norm blocks only
  *     moe?: { router: [E, d], gate?: [E, f, d], up: [E, f, d], down: [E, d, f] },
  *     mlp?: { gate?: [f, d], up: [f, d], down: [d, f] },   // dense FFN layers
@@ -58,6 +60,20 @@ export interface ModelConfig {
   /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
   jitterEps: number;
   balance: BalanceSpec[];
+  /**
+   * Renormalise the top-k FFN gate weights to sum to 1 (Mixtral's convention). Default false:
+   * the selected softmax probabilities are used as they are (Megatron, Default MoE, BAM).
+   */
+  normalizeTopK: boolean;
+  /**
+   * Attention experts per layer (BAM's mixture of attention, MoA); 1 is ordinary attention.
+   * Every token goes to every attention expert, weighted by a softmax attention router.
+   */
+  attnExperts: number;
+  /** MoA variant: every projection per expert ("kvExperts"), or per-expert Q/O with one shared K/V. */
+  attention: "kvExperts" | "sharedKV";
+  /** MoA routing: 0 = soft (every expert, the default), k = only the top-k gates (ablation). */
+  attnTopK: number;
   /** Std of the normal initialisation of weights (output projections are scaled by 1/√(2L)). */
   initStd: number;
 }
@@ -82,6 +98,10 @@ export const DEFAULT_CONFIG: ModelConfig = {
   estimator: "sparsemixer",
   jitterEps: 0.01,
   balance: [{ kind: "auxLoss", alpha: 0.01 }],
+  normalizeTopK: false,
+  attnExperts: 1,
+  attention: "kvExperts",
+  attnTopK: 0,
   initStd: 0.02,
 };
 
@@ -126,8 +146,20 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
       "dFf",
       "experts",
       "topK",
+      "attnExperts",
     ] as const
   ) posInt(k);
+  if (!Number.isInteger(c.attnTopK) || c.attnTopK < 0 || c.attnTopK > c.attnExperts) {
+    fail(
+      "modelConfig",
+      `attnTopK must be 0 (soft routing) or an integer in 1..attnExperts (${c.attnExperts}), got ${
+        JSON.stringify(c.attnTopK)
+      }`,
+    );
+  }
+  if (typeof c.normalizeTopK !== "boolean") {
+    fail("modelConfig", `normalizeTopK must be a boolean, got ${JSON.stringify(c.normalizeTopK)}`);
+  }
   if (c.dModel % c.nHeads !== 0) {
     fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
   }
@@ -155,6 +187,15 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   oneOf("ffn", ["moe", "dense"]);
   oneOf("activation", ["swiglu", "gelu", "relu"]);
   oneOf("estimator", ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"]);
+  oneOf("attention", ["kvExperts", "sharedKV"]);
+  if (c.normalizeTopK && (c.estimator === "sparsemixer" || c.estimator === "sparsemixer-v1")) {
+    fail(
+      "modelConfig",
+      `normalizeTopK does not apply to estimator ${
+        JSON.stringify(c.estimator)
+      }: SparseMixer computes its own gate weights`,
+    );
+  }
   if (c.estimator === "sparsemixer" && c.topK > 2) {
     fail("modelConfig", `estimator "sparsemixer" supports topK 1 or 2, got ${c.topK}`);
   }
@@ -189,7 +230,16 @@ export function parameterShapes(c: ModelConfig): [string, number[]][] {
   for (let i = 0; i < c.nLayers; i++) {
     const L = `layers.${i}`;
     norm(`${L}.attnNorm`);
-    for (const w of ["q", "k", "v", "o"]) out.push([`${L}.attn.${w}`, [d, d]]);
+    if (c.attnExperts > 1) {
+      const N = c.attnExperts;
+      out.push([`${L}.attn.router`, [N, d]]);
+      for (const w of ["q", "k", "v", "o"]) {
+        const shared = c.attention === "sharedKV" && (w === "k" || w === "v");
+        out.push([`${L}.attn.${w}`, shared ? [d, d] : [N, d, d]]);
+      }
+    } else {
+      for (const w of ["q", "k", "v", "o"]) out.push([`${L}.attn.${w}`, [d, d]]);
+    }
     if (c.block === "prenorm") norm(`${L}.ffnNorm`);
     if (c.ffn === "moe") {
       out.push([`${L}.moe.router`, [E, d]]);
@@ -203,4 +253,41 @@ export function parameterShapes(c: ModelConfig): [string, number[]][] {
   norm("finalNorm");
   if (!c.tiedEmbeddings) out.push(["lmHead", [V, d]]);
   return out;
+}
+
+/** Parameter counts of a configuration (what BAM's Table 9 reports). */
+export interface ParameterCount {
+  /** Every parameter. */
+  total: number;
+  /**
+   * Parameters one token uses: every attention expert under soft routing (attnTopK of them
+   * otherwise, with shared K/V counted once), the topK FFN experts, the routers, norms and
+   * embeddings (input and output).
+   */
+  active: number;
+}
+
+/**
+ * Total and active parameters of a configuration.
+ *
+ * @example
+ * ```ts
+ * mj.nn.parameterCount(mj.nn.modelConfig({ experts: 8, topK: 2 })); // { total, active }
+ * ```
+ */
+export function parameterCount(config: ModelConfig): ParameterCount {
+  const c = config;
+  let total = 0, active = 0;
+  const attnUsed = c.attnTopK > 0 ? c.attnTopK : c.attnExperts;
+  for (const [path, shape] of parameterShapes(c)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    total += size;
+    const leaf = path.split(".").slice(2).join(".");
+    if (/^moe\.(gate|up|down)$/.test(leaf)) active += (size / c.experts) * c.topK;
+    else if (/^attn\.[qkvo]$/.test(leaf) && shape.length === 3) {
+      active += (size / c.attnExperts) * attnUsed;
+    } else active += size;
+  }
+  // A tied model's output projection is the embedding: counted once in both.
+  return { total, active };
 }

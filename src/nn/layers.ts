@@ -99,19 +99,25 @@ function ropeTable(S: number, Dh: number, theta: number): [Tensor, Tensor] {
 }
 
 /**
- * Rotary position embedding over x [B, H, S, Dh] in the half-split form of Hugging Face's
+ * Rotary position embedding over x [..., S, Dh] (e.g. [B, H, S, Dh]) in the half-split form of Hugging Face's
  * Llama/Mixtral (rotate_half), so exported checkpoints agree: x·cos + rotate_half(x)·sin.
  */
 export function rope(x: Tensor, theta = 10000): Tensor {
-  const [, , S, Dh] = x.shape;
-  if (x.ndim !== 4 || Dh % 2) {
-    fail("nn.rope", `expected [B, H, S, Dh] with an even Dh, got ${describe(x)}`);
+  if (!(x instanceof Tensor) || x.ndim < 2 || x.shape[x.ndim - 1] % 2) {
+    fail(
+      "nn.rope",
+      `expected [..., S, Dh] (e.g. [B, H, S, Dh]) with an even Dh, got ${
+        x instanceof Tensor ? describe(x) : typeof x
+      }`,
+    );
   }
+  const a = x.ndim - 1;
+  const S = x.shape[a - 1], Dh = x.shape[a];
   const half = Dh / 2;
   const [cos, sin] = ropeTable(S, Dh, theta);
-  const x1 = x.narrow(3, 0, half), x2 = x.narrow(3, half, half);
+  const x1 = x.narrow(a, 0, half), x2 = x.narrow(a, half, half);
   // [x1·cos − x2·sin, x2·cos + x1·sin]
-  return concat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin))], 3);
+  return concat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin))], a);
 }
 
 /** Options of {@link attention}. */

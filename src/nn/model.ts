@@ -10,6 +10,7 @@ import { layer as moeLayer, type LayerState } from "../moe/layer.ts";
 import type { Routing } from "../moe/route.ts";
 import { auxLoss, type Balancer, bip, lossFree, zLoss } from "../passes/balance.ts";
 import { type AttentionOptions, embedding, linear, mlp, norm, selfAttention } from "./layers.ts";
+import { mixtureOfAttention, type MoaParams } from "./moa.ts";
 import { type BalanceSpec, type ModelConfig, parameterShapes } from "./config.ts";
 
 /** A parameter tree of the layout documented in config.ts. */
@@ -17,7 +18,8 @@ export type Params = {
   embed: Tensor;
   layers: {
     attnNorm: { weight: Tensor; bias?: Tensor };
-    attn: { q: Tensor; k: Tensor; v: Tensor; o: Tensor };
+    /** One attention, or a mixture of attention experts (then with a router, stacked [N, d, d]). */
+    attn: { q: Tensor; k: Tensor; v: Tensor; o: Tensor; router?: Tensor };
     ffnNorm?: { weight: Tensor; bias?: Tensor };
     moe?: { router: Tensor; gate?: Tensor; up: Tensor; down: Tensor };
     mlp?: { gate?: Tensor; up: Tensor; down: Tensor };
@@ -98,7 +100,7 @@ export interface ForwardOptions {
   /** Per-layer MoE state from the previous step (Default MoE's ehat, balancer state). */
   state?: LayerState[];
   /** Attention kernel choice (default: fused when the head size allows; see nn.attention). */
-  attention?: AttentionOptions;
+  attentionKernel?: AttentionOptions;
 }
 
 export interface ForwardResult {
@@ -110,6 +112,8 @@ export interface ForwardResult {
   state: LayerState[];
   /** Per-layer routing (for metrics); empty for dense models. */
   routing: Routing[];
+  /** Per-layer attention-router gates [B, S, N] of mixtures of attention; empty otherwise. */
+  attnGates: Tensor[];
 }
 
 /**
@@ -151,6 +155,7 @@ export function forward(
       k: config.topK,
       estimator: config.estimator,
       balance,
+      ...(config.normalizeTopK ? { normalize: true } : {}),
       training,
       ...(config.activation !== "swiglu" ? { activation: config.activation } : {}),
       ...(opts.state?.[i] ? { state: opts.state[i] } : {}),
@@ -168,26 +173,30 @@ export function forward(
     routing.push(r);
     return r.y.reshape([B, S, d]);
   };
+  const attnGates: Tensor[] = [];
+  const attend = (h: Tensor, p: Params["layers"][number]): Tensor => {
+    if (config.attnExperts === 1) {
+      return selfAttention(h, p.attn, config.nHeads, config.ropeTheta, opts.attentionKernel);
+    }
+    const r = mixtureOfAttention(h, p.attn as MoaParams, {
+      nHeads: config.nHeads,
+      ropeTheta: config.ropeTheta,
+      topK: config.attnTopK,
+      ...(opts.attentionKernel ? { kernel: opts.attentionKernel } : {}),
+    });
+    attnGates.push(r.gates);
+    return r.y;
+  };
   params.layers.forEach((p, i) => {
     if (config.block === "parallel") {
       const h = norm(x, p.attnNorm, config.norm, config.normEps);
-      x = x.add(selfAttention(h, p.attn, config.nHeads, config.ropeTheta, opts.attention)).add(
-        ffn(h, p, i),
-      );
+      x = x.add(attend(h, p)).add(ffn(h, p, i));
     } else {
-      x = x.add(
-        selfAttention(
-          norm(x, p.attnNorm, config.norm, config.normEps),
-          p.attn,
-          config.nHeads,
-          config.ropeTheta,
-          opts.attention,
-        ),
-      );
+      x = x.add(attend(norm(x, p.attnNorm, config.norm, config.normEps), p));
       x = x.add(ffn(norm(x, p.ffnNorm!, config.norm, config.normEps), p, i));
     }
   });
   x = norm(x, params.finalNorm, config.norm, config.normEps);
   const logits = linear(x, config.tiedEmbeddings ? params.embed : params.lmHead!);
-  return { logits, losses, state, routing };
+  return { logits, losses, state, routing, attnGates };
 }

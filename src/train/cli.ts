@@ -151,7 +151,9 @@ const FLAGS: Record<string, Flag> = {
   data: {
     target: { run: "data" },
     kind: "string",
-    help: `${BUILTIN_CORPORA.join(" | ")} | a text file or folder`,
+    help: `${
+      BUILTIN_CORPORA.join(" | ")
+    } | a text file or folder; join several with + for a mixture`,
   },
   tokenizer: {
     target: { run: "tokenizer" },
@@ -341,6 +343,13 @@ export function printSummary(r: TrainResult): void {
     } nats/${kind}) after ${r.step} steps` +
       ` — ${kind}-unigram baseline on the same split: ${r.unigramPpl.toFixed(3)}`,
   );
+  if (r.valByDomain.length > 1) {
+    for (const d of r.valByDomain) {
+      lines.push(
+        `  ${d.name}: perplexity ${d.ppl.toFixed(3)} (unigram ${d.unigramPpl.toFixed(3)})`,
+      );
+    }
+  }
   if (r.balance.length) {
     lines.push(
       "balance per MoE layer (MaxVio: 0 = every expert gets T·K/E; loads over the validation split):",

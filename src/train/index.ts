@@ -17,3 +17,5 @@ export type { EvalStep, StepMetrics, TrainState, TrainStep, TrainStepOptions } f
 export { formatDuration, Progress } from "./progress.ts";
 export type { ProgressOptions } from "./progress.ts";
 export { writeReportPlots } from "./report.ts";
+export { evaluate } from "./evaluate.ts";
+export type { EvaluateOptions, Evaluation } from "./evaluate.ts";

@@ -140,7 +140,7 @@ export function trainStep(config: ModelConfig, o: TrainStepOptions): TrainStep {
         training: true,
         key,
         state: s.layers,
-        attention: o.attention,
+        attentionKernel: o.attention,
       });
       const ce = crossEntropy(r.logits.reshape([-1, V]), targets.reshape([-1]));
       const total = Object.values(r.losses).reduce((a, b) => a.add(b), ce);

@@ -18,11 +18,16 @@ import { adamw, type AdamWState, cosineSchedule } from "../nn/optim.ts";
 import { generate } from "../nn/generate.ts";
 import type { LayerState } from "../moe/layer.ts";
 import { maxVio } from "../moe/metrics.ts";
-import { prepareData, type PreparedData } from "../data/dataset.ts";
-import { batchTensors } from "../data/dataset.ts";
+import {
+  batchTensors,
+  prepareData,
+  type PreparedData,
+  type TokenDataset,
+  unigramPerplexity,
+} from "../data/dataset.ts";
+import { type BatchSource, type PreparedMixture, prepareMixture } from "../data/mixture.ts";
 import type { Corpus } from "../data/corpus.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { unigramPerplexity } from "../data/dataset.ts";
 import {
   checkpointExists,
   configDifferences,
@@ -31,8 +36,8 @@ import {
 } from "../io/checkpoint.ts";
 import { MetricsLog, readMetrics } from "../io/metrics.ts";
 import { writeFileAtomic } from "../io/files.ts";
+import { evaluate } from "./evaluate.ts";
 import {
-  evalStep,
   initLayerState,
   type StepMetrics,
   type TrainState,
@@ -46,8 +51,12 @@ import { writeReportPlots } from "./report.ts";
 export interface TrainOptions {
   /** Model fields that differ from DEFAULT_CONFIG (vocabSize comes from the tokenizer). */
   model?: Partial<ModelConfig>;
-  /** A built-in corpus name ("moby-dick", "sotu", "spam-assassin"), a file or folder, or a Corpus. */
-  data?: string | Corpus;
+  /**
+   * A built-in corpus name ("moby-dick", "sotu", "spam-assassin"), a file or folder, several
+   * joined by "+" (a mixture in equal parts, validated per domain), a Corpus, or data prepared
+   * with mj.data.prepareData / prepareMixture.
+   */
+  data?: string | Corpus | PreparedData | PreparedMixture;
   /** "byte" or "bpe[:encoding]", or a Tokenizer. */
   tokenizer?: string | Tokenizer;
   /** Optimizer steps in total (a resumed run continues up to this step). */
@@ -71,10 +80,17 @@ export interface TrainOptions {
   out?: string;
   /** A checkpoint directory to resume from. */
   resume?: string;
+  /**
+   * Start from these parameters (e.g. a pretrained or upcycled model) with a fresh optimizer
+   * and schedule; the model is `init.config` (then `model` must not be given).
+   */
+  init?: { config: ModelConfig; params: Params; layers?: LayerState[] };
   /** Evaluate on the validation split every this many steps (0: only at the end). */
   evalEvery?: number;
-  /** Validation batches per intermediate evaluation (the final one uses the whole split). */
+  /** Validation batches per intermediate evaluation (per domain). */
   evalBatches?: number;
+  /** Validation batches of the final evaluation, spread over each split (default 256). */
+  finalEvalBatches?: number;
   /** Read metrics back and log them every this many steps. */
   logEvery?: number;
   /** Write a checkpoint every this many steps (0: only at the end and on interrupt). */
@@ -107,6 +123,7 @@ export const TRAIN_DEFAULTS = {
   out: "out/run",
   evalEvery: 200,
   evalBatches: 8,
+  finalEvalBatches: 256,
   logEvery: 10,
   checkpointEvery: 200,
   samples: 3,
@@ -119,6 +136,7 @@ const OPTION_KEYS = [
   "minLr",
   "warmup",
   "resume",
+  "init",
   "signal",
   "handleInterrupt",
   "progress",
@@ -136,8 +154,11 @@ export interface LogRecord {
   elapsed_s: number;
   /** Per MoE layer: tokens_per_expert, max_vio, load_balancing_loss, z_loss, … */
   layers: StepMetrics["layers"];
+  /** Mean over validation domains of the next-token loss, and its exp. */
   val_loss?: number;
   val_ppl?: number;
+  /** Perplexity per validation domain (mixtures). */
+  val_ppl_by_domain?: Record<string, number>;
 }
 
 /** Balance of one MoE layer over the validation split. */
@@ -160,10 +181,16 @@ export interface TrainResult {
   step: number;
   /** True when the run was stopped early (signal or Ctrl-C). */
   interrupted: boolean;
+  /** Validation loss (mean over domains) and its exp. */
   valLoss: number;
   valPpl: number;
-  /** Perplexity of the train-split byte/token unigram distribution on the same validation split. */
+  /**
+   * Perplexity of the train-split byte/token unigram distribution on the same validation
+   * split(s) (geometric mean over domains).
+   */
   unigramPpl: number;
+  /** Every validation domain on its own. */
+  valByDomain: { name: string; loss: number; ppl: number; unigramPpl: number; tokens: number }[];
   balance: LayerBalance[];
   /** Mean training throughput (tokens per second) of this run's steps. */
   tokensPerSec: number;
@@ -193,6 +220,7 @@ function checkOptions(o: TrainOptions): void {
     const k of [
       "evalEvery",
       "evalBatches",
+      "finalEvalBatches",
       "logEvery",
       "checkpointEvery",
       "samples",
@@ -200,7 +228,9 @@ function checkOptions(o: TrainOptions): void {
       "warmup",
     ] as const
   ) {
-    if (o[k] !== undefined) posInt(k, o[k], k === "logEvery" || k === "evalBatches" ? 1 : 0);
+    if (o[k] !== undefined) {
+      posInt(k, o[k], k === "logEvery" || k === "evalBatches" || k === "finalEvalBatches" ? 1 : 0);
+    }
   }
   for (const k of ["lr", "minLr", "weightDecay", "clip"] as const) {
     const v = o[k];
@@ -240,55 +270,66 @@ async function resumeDir(dir: string): Promise<string> {
   return dir; // loadCheckpoint names what is missing
 }
 
-interface Evaluation {
-  loss: number;
-  ppl: number;
-  counts: number[][];
+/** What a run trains on and validates against, whatever form the data option took. */
+interface TrainData {
+  name: string;
+  tokenizer: Tokenizer;
+  train: BatchSource;
+  /** Validation splits with the training tokens of their domain (for the unigram baseline). */
+  vals: { name: string; set: TokenDataset; trainTokens: Int32Array }[];
 }
 
-/** Mean next-token loss over validation windows (all of them, or `maxBatches` spread evenly). */
-async function evaluate(
-  run: ReturnType<typeof evalStep>,
+async function trainData(
+  data: TrainOptions["data"],
+  tokenizer: TrainOptions["tokenizer"],
+): Promise<TrainData> {
+  const single = (d: PreparedData): TrainData => ({
+    name: d.corpus,
+    tokenizer: d.tokenizer,
+    train: d.train,
+    vals: [{ name: d.corpus, set: d.val, trainTokens: d.train.tokens }],
+  });
+  const mixture = (m: PreparedMixture): TrainData => ({
+    name: m.name,
+    tokenizer: m.tokenizer,
+    train: m.train,
+    vals: m.domains.map((d) => ({ name: d.corpus, set: d.val, trainTokens: d.train.tokens })),
+  });
+  if (data && typeof data === "object" && "train" in data) {
+    return "domains" in data ? mixture(data as PreparedMixture) : single(data as PreparedData);
+  }
+  if (typeof data === "string" && data.includes("+")) {
+    return mixture(await prepareMixture(data.split("+").map((x) => x.trim()), { tokenizer }));
+  }
+  return single(await prepareData({ corpus: data as string | Corpus | undefined, tokenizer }));
+}
+
+/** Evaluates on every validation domain; the loss is their mean. */
+async function evaluateAll(
+  data: TrainData,
   params: Params,
+  config: ModelConfig,
   layers: LayerState[],
-  data: PreparedData,
   B: number,
   S: number,
-  maxBatches?: number,
-): Promise<Evaluation> {
-  const batches = data.val.evalBatches(B, S, maxBatches);
-  let nll = 0, tokens = 0;
-  const counts: number[][] = [];
-  const pending: { rows: number; out: { nll: Tensor; counts: Tensor[] } }[] = [];
-  for (const b of batches) {
-    // A short last batch is padded with its first window (and those rows are not counted), so
-    // every batch runs through the one compiled program.
-    const x = new Int32Array(B * S), y = new Int32Array(B * S);
-    for (let r = 0; r < B; r++) {
-      const src = r < b.rows ? r : 0;
-      x.set(b.x.subarray(src * S, src * S + S), r * S);
-      y.set(b.y.subarray(src * S, src * S + S), r * S);
-    }
-    const t = batchTensors({ x, y }, B, S);
-    pending.push({ rows: b.rows, out: await run(params, layers, t.x, t.y) });
-  }
-  // One batched readback for everything.
-  const nodes = pending.flatMap((p) => [p.out.nll, ...p.out.counts].map((t) => t.node));
-  const values = await (await getBackend()).realize(nodes);
-  let i = 0;
-  for (const p of pending) {
-    const rowNll = values[i++];
-    for (let r = 0; r < p.rows; r++) nll += rowNll[r];
-    tokens += p.rows * S;
-    p.out.counts.forEach((_, l) => {
-      const c = values[i++];
-      counts[l] ??= new Array(c.length).fill(0);
-      // Loads count full batches only: a padded batch routed its padding rows too.
-      if (p.rows === B) c.forEach((v, e) => (counts[l][e] += Number(v)));
+  maxBatches: number,
+) {
+  const byDomain = [];
+  for (const v of data.vals) {
+    byDomain.push({
+      name: v.name,
+      ...(await evaluate(params, config, v.set, { batch: B, seq: S, maxBatches, layers })),
     });
   }
-  const loss = nll / tokens;
-  return { loss, ppl: Math.exp(loss), counts };
+  const loss = byDomain.reduce((a, d) => a + d.loss, 0) / byDomain.length;
+  const counts: number[][] = [];
+  for (const d of byDomain) {
+    d.counts.forEach((c, l) => {
+      counts[l] ??= new Array(c.length).fill(0);
+      c.forEach((x, e) => (counts[l][e] += x));
+    });
+  }
+  return { loss, ppl: Math.exp(loss), byDomain, counts };
 }
 
 /** Reads the metrics vectors of the steps since the last log in one batch. */
@@ -314,14 +355,27 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const show = opts.progress ?? true;
   const say = (text: string) => show && console.error(text);
 
-  const data = await prepareData({ corpus: o.data, tokenizer: o.tokenizer });
+  const data = await trainData(o.data, o.tokenizer);
   const B = o.batch, S = o.seq;
-  // Both splits must hold a window; the errors name the split and the sizes.
+  // Every split must hold a window; the errors name the split and the sizes.
   data.train.batch(1, S, 0, o.seed);
-  data.val.evalBatches(1, S, 1);
+  for (const v of data.vals) v.set.evalBatches(1, S, 1);
 
+  if (opts.init && opts.model) {
+    fail(
+      "train",
+      "give either model (a new model) or init (start from given parameters), not both",
+    );
+  }
+  if (opts.init && opts.resume) fail("train", "give either init or resume, not both");
+  if (opts.init && opts.init.config.vocabSize !== data.tokenizer.vocabSize) {
+    fail(
+      "train",
+      `init's model has a vocabulary of ${opts.init.config.vocabSize} but the tokenizer ${data.tokenizer.name} has ${data.tokenizer.vocabSize}`,
+    );
+  }
   let config = modelConfig({
-    ...(opts.model ?? {}),
+    ...(opts.init ? opts.init.config : opts.model ?? {}),
     vocabSize: data.tokenizer.vocabSize,
     maxSeqLen: S,
   });
@@ -369,11 +423,11 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     state = await realize({ params: ck.params, opt: tensors.opt, layers: tensors.layers ?? [] });
     say(`resumed from ${dir} at step ${startStep}`);
   } else {
-    const params = initParams(config, o.seed);
+    const params = opts.init ? opts.init.params : initParams(config, o.seed);
     state = await realize({
       params,
       opt: optimizer.init(params),
-      layers: initLayerState(params, config),
+      layers: opts.init?.layers ?? initLayerState(params, config),
     });
   }
   if (startStep >= o.steps) {
@@ -383,7 +437,6 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const warmup = opts.warmup ?? Math.min(100, Math.round(o.steps * 0.05));
   const lrAt = cosineSchedule({ lr: o.lr, warmup, total: o.steps, minLr: opts.minLr ?? o.lr / 10 });
   const step = trainStep(config, { optimizer, clip: o.clip, seed: o.seed });
-  const evalRun = evalStep(config);
 
   const out = o.out;
   const paths = {
@@ -416,7 +469,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
           steps: o.steps,
           lr: o.lr,
           tokenizer: data.tokenizer.name,
-          data: data.corpus,
+          data: data.name,
         },
       },
     });
@@ -441,9 +494,9 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     } LM, ` +
       `d=${config.dModel}, ${
         (nParams / 1e6).toFixed(2)
-      }M params; ${data.corpus} (${data.tokenizer.name}): ` +
+      }M params; ${data.name} (${data.tokenizer.name}): ` +
       `${data.train.length.toLocaleString("en-US")} train / ${
-        data.val.length.toLocaleString("en-US")
+        data.vals.reduce((a, v) => a + v.set.length, 0).toLocaleString("en-US")
       } val tokens; ` +
       `batch ${B}×${S}, ${o.steps} steps`,
   );
@@ -491,9 +544,20 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
           layers: lastMetrics.layers,
         };
         if (evalNow) {
-          const ev = await evaluate(evalRun, state.params, state.layers, data, B, S, o.evalBatches);
+          const ev = await evaluateAll(
+            data,
+            state.params,
+            config,
+            state.layers,
+            B,
+            S,
+            o.evalBatches,
+          );
           record.val_loss = ev.loss;
           record.val_ppl = ev.ppl;
+          if (ev.byDomain.length > 1) {
+            record.val_ppl_by_domain = Object.fromEntries(ev.byDomain.map((d) => [d.name, d.ppl]));
+          }
           progress?.log(`step ${i}: val loss ${ev.loss.toFixed(4)}, val ppl ${ev.ppl.toFixed(3)}`);
           lastLogAt = performance.now(); // evaluation time is not training throughput
         }
@@ -522,19 +586,40 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   }
 
   // Final evaluation over the whole validation split.
-  const ev = await evaluate(evalRun, state.params, state.layers, data, B, S);
-  const unigramPpl = unigramPerplexity(
-    data.train.tokens,
-    data.val.tokens,
-    data.tokenizer.vocabSize,
+  // Interrupted runs evaluate on a sample of the split, so Ctrl-C exits within seconds.
+  const ev = await evaluateAll(
+    data,
+    state.params,
+    config,
+    state.layers,
+    B,
+    S,
+    stopReason ? o.evalBatches : o.finalEvalBatches,
+  );
+  const valByDomain = ev.byDomain.map((d, i) => ({
+    name: d.name,
+    loss: d.loss,
+    ppl: d.ppl,
+    tokens: d.tokens,
+    unigramPpl: unigramPerplexity(
+      data.vals[i].trainTokens,
+      data.vals[i].set.tokens,
+      data.tokenizer.vocabSize,
+    ),
+  }));
+  const unigramPpl = Math.exp(
+    valByDomain.reduce((a, d) => a + Math.log(d.unigramPpl), 0) / valByDomain.length,
   );
   if (done > startStep) {
-    await log.log(
-      { step: done, val_loss: ev.loss, val_ppl: ev.ppl, final: true } as unknown as Record<
-        string,
-        never
-      >,
-    );
+    await log.log({
+      step: done,
+      val_loss: ev.loss,
+      val_ppl: ev.ppl,
+      ...(valByDomain.length > 1
+        ? { val_ppl_by_domain: Object.fromEntries(valByDomain.map((d) => [d.name, d.ppl])) }
+        : {}),
+      final: true,
+    } as unknown as Record<string, never>);
   }
   const balance: LayerBalance[] = ev.counts.map((c, l) => ({
     layer: l,
@@ -548,8 +633,10 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   if (o.samples > 0 && !stopReason) {
     const promptLen = Math.min(48, S - 1);
     for (let s = 0; s < o.samples; s++) {
-      const at = Math.floor(((s + 0.5) / o.samples) * Math.max(1, data.val.length - promptLen));
-      const prompt = Array.from(data.val.tokens.subarray(at, at + promptLen));
+      // Prompts from the validation split(s), round-robin over domains.
+      const val = data.vals[s % data.vals.length].set;
+      const at = Math.floor(((s + 0.5) / o.samples) * Math.max(1, val.length - promptLen));
+      const prompt = Array.from(val.tokens.subarray(at, at + promptLen));
       const ids = await generate(state.params, config, prompt, {
         maxNewTokens: o.sampleTokens,
         seed: o.seed + s,
@@ -573,6 +660,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     valLoss: ev.loss,
     valPpl: ev.ppl,
     unigramPpl,
+    valByDomain,
     balance,
     tokensPerSec: trainSeconds > 0 ? tokensSeen / trainSeconds : 0,
     seconds,
@@ -590,6 +678,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         val_loss: ev.loss,
         val_ppl: ev.ppl,
         unigram_ppl: unigramPpl,
+        val_by_domain: valByDomain,
         tokens_per_sec: Math.round(result.tokensPerSec),
         seconds: Math.round(seconds * 10) / 10,
         backend,

@@ -159,7 +159,15 @@ Deno.test("hf layout: dense FFN exports as llama mlp.{gate,up,down}_proj; gelu e
   assert.equal(shapes.has("model.layers.0.block_sparse_moe.experts.3.w3.weight"), false);
   assert.equal(io.hfConfigJson(gelu).hidden_act, "gelu");
   assert.ok(io.hfCompatibility(gelu).some((s) => s.includes("gelu")));
-  assert.deepEqual(io.hfCompatibility(modelConfig({ ...small, estimator: "topk" })), []);
+  assert.deepEqual(
+    io.hfCompatibility(modelConfig({ ...small, estimator: "topk", normalizeTopK: true })),
+    [],
+  );
+  assert.ok(
+    io.hfCompatibility(modelConfig({ ...small, estimator: "topk" })).some((s) =>
+      s.includes("renormalises")
+    ),
+  );
 });
 
 Deno.test("hf config: derived without the moejit block, and clear errors for what is missing", () => {

@@ -252,9 +252,13 @@ Deno.test("nn.rope: odd head size or wrong rank is an error", () => {
     () => mj.nn.rope(mj.zeros([1, 1, 3, 5])),
     (e) =>
       e instanceof mj.MoejitError &&
-      /nn\.rope: expected \[B, H, S, Dh\] with an even Dh/.test(e.message),
+      /nn\.rope: expected \[\.\.\., S, Dh\] \(e\.g\. \[B, H, S, Dh\]\) with an even Dh/.test(
+        e.message,
+      ),
   );
-  assert.throws(() => mj.nn.rope(mj.zeros([1, 3, 4])), /nn\.rope/);
+  assert.throws(() => mj.nn.rope(mj.zeros([4])), /nn\.rope/);
+  // Any leading dims: [S, Dh] and [N, B, H, S, Dh] rotate like [B, H, S, Dh].
+  assert.deepEqual(mj.nn.rope(mj.zeros([3, 4])).shape, [3, 4]);
 });
 
 // ---- attention ---------------------------------------------------------------------------------
