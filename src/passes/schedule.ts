@@ -37,6 +37,11 @@ function swapsLastTwo(n: Node): boolean {
     perm.slice(0, r - 2).every((p, i) => p === i);
 }
 
+/** Elements of a transposed B operand worth copying to run a matmul NN instead of NT. */
+const SMALL_TRANSPOSE = 1 << 22;
+/** …when the matmul is big enough (multiply-adds) for the copy's extra kernel to pay. */
+const MIN_TRANSPOSE_WORK = 1 << 22;
+
 /** Peels transposes and whole-batch broadcasts off a matmul operand: both are free to read. */
 export function matmulOperand(
   s: Node,
@@ -174,8 +179,20 @@ export function schedule(
         rowOperands.set(n, a);
         n.src.slice(1).forEach((s) => realize(throughIdentity(s)));
       } else if (n.op === "matmul") {
-        const ops = n.src.map((s): MatmulOperand => {
+        const ops = n.src.map((s, i): MatmulOperand => {
           const o = matmulOperand(s);
+          const view = throughIdentity(s);
+          // x·Wᵀ (NT) runs at about half the speed of NN: a small transposed B (a weight) is
+          // cheaper to copy once into [K, N] than to read transposed M/tile times.
+          const r = n.shape.length;
+          const work = n.size * n.src[0].shape[r - 1]; // multiply-adds
+          if (
+            i === 1 && o.transposed && !o.batchBroadcast && swapsLastTwo(view) &&
+            o.node.size <= SMALL_TRANSPOSE && work >= MIN_TRANSPOSE_WORK
+          ) {
+            realize(view);
+            return { node: view, batchBroadcast: false, transposed: false };
+          }
           realize(o.node);
           return o;
         });

@@ -4,7 +4,7 @@
  * and fused epilogues apply per element.
  */
 import * as mj from "../../mod.ts";
-import { assertClose, randomArray } from "../helpers.ts";
+import { assert, assertClose, randomArray } from "../helpers.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
 
 const ignore = (await acquireGpu()) === null;
@@ -50,3 +50,18 @@ for (const c of cases) {
     });
   }
 }
+
+Deno.test("matmul: a large x·Wᵀ runs NN on a copied Wᵀ; a small one reads W transposed in place", async () => {
+  const { compileStep } = await import("../../src/passes/compile.ts");
+  const labels = (m: number) => {
+    const x = mj.randn([m, 128], { seed: 1 }), w = mj.randn([128, 128], { seed: 2 });
+    const prog = compileStep([x.matmul(w.transpose()).node], () => false, {
+      fuse: true,
+      maxBindings: 8,
+    });
+    return prog.launches.map((l) => l.program.label).join("\n");
+  };
+  assert.match(labels(2048), /\(NN /);
+  assert.doesNotMatch(labels(2048), /\(NT /);
+  assert.match(labels(16), /\(NT /);
+});
