@@ -61,5 +61,5 @@ export type {
 export { encodeMetrics, MetricsLog, readMetrics } from "./metrics.ts";
 export type { MetricsRecord, MetricValue } from "./metrics.ts";
 export { appendLine, writeFileAtomic } from "./files.ts";
-export { heatmap, lineChart } from "./svg.ts";
-export type { HeatmapOptions, LineChartOptions, Series } from "./svg.ts";
+export { barChart, heatmap, lineChart } from "./svg.ts";
+export type { BarChartOptions, HeatmapOptions, LineChartOptions, Series } from "./svg.ts";

@@ -47,6 +47,13 @@ function niceTicks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
+/** A y-axis title, rotated, centred at height y. */
+function yAxisLabel(text: string, y: number): string {
+  return `<text x="16" y="${y}" text-anchor="middle" font-size="12" transform="rotate(-90 16 ${y})">${
+    esc(text)
+  }</text>`;
+}
+
 function fmt(v: number): string {
   if (v === 0) return "0";
   const a = Math.abs(v);
@@ -119,15 +126,7 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
       }</text>`,
     );
   }
-  if (o.yLabel) {
-    parts.push(
-      `<text x="16" y="${
-        m.t + ph / 2
-      }" text-anchor="middle" font-size="12" transform="rotate(-90 16 ${m.t + ph / 2})">${
-        esc(o.yLabel)
-      }</text>`,
-    );
-  }
+  if (o.yLabel) parts.push(yAxisLabel(o.yLabel, m.t + ph / 2));
   pts.forEach((p, i) => {
     const color = PALETTE[i % PALETTE.length];
     if (p.length) {
@@ -261,6 +260,99 @@ export function heatmap(values: readonly (readonly number[])[], o: HeatmapOption
       );
     }
   }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n${
+    parts.join("\n")
+  }\n</svg>\n`;
+}
+
+export interface BarChartOptions {
+  title: string;
+  /** Names of the groups along x (e.g. domains). */
+  groups: readonly string[];
+  yLabel?: string;
+  width?: number;
+  height?: number;
+}
+
+/**
+ * A grouped bar chart: one group per entry of `groups`, one bar per series in each group, the
+ * value printed above each bar.
+ *
+ * @example
+ * ```ts
+ * const svg = barChart(
+ *   [{ name: "BTX", y: [5.1, 3.2] }, { name: "BAM", y: [4.8, 3.0] }],
+ *   { title: "Validation perplexity", groups: ["moby-dick", "sotu"] },
+ * );
+ * ```
+ */
+export function barChart(series: readonly Series[], o: BarChartOptions): string {
+  const W = o.width ?? 820, H = o.height ?? 420;
+  const m = { l: 64, r: 180, t: 44, b: 48 };
+  const pw = W - m.l - m.r, ph = H - m.t - m.b;
+  const vals = series.flatMap((s) => s.y).filter(Number.isFinite);
+  const hi = vals.length ? Math.max(...vals) * 1.1 : 1;
+  const ticks = niceTicks(0, hi);
+  const top = Math.max(hi, ticks[ticks.length - 1]);
+  const Y = (v: number) => m.t + ph - (v / top) * ph;
+  const G = o.groups.length, S = Math.max(1, series.length);
+  const gw = pw / Math.max(1, G), bw = (gw * 0.8) / S;
+  const parts: string[] = [
+    `<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">${
+      esc(o.title)
+    }</text>`,
+  ];
+  for (const t of ticks) {
+    parts.push(
+      `<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(t).toFixed(1)}" y2="${
+        Y(t).toFixed(1)
+      }" stroke="#eee"/>`,
+      `<text x="${m.l - 6}" y="${(Y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11">${
+        fmt(t)
+      }</text>`,
+    );
+  }
+  parts.push(
+    `<line x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}" stroke="#333"/>`,
+  );
+  o.groups.forEach((g, gi) => {
+    const x0 = m.l + gi * gw + gw * 0.1;
+    series.forEach((s, si) => {
+      const v = s.y[gi];
+      if (!Number.isFinite(v)) return;
+      const x = x0 + si * bw;
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${Y(v).toFixed(1)}" width="${
+          (bw * 0.92).toFixed(1)
+        }" height="${(m.t + ph - Y(v)).toFixed(1)}" fill="${PALETTE[si % PALETTE.length]}"><title>${
+          esc(s.name)
+        }, ${esc(g)}: ${fmt(v)}</title></rect>`,
+      );
+      if (bw >= 28) {
+        parts.push(
+          `<text x="${(x + bw * 0.46).toFixed(1)}" y="${
+            (Y(v) - 3).toFixed(1)
+          }" text-anchor="middle" font-size="9">${fmt(v)}</text>`,
+        );
+      }
+    });
+    parts.push(
+      `<text x="${(m.l + (gi + 0.5) * gw).toFixed(1)}" y="${
+        m.t + ph + 18
+      }" text-anchor="middle" font-size="12">${esc(g)}</text>`,
+    );
+  });
+  if (o.yLabel) parts.push(yAxisLabel(o.yLabel, m.t + ph / 2));
+  series.forEach((s, i) => {
+    const ly = m.t + 10 + i * 20;
+    parts.push(
+      `<rect x="${m.l + pw + 16}" y="${ly - 9}" width="12" height="12" fill="${
+        PALETTE[i % PALETTE.length]
+      }"/>`,
+      `<text x="${m.l + pw + 34}" y="${ly + 1}" font-size="12">${esc(s.name)}</text>`,
+    );
+  });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n${
     parts.join("\n")
   }\n</svg>\n`;

@@ -19,3 +19,5 @@ export type { ProgressOptions } from "./progress.ts";
 export { writeReportPlots } from "./report.ts";
 export { evaluate } from "./evaluate.ts";
 export type { EvaluateOptions, Evaluation } from "./evaluate.ts";
+export { BAM_DEFAULTS, bamRecipe, bamTable } from "./bam.ts";
+export type { BamRecipeOptions, BamResult, BamRow } from "./bam.ts";

@@ -491,6 +491,10 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
       config.ffn === "moe"
         ? `MoE (${config.experts} experts, top-${config.topK}, ${config.estimator})`
         : "dense"
+    }${
+      config.attnExperts > 1
+        ? ` + ${config.attnExperts} attention experts (${config.attention})`
+        : ""
     } LM, ` +
       `d=${config.dModel}, ${
         (nParams / 1e6).toFixed(2)
