@@ -81,6 +81,28 @@ function f(x: number): string {
 const regs = (p: string, r: number, n: number) =>
   Array.from({ length: n }, (_, i) => `${p}${r}_${i}`);
 
+/** `let` lines loading the vec4 registers of row r from `buf` (optionally scaled). */
+function rowRegs(p: string, r: number, n: number, buf: number, scale?: number): string {
+  const by = scale === undefined ? "" : ` * ${f(scale)}`;
+  return regs(p, r, n).map((x, d) => `  let ${x} = buf${buf}[row${r} * ${n}i + ${d}i]${by};`).join(
+    "\n",
+  );
+}
+
+/** Zero-initialised vec4 accumulators. */
+function zeroRegs(names: readonly string[]): string {
+  return names.map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n");
+}
+
+/** Inside the sequence loop: the vec4s of the other side's row `o` (uniform across the group). */
+function loopLoads(n: number, from: readonly [string, number][]): string {
+  return Array.from(
+    { length: n },
+    (_, d) => from.map(([p, buf]) => `    let ${p}${d} = buf${buf}[o + ${d}i];`).join("\n"),
+  )
+    .join("\n");
+}
+
 function vecBinding(slot: number, write = false): Binding {
   return { slot, type: "f32", write, vec4: true };
 }
@@ -142,12 +164,8 @@ export function attentionForwardShader(s: AttentionForwardSpec): ShaderProgram {
     `${decls}
 ${
       rows.map((r) =>
-        `${
-          regs("q", r, n).map((x, d) =>
-            `  let ${x} = buf${s.q}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
-          ).join("\n")
-        }
-${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
+        `${rowRegs("q", r, n, s.q, s.scale)}
+${zeroRegs(regs("a", r, n))}
   var m${r} = -3.0e38;
   var l${r} = 0.0;`
       ).join("\n")
@@ -155,12 +173,7 @@ ${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
   let kb = b * ${s.Sk * n}i;
   for (var j = 0i; j < ${hi}; j++) {
     let o = kb + j * ${n}i;
-${
-      Array.from(
-        { length: n },
-        (_, d) => `    let k${d} = buf${s.k}[o + ${d}i];\n    let v${d} = buf${s.v}[o + ${d}i];`,
-      ).join("\n")
-    }
+${loopLoads(n, [["k", s.k], ["v", s.v]])}
 ${
       rows.map((r) => {
         const dot = regs("q", r, n).map((x, d) => `dot(${x}, k${d})`).join(" + ");
@@ -219,13 +232,9 @@ export function attentionBackwardQShader(s: AttentionBackwardSpec): ShaderProgra
     `${decls}
 ${
       rows.map((r) =>
-        `${
-          regs("q", r, n).map((x, d) =>
-            `  let ${x} = buf${s.q}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
-          ).join("\n")
-        }
-${regs("g", r, n).map((x, d) => `  let ${x} = buf${s.dO}[row${r} * ${n}i + ${d}i];`).join("\n")}
-${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
+        `${rowRegs("q", r, n, s.q, s.scale)}
+${rowRegs("g", r, n, s.dO)}
+${zeroRegs(regs("a", r, n))}
   let lse${r} = buf${s.lse}[row${r}];
   let delta${r} = buf${s.delta}[row${r}];`
       ).join("\n")
@@ -233,12 +242,7 @@ ${regs("a", r, n).map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}
   let kb = b * ${s.Sk * n}i;
   for (var j = 0i; j < ${hi}; j++) {
     let o = kb + j * ${n}i;
-${
-      Array.from(
-        { length: n },
-        (_, d) => `    let k${d} = buf${s.k}[o + ${d}i];\n    let v${d} = buf${s.v}[o + ${d}i];`,
-      ).join("\n")
-    }
+${loopLoads(n, [["k", s.k], ["v", s.v]])}
 ${
       rows.map((r) => {
         const e = `exp(${regs("q", r, n).map((x, d) => `dot(${x}, k${d})`).join(" + ")} - lse${r})`;
@@ -274,24 +278,15 @@ export function attentionBackwardKVShader(s: AttentionBackwardSpec): ShaderProgr
     `${decls}
 ${
       rows.map((r) =>
-        `${
-          regs("k", r, n).map((x, d) =>
-            `  let ${x} = buf${s.k}[row${r} * ${n}i + ${d}i] * ${f(s.scale)};`
-          ).join("\n")
-        }
-${regs("v", r, n).map((x, d) => `  let ${x} = buf${s.v}[row${r} * ${n}i + ${d}i];`).join("\n")}
-${[...regs("dk", r, n), ...regs("dv", r, n)].map((x) => `  var ${x} = vec4<f32>(0.0);`).join("\n")}`
+        `${rowRegs("k", r, n, s.k, s.scale)}
+${rowRegs("v", r, n, s.v)}
+${zeroRegs([...regs("dk", r, n), ...regs("dv", r, n)])}`
       ).join("\n")
     }
   let qrow = b * ${s.S}i;
   for (var i = ${lo}; i < ${s.S}i; i++) {
     let o = (qrow + i) * ${n}i;
-${
-      Array.from(
-        { length: n },
-        (_, d) => `    let q${d} = buf${s.q}[o + ${d}i];\n    let g${d} = buf${s.dO}[o + ${d}i];`,
-      ).join("\n")
-    }
+${loopLoads(n, [["q", s.q], ["g", s.dO]])}
     let lse = buf${s.lse}[qrow + i];
     let delta = buf${s.delta}[qrow + i];
 ${

@@ -28,14 +28,16 @@ export interface GenerateOptions {
 
 const KEYS = ["maxNewTokens", "temperature", "seed", "state", "onToken"];
 
-type Sampler = (
+/** The compiled sampler's arguments: the window's logits at `pos`, temperature, noise key. */
+type SamplerArgs = [
   params: Params,
   state: LayerState[],
   window: Tensor,
   pos: Tensor,
   invTemp: number,
   key: Tensor,
-) => Promise<Tensor>;
+];
+type Sampler = (...args: SamplerArgs) => Promise<Tensor>;
 
 const samplers = new WeakMap<ModelConfig, { greedy: Sampler; sampled: Sampler }>();
 
@@ -44,14 +46,7 @@ function samplersFor(config: ModelConfig) {
   if (!s) {
     const make = (greedy: boolean): Sampler =>
       jit(
-        (
-          params: Params,
-          state: LayerState[],
-          window: Tensor,
-          pos: Tensor,
-          invTemp: number,
-          key: Tensor,
-        ) => {
+        (...[params, state, window, pos, invTemp, key]: SamplerArgs) => {
           const { logits } = forward(params, window, config, { training: false, state });
           const row = takeRows(logits.reshape([-1, config.vocabSize]), pos); // [1, V]
           if (greedy) return row.argmax(-1);

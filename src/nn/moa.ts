@@ -13,7 +13,7 @@ import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { describe } from "../ops/prim.ts";
 import { oneHot } from "../ops/indexing.ts";
-import { attention, type AttentionOptions, rope } from "./layers.ts";
+import { attention, type AttentionOptions, linear, rope } from "./layers.ts";
 
 /** Parameters of one MoA layer: router [N, d]; q, o [N, d, d]; k, v [N, d, d] or shared [d, d]. */
 export interface MoaParams {
@@ -112,7 +112,7 @@ export function mixtureOfAttention(x: Tensor, p: MoaParams, opts: MoaOptions): M
     t.reshape([N, B, S, H, Dh]).permute([0, 1, 3, 2, 4]).reshape([N * B, H, S, Dh]);
   const sharedHeads = (w: Tensor) => {
     // One projection for all experts, broadcast to each: [B, H, S, Dh] → [N·B, H, S, Dh].
-    const t = x.reshape([B * S, d]).matmul(w.transpose()).reshape([1, B, S, H, Dh]).permute([
+    const t = linear(x, w).reshape([1, B, S, H, Dh]).permute([
       0,
       1,
       3,
@@ -128,7 +128,7 @@ export function mixtureOfAttention(x: Tensor, p: MoaParams, opts: MoaOptions): M
   const merged = heads.reshape([N, B, H, S, Dh]).permute([0, 1, 3, 2, 4]).reshape([N, B * S, d]);
   const outs = merged.matmul(p.o.swapAxes(-2, -1)); // [N, T, d]
 
-  let gates = x.reshape([B * S, d]).matmul(r.transpose()).softmax(-1); // [T, N]
+  let gates = linear(x.reshape([B * S, d]), r).softmax(-1); // [T, N]
   if (topK > 0 && topK < N) {
     // Keep the k largest gates as they are; the mask carries no gradient.
     const keep = oneHot(gates.topk(topK).indices, N).sum(1);

@@ -617,19 +617,7 @@ function lowerMatmul(
       variable("mm_m", "i32", 0, Math.max(0, M - 1)),
       variable("mm_n", "i32", 0, Math.max(0, N - 1)),
     ];
-    const acc = variable("mm_v", "f32");
-    const lw = new Lowerer(
-      (n) => (n === mm ? undefined : local.of(n)),
-      new Map([[mm, { acc, kept: coords }]]),
-      root,
-    );
-    epilogue = lw.lower(root, coords);
-    let aliased = false;
-    walkExp([epilogue], (e) => {
-      if (e.op === "load" && (e.attr === a || e.attr === b)) aliased = true;
-    });
-    // The fast path binds A and B as vec4 arrays; an epilogue reading them needs its own kernel.
-    if (aliased) throw new LoweringConflict(mm, "the epilogue reads a matmul operand");
+    epilogue = lowerEpilogue(mm, root, local, coords, [a, b], "matmul");
   }
   const out = registerOut(local, root);
   const program = matmulShader({
@@ -648,6 +636,34 @@ function lowerMatmul(
     epilogue,
   });
   return launchOf(program, local, mm.size, maxBindings, root);
+}
+
+/**
+ * The elementwise consumer `root` of a matmul-like routine `mm`, as an expression over the
+ * accumulator `mm_v` at output coordinates `coords`. The fast paths bind the operands as vec4
+ * arrays, so an epilogue that reads one of them needs its own kernel (a LoweringConflict).
+ */
+function lowerEpilogue(
+  mm: Node,
+  root: Node,
+  local: LocalSlots,
+  coords: Exp[],
+  operands: readonly number[],
+  what: string,
+): Exp {
+  const acc = variable("mm_v", "f32");
+  const lw = new Lowerer(
+    (n) => (n === mm ? undefined : local.of(n)),
+    new Map([[mm, { acc, kept: coords }]]),
+    root,
+  );
+  const epilogue = lw.lower(root, coords);
+  let aliased = false;
+  walkExp([epilogue], (e) => {
+    if (e.op === "load" && operands.includes(e.attr as number)) aliased = true;
+  });
+  if (aliased) throw new LoweringConflict(mm, `the epilogue reads a ${what} operand`);
+  return epilogue;
 }
 
 function lowerGrouped(
@@ -672,18 +688,7 @@ function lowerGrouped(
       variable("mm_m", "i32", 0, Math.max(0, R - 1)),
       variable("mm_n", "i32", 0, Math.max(0, N - 1)),
     ];
-    const acc = variable("mm_v", "f32");
-    const lw = new Lowerer(
-      (n) => (n === mm ? undefined : local.of(n)),
-      new Map([[mm, { acc, kept: coords }]]),
-      root,
-    );
-    epilogue = lw.lower(root, coords);
-    let aliased = false;
-    walkExp([epilogue], (e) => {
-      if (e.op === "load" && (e.attr === a || e.attr === b)) aliased = true;
-    });
-    if (aliased) throw new LoweringConflict(mm, "the epilogue reads a grouped-matmul operand");
+    epilogue = lowerEpilogue(mm, root, local, coords, [a, b], "grouped-matmul");
   }
   const out = registerOut(local, root);
   const program = groupedMatmulShader({

@@ -10,9 +10,9 @@
  */
 import { fail } from "../errors.ts";
 import { backendName, getBackend } from "../backend.ts";
-import { Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { realize } from "../realize.ts";
-import { type ModelConfig, modelConfig } from "../nn/config.ts";
+import { type ModelConfig, modelConfig, parameterCount } from "../nn/config.ts";
 import { initParams, type Params } from "../nn/model.ts";
 import { adamw, type AdamWState, cosineSchedule } from "../nn/optim.ts";
 import { generate } from "../nn/generate.ts";
@@ -485,7 +485,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   if (handleInterrupt) Deno.addSignalListener("SIGINT", onSigint);
 
   const backend = await backendName();
-  const nParams = Object.values(flattenSizes(state.params)).reduce((a, b) => a + b, 0);
+  const nParams = parameterCount(config).total;
   say(
     `moejit ${backend}: ${config.nLayers}-layer ${
       config.ffn === "moe"
@@ -695,18 +695,4 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   );
   if (show) say(`done in ${formatDuration(seconds)}`);
   return result;
-}
-
-/** Element counts of a parameter tree's tensors, by path. */
-function flattenSizes(
-  tree: unknown,
-  prefix = "",
-  out: Record<string, number> = {},
-): Record<string, number> {
-  if (tree instanceof Tensor) out[prefix] = tree.size;
-  else if (Array.isArray(tree)) tree.forEach((x, i) => flattenSizes(x, `${prefix}${i}.`, out));
-  else if (tree && typeof tree === "object") {
-    for (const [k, v] of Object.entries(tree)) flattenSizes(v, `${prefix}${k}.`, out);
-  }
-  return out;
 }
