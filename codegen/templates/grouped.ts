@@ -11,8 +11,8 @@
  *
  * Register blocking as in matmul.ts (uniform A loads, vec4 B loads, no barriers).
  */
-import { Emitter } from "../emit.ts";
-import { type Exp, walk } from "../exp.ts";
+import { epilogueFn } from "./matmul.ts";
+import type { Exp } from "../exp.ts";
 import {
   type Binding,
   bindingDecls,
@@ -61,26 +61,6 @@ function grid2(total: number): { y: number; z: number } {
   if (total <= MAX_GRID) return { y: Math.max(1, total), z: 1 };
   const z = Math.ceil(total / MAX_GRID);
   return { y: Math.ceil(total / z), z };
-}
-
-function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
-  if (!epi) {
-    return `fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 { return mm_v; }`;
-  }
-  walk([epi], (e) => {
-    if (e.op === "load") {
-      extra.set(e.attr as number, { slot: e.attr as number, type: e.type, write: false });
-    }
-  });
-  const em = new Emitter((s) => `buf${s}`);
-  const seg = em.segment(false, ["mm_v", "mm_b", "mm_m", "mm_n"]);
-  em.count([epi]);
-  const v = em.render(epi, seg);
-  return `${em.helperText()}
-fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 {
-${em.lines(seg).map((l) => "  " + l).join("\n")}
-  return ${v};
-}`;
 }
 
 export function groupedMatmulShader(s: GroupedSpec): ShaderProgram {

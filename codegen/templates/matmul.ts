@@ -64,7 +64,11 @@ function pick(configs: Config[], M: number, N4: number, batch: number): Config {
   return configs[configs.length - 1];
 }
 
-function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
+/**
+ * The epilogue hook as a WGSL function `mm_epilogue(mm_v, mm_b, mm_m, mm_n)`; the buffers it
+ * reads are added to `extra`. Shared by the matmul and grouped-matmul templates.
+ */
+export function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
   if (!epi) {
     return `fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 { return mm_v; }`;
   }
