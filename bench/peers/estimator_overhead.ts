@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import * as mj from "../../mod.ts";
 import { moejitMoe } from "./moe_moejit.ts";
-import { median, table } from "./util.ts";
+import { alternate, median, table } from "./util.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
 mj.setBackend("webgpu");
@@ -18,15 +18,10 @@ const variants = {
   default: await moejitMoe(s, { estimator: "default" }),
   sparsemixer: await moejitMoe(s, { estimator: "sparsemixer", seed: 1 }),
 };
-const times: Record<string, number[]> = { topk: [], default: [], sparsemixer: [] };
-for (const v of Object.values(variants)) await v.fwdBwd();
-for (let r = 0; r < Number(values.rounds); r++) {
-  for (const [name, v] of Object.entries(variants)) {
-    const t0 = performance.now();
-    await v.fwdBwd();
-    times[name].push(performance.now() - t0);
-  }
-}
+const times = await alternate(
+  Object.fromEntries(Object.entries(variants).map(([k, v]) => [k, { run: v.fwdBwd }])),
+  Number(values.rounds),
+);
 const base = median(times.topk);
 console.log(
   `adapter: ${

@@ -37,3 +37,25 @@ ts.sort(); print(2 * ${M} * ${K} * ${N} / ts[2] / 1e9)
     return null;
   }
 }
+
+/**
+ * Times each variant's `run` `rounds` times, alternating between variants within every round
+ * (so the machine's drift hits all of them alike) after one warm-up call each; ms per call.
+ */
+export async function alternate(
+  variants: Record<string, { run: () => Promise<unknown> }>,
+  rounds: number,
+): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = Object.fromEntries(
+    Object.keys(variants).map((k) => [k, []]),
+  );
+  for (const v of Object.values(variants)) await v.run();
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, v] of Object.entries(variants)) {
+      const t0 = performance.now();
+      await v.run();
+      times[name].push(performance.now() - t0);
+    }
+  }
+  return times;
+}
