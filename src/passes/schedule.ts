@@ -3,7 +3,8 @@
  * are explicit (design.md §4):
  *  - outputs are realized; inputs (params, buffers) already are;
  *  - routine ops (matmul, top-k, scan, scatter-add) run as templates over realized inputs; a
- *    matmul's single elementwise consumer chain fuses into its write (epilogue);
+ *    a matmul's elementwise consumers fuse into its write (epilogue) when they all end in one
+ *    kernel;
  *  - a value feeding two or more kernels is realized unless it is cheap to recompute;
  *  - reductions fuse into their consumers as row kernels when every reduction of a kernel shares
  *    one row domain (softmax, norms); otherwise lowering reports a conflict and they are realized;
@@ -222,10 +223,11 @@ export function schedule(
       continue;
     }
     if (MATMULS.has(n.op)) {
-      // Epilogue fusion: exactly one consumer, elementwise, f32, on the matmul's own shape.
+      // Epilogue fusion: every consumer elementwise, f32, on the matmul's own shape, and all of
+      // them inside one kernel (GELU reads its input twice: x·Φ(x) is still one epilogue).
       const us = users.get(n) ?? [];
-      const ok = us.length === 1 && isElementwise(us[0]) && us[0].dtype === "f32" &&
-        us[0].shape.join() === n.shape.join() && f.size === 1;
+      const ok = us.length >= 1 && f.size === 1 &&
+        us.every((u) => isElementwise(u) && u.dtype === "f32" && u.shape.join() === n.shape.join());
       if (!ok) {
         realize(n);
         feeds.set(n, new Set([n]));
