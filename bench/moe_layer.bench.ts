@@ -1,13 +1,36 @@
 /**
  * The MoE layer's forward and forward+backward on WebGPU (tokens/s = T / time), at the shapes of
  * the MoE issue: T=4096, d=256, E=8, f=512, k=2 and T=4096, d=256, E=64, f=64, k=8, GELU experts.
- * Each timed call reads the loss back, as a training step would. For the side-by-side run with
+ * Each timed call reads the loss back, as a training step would; a tokens/s table (medians) is
+ * printed after Deno's summary. For the side-by-side run with
  * TensorFlow.js and PyTorch: `deno run -A bench/peers/compare_moe.ts`.
  */
 import * as mj from "../mod.ts";
 import { moejitMoe } from "./peers/moe_moejit.ts";
 
 mj.setBackend("webgpu");
+
+/** Wall times (ms) of every call, by bench name, for the tokens/s table printed at the end. */
+const times = new Map<string, number[]>();
+const tokensOf = new Map<string, number>();
+function timed(name: string, tokens: number, fn: () => Promise<unknown>) {
+  times.set(name, []);
+  tokensOf.set(name, tokens);
+  return async () => {
+    const t0 = performance.now();
+    await fn();
+    times.get(name)!.push(performance.now() - t0);
+  };
+}
+globalThis.addEventListener("unload", () => {
+  const rows = [...times].filter(([, t]) => t.length > 0).map(([name, t]) => {
+    const ms = [...t].sort((a, b) => a - b)[t.length >> 1];
+    return `${name.padEnd(48)} ${ms.toFixed(1).padStart(9)} ms ${
+      Math.round((tokensOf.get(name)! * 1000) / ms).toLocaleString("en-US").padStart(9)
+    } tokens/s`;
+  });
+  console.log(`\nmoe layer, median per call (T tokens / time):\n${rows.join("\n")}`);
+});
 
 for (
   const s of [{ T: 4096, d: 256, E: 8, f: 512, k: 2 }, { T: 4096, d: 256, E: 64, f: 64, k: 8 }]
@@ -16,15 +39,9 @@ for (
   const m = await moejitMoe(s);
   await m.fwd();
   await m.fwdBwd();
-  Deno.bench({ name: `moe layer fwd ${name}`, group: `moe ${name}`, n: 5, warmup: 1 }, async () => {
-    await m.fwd();
-  });
-  Deno.bench(
-    { name: `moe layer fwd+bwd ${name}`, group: `moe ${name}`, n: 5, warmup: 1 },
-    async () => {
-      await m.fwdBwd();
-    },
-  );
+  const fwd = `moe layer fwd ${name}`, fwdBwd = `moe layer fwd+bwd ${name}`;
+  Deno.bench({ name: fwd, group: `moe ${name}`, n: 5, warmup: 1 }, timed(fwd, s.T, m.fwd));
+  Deno.bench({ name: fwdBwd, group: `moe ${name}`, n: 5, warmup: 1 }, timed(fwdBwd, s.T, m.fwdBwd));
 }
 
 // Estimator overhead at the first shape: Default MoE and SparseMixer-v2 against top-k (the
@@ -42,8 +59,9 @@ for (
   ) {
     const m = await moejitMoe(s, opts as Partial<mj.moe.LayerOptions>);
     await m.fwdBwd();
-    Deno.bench({ name: `${name}`, group, baseline: name === "topk", n: 5, warmup: 1 }, async () => {
-      await m.fwdBwd();
-    });
+    Deno.bench(
+      { name: `${name}`, group, baseline: name === "topk", n: 5, warmup: 1 },
+      timed(`${name} fwd+bwd T=${s.T} E=${s.E}`, s.T, m.fwdBwd),
+    );
   }
 }

@@ -2,6 +2,11 @@
  * Moving token rows into expert order and back. Both directions are gathers; their backward
  * passes are gathers too (the gradient of a permutation is the inverse permutation), so nothing
  * needs float atomics and results are deterministic.
+ *
+ * Fusion on WebGPU: the dispatch gather is read inside the grouped matmul (a row-index prologue),
+ * the activation runs in its epilogue, and the weighted un-permute (× routing weight, summed over
+ * the k slots) is one gather kernel over the down matmul's rows. Writing that sum from the matmul
+ * itself would need float atomics, which WGSL lacks (design.md §5).
  */
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
