@@ -47,9 +47,38 @@ Deno.test({
   const info = await mj.backendInfo();
   assert.ok(info);
   assert.ok(info.adapter.description.length > 0);
-  // The device asks for the adapter's limits: more than WebGPU's default 8 storage buffers here.
-  assert.ok(info.limits.maxStorageBuffersPerShaderStage >= 8);
+  // The device asks for the adapter's own limits, not WebGPU's defaults (8 storage buffers per
+  // stage, 16 KiB of workgroup storage, 128 MiB bindings).
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  assert.ok(adapter);
+  const adapterLimits = adapter.limits as unknown as Record<string, number>;
+  for (
+    const k of [
+      "maxStorageBuffersPerShaderStage",
+      "maxStorageBufferBindingSize",
+      "maxComputeWorkgroupStorageSize",
+      "maxBufferSize",
+    ]
+  ) {
+    assert.equal(info.limits[k], adapterLimits[k], k);
+  }
   assert.ok(Array.isArray(info.features));
+});
+
+Deno.test({
+  name: "device: a lost device fails the next computation with a DeviceError, not zeros",
+  ignore: !gpu,
+}, async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./fixtures/device_lost.ts", import.meta.url).pathname],
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const lines = stdout.trim().split("\n");
+  assert.equal(lines[0], "[2,4]", new TextDecoder().decode(out.stderr));
+  assert.match(lines[1], /^DeviceError: the WebGPU device was lost/);
 });
 
 Deno.test({

@@ -182,3 +182,28 @@ function i32ish(shape: number[], seed: number): Input {
   f.dtype = "f32";
   return f;
 }
+
+gpuTest("grad: batched and batch-broadcast matmul, pow with a tensor exponent", async (t) => {
+  await t.step(
+    "batched matmul [2,3,5,6] @ [2,3,6,4]",
+    () => gradCheck("bmm", (a, b) => a.matmul(b), [f32([2, 3, 5, 6], 21), f32([2, 3, 6, 4], 22)]),
+  );
+  await t.step(
+    "batch-broadcast matmul [2,1,5,6] @ [1,3,6,4]",
+    () =>
+      gradCheck("bmm-broadcast", (a, b) => a.matmul(b), [
+        f32([2, 1, 5, 6], 23),
+        f32([1, 3, 6, 4], 24),
+      ]),
+  );
+  await t.step(
+    "a shared weight over a batch: [4,5,8] @ [8,3]",
+    () =>
+      gradCheck("bmm-shared", (a, b) => a.matmul(b).tanh(), [f32([4, 5, 8], 25), f32([8, 3], 26)]),
+  );
+  await t.step(
+    "pow with both operands tensors (positive base)",
+    () =>
+      gradCheck("pow", (u, w) => u.pow(w), [f32([6, 7], 27, 0.5, 2), f32([6, 7], 28, -1.5, 1.5)]),
+  );
+});
