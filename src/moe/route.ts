@@ -20,7 +20,24 @@ import { type SparseMixerNoise, sparseMixerV1, sparseMixerV2 } from "./estimator
 export const ESTIMATORS = ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"] as const;
 export type EstimatorName = (typeof ESTIMATORS)[number];
 
-/** What a custom estimator receives. */
+/**
+ * What a custom estimator receives. The sampling options of `route`/`layer` (`key`, `seed`,
+ * `noise`, `jitterEps`) are passed through unchanged (undefined when not given), so a sampling
+ * estimator can draw its own randomness: fresh per jitted call from `key`, fixed from `seed`,
+ * or injected `noise` for tests. The library does not check `noise`'s shapes for a custom
+ * estimator; they mean what the estimator says.
+ *
+ * @example
+ * ```ts
+ * // Gumbel-max sampling from the scores, with draws from the step's key.
+ * const sampled: mj.moe.EstimatorFn = ({ logits, scores, k, key, seed }) => {
+ *   const u = mj.rand(logits.shape, key !== undefined ? { key } : { seed });
+ *   const indices = logits.sub(u.neg().add(1).log().neg().log()).topk(k).indices;
+ *   return { indices, weights: scores.gather(-1, indices) };
+ * };
+ * mj.moe.route(logits, { k: 2, estimator: sampled, key: stepKey });
+ * ```
+ */
 export interface EstimatorContext {
   /** [T, N] router logits (differentiable). */
   logits: Tensor;
@@ -30,6 +47,14 @@ export interface EstimatorContext {
   selection: Tensor;
   k: number;
   training: boolean;
+  /** The random key tensor given to route/layer (fresh draws per jitted call), if any. */
+  key?: Tensor;
+  /** The fixed seed given to route/layer, if any. */
+  seed?: number;
+  /** Injected draws given to route/layer, if any (e.g. for reproducible tests). */
+  noise?: SparseMixerNoise;
+  /** The ε given as `jitterEps`, if any (e.g. for a drop rule of your own). */
+  jitterEps?: number;
 }
 
 /**
@@ -43,9 +68,17 @@ export interface RouteOptions {
   k: number;
   /** How logits become scores (default softmax). */
   score?: "softmax" | "sigmoid";
-  /** Renormalise the k selected weights to sum to 1 (default false). */
+  /**
+   * Renormalise the k gate weights to sum to 1 (default false), after any estimator (for
+   * SparseMixer the weights c·p_D; with k = 1 every weight becomes 1). Default MoE's default
+   * term and EMA keep the raw scores π.
+   */
   normalize?: boolean;
-  /** [N], added to the scores for selection only: never to the weights, no gradient. */
+  /**
+   * [N], added for selection only: never to the weights, no gradient. Top-k, "dense" and
+   * "default" add it to the scores they rank; the SparseMixer estimators add it to the logits
+   * their drop rule, sampling and argmax see (their gates stay the unbiased masked scores).
+   */
   bias?: Tensor;
   /** The routing gradient estimator (default "topk"). */
   estimator?: EstimatorName | EstimatorFn;
@@ -55,7 +88,10 @@ export interface RouteOptions {
   jitterEps?: number;
   /** SparseMixer: injected draws, exponential [k, T, N] and uniform [k, T]. */
   noise?: SparseMixerNoise;
-  /** Random key tensor (fresh draws per jitted call) or a fixed seed, for sampling estimators. */
+  /**
+   * Random key tensor (fresh draws per jitted call) or a fixed seed, for sampling estimators
+   * (also handed to a custom estimator, with `noise` and `jitterEps`).
+   */
   key?: Tensor;
   seed?: number;
 }
@@ -171,7 +207,17 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
   } else {
     const selection = stopGradient(opts.bias ? scores.add(stopGradient(opts.bias)) : scores);
     if (typeof estimator === "function") {
-      const r = estimator({ logits: marked, scores, selection, k, training });
+      const r = estimator({
+        logits: marked,
+        scores,
+        selection,
+        k,
+        training,
+        key: opts.key,
+        seed: opts.seed,
+        noise: opts.noise,
+        jitterEps: opts.jitterEps,
+      });
       if (!r || !(r.indices instanceof Tensor) || !(r.weights instanceof Tensor)) {
         fail("moe.route", "a custom estimator must return { indices, weights } tensors");
       }
