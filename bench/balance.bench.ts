@@ -17,7 +17,11 @@ for (
     ["aux loss", [mj.balance.auxLoss()]],
   ] as const
 ) {
-  const m = await moejitMoe(s, { balance: balance as unknown as mj.balance.Balancer[] });
+  // As in training: balancer losses join the differentiated loss, and the layer state (loss-free
+  // bias, BIP prices) is carried in and its update returned, so no row's work is optimised away.
+  const m = await moejitMoe(s, { balance: balance as unknown as mj.balance.Balancer[] }, {
+    carryState: true,
+  });
   await m.fwdBwd();
   Deno.bench({ name, group, baseline: name === "none", n: 5, warmup: 1 }, async () => {
     await m.fwdBwd();

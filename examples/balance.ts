@@ -2,7 +2,9 @@
  * Load balancing under a skewed router: a MoE layer (16 experts, top-2, 4096 tokens) whose
  * router logits carry a fixed bias toward two experts is trained on a regression task with each
  * balancer — none, auxiliary loss, loss-free bias, BIP — and MaxVio_batch is recorded every step.
- * Writes a table (text and Markdown) and an SVG plot of MaxVio per step.
+ * Writes a table (text and Markdown: MaxVio at a few steps, its mean, its maximum after step 1,
+ * and the first step at which it is ≤ 0.1), the MaxVio of every step of every method (CSV and
+ * JSON) and an SVG plot of MaxVio per step.
  *
  *   deno run -A examples/balance.ts [--steps 300] [--skew 2] [--out out/balance]
  */
@@ -130,11 +132,26 @@ for (const [name, balance] of methods) {
 }
 
 const marks = [1, 10, 50, 100, 200, steps].filter((s, i, a) => s <= steps && a.indexOf(s) === i);
-const header = ["method", ...marks.map((s) => `MaxVio@${s}`), "mean MaxVio", "final mse", "s"];
+/** The first step (1-based) at which MaxVio_batch is ≤ 0.1, or "never". */
+const firstBalanced = (vio: number[]) => {
+  const i = vio.findIndex((v) => v <= 0.1);
+  return i < 0 ? "never" : String(i + 1);
+};
+const header = [
+  "method",
+  ...marks.map((s) => `MaxVio@${s}`),
+  "mean MaxVio",
+  "max MaxVio after step 1",
+  "first step ≤ 0.1",
+  "final mse",
+  "s",
+];
 const rows = results.map((r) => [
   r.name,
   ...marks.map((s) => r.vio[s - 1].toFixed(3)),
   (r.vio.reduce((a, b) => a + b, 0) / r.vio.length).toFixed(3),
+  r.vio.length > 1 ? Math.max(...r.vio.slice(1)).toFixed(3) : "-",
+  firstBalanced(r.vio),
   r.loss[r.loss.length - 1].toFixed(4),
   r.seconds.toFixed(1),
 ]);
@@ -154,6 +171,38 @@ await writeFileAtomic(
   `${flags.out}/balance.md`,
   `# Balancing under a skewed router\n\n${T} tokens, ${N} experts, top-${k}, skew +${skew}\n\n${md}\n`,
 );
+// MaxVio_batch of every step of every method: a CSV (one column per method) and a JSON file.
+const csvField = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+await writeFileAtomic(
+  `${flags.out}/max_vio.csv`,
+  [
+    ["step", ...results.map((r) => r.name)].map(csvField).join(","),
+    ...Array.from({ length: steps }, (_, i) => [i + 1, ...results.map((r) => r.vio[i])].join(",")),
+  ].join("\n") + "\n",
+);
+await writeFileAtomic(
+  `${flags.out}/max_vio.json`,
+  JSON.stringify(
+    {
+      tokens: T,
+      experts: N,
+      topK: k,
+      skew,
+      lr,
+      steps,
+      backend: await mj.backendName(),
+      methods: results.map((r) => ({
+        name: r.name,
+        maxVio: r.vio,
+        mse: r.loss,
+        firstStepAtMost0_1: r.vio.findIndex((v) => v <= 0.1) + 1 || null,
+        seconds: r.seconds,
+      })),
+    },
+    null,
+    2,
+  ) + "\n",
+);
 await writeFileAtomic(
   `${flags.out}/max_vio.svg`,
   lineChart(results.map((r) => ({ name: r.name, y: r.vio.map((v) => Math.max(v, 1e-3)) })), {
@@ -163,4 +212,6 @@ await writeFileAtomic(
     logY: true,
   }),
 );
-console.log(`wrote ${flags.out}/balance.md and ${flags.out}/max_vio.svg`);
+console.log(
+  `wrote ${flags.out}/balance.md, ${flags.out}/max_vio.csv, ${flags.out}/max_vio.json and ${flags.out}/max_vio.svg`,
+);

@@ -6,6 +6,7 @@ export type {
   Balancer,
   BipOptions,
   LossFreeOptions,
+  ZLossOptions,
 } from "./passes/balance.ts";
 export { aggregate, maxVio, metrics } from "./moe/metrics.ts";
 export type { LayerMetrics } from "./moe/metrics.ts";

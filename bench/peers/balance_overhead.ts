@@ -1,6 +1,8 @@
 /**
  * BIP's overhead on the MoE layer's forward+backward (T=4096, d=256, E=64, f=64, k=8), plus
- * loss-free and the auxiliary loss for reference, alternating in one process.
+ * loss-free and the auxiliary loss for reference, alternating in one process. Each step does a
+ * training step's balancer work: the aux loss is part of the differentiated loss, and the
+ * loss-free bias and BIP prices are carried in and updated.
  *
  *   deno run -A bench/peers/balance_overhead.ts [--rounds 5]
  */
@@ -12,11 +14,14 @@ import { alternate, median, table } from "./util.ts";
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
 mj.setBackend("webgpu");
 const s = { T: 4096, d: 256, E: 64, f: 64, k: 8 };
+// Every variant runs as in training: balancer losses are added to the differentiated loss, and
+// the layer state (loss-free bias, BIP prices) is fed in and its update returned, step to step.
+const train = { carryState: true };
 const variants: Record<string, Awaited<ReturnType<typeof moejitMoe>>> = {
-  none: await moejitMoe(s),
-  "bip T=4": await moejitMoe(s, { balance: [mj.balance.bip({ iters: 4 })] }),
-  "loss-free": await moejitMoe(s, { balance: [mj.balance.lossFree()] }),
-  "aux loss": await moejitMoe(s, { balance: [mj.balance.auxLoss()] }),
+  none: await moejitMoe(s, {}, train),
+  "bip T=4": await moejitMoe(s, { balance: [mj.balance.bip({ iters: 4 })] }, train),
+  "loss-free": await moejitMoe(s, { balance: [mj.balance.lossFree()] }, train),
+  "aux loss": await moejitMoe(s, { balance: [mj.balance.auxLoss()] }, train),
 };
 const times = await alternate(
   Object.fromEntries(Object.entries(variants).map(([k, v]) => [k, { run: v.fwdBwd }])),

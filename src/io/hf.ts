@@ -43,7 +43,14 @@
  * first, `mlp.experts.down_proj` [E, d, f]).
  */
 import { fail } from "../errors.ts";
-import { type BalanceSpec, type ModelConfig, modelConfig, parameterShapes } from "../nn/config.ts";
+import {
+  allBalanceSpecs,
+  type BalanceSpec,
+  layerBalance,
+  type ModelConfig,
+  modelConfig,
+  parameterShapes,
+} from "../nn/config.ts";
 import type { HostArray, SafetensorsInput } from "./safetensors.ts";
 
 /** The Hugging Face model family a configuration is exported as. */
@@ -85,12 +92,19 @@ const HIDDEN_ACT: Record<ModelConfig["activation"], string> = {
  * (design §7), so a unified α is written as α/K; an "hf"-convention α is written as is.
  */
 function hfAuxCoef(config: ModelConfig): number {
-  const aux = config.balance.find((b) => b.kind === "auxLoss") as
-    | Extract<BalanceSpec, { kind: "auxLoss" }>
-    | undefined;
-  if (!aux) return 0;
-  const alpha = aux.alpha ?? 0.01;
-  return (aux.convention ?? "unified") === "hf" ? alpha : alpha / config.topK;
+  return hfAuxCoefs(config).find((c) => c > 0) ?? 0;
+}
+
+/** The HF `router_aux_loss_coef` of each layer's balancers (0 without an auxLoss). */
+function hfAuxCoefs(config: ModelConfig): number[] {
+  return Array.from({ length: config.nLayers }, (_, l) => {
+    const aux = layerBalance(config, l).find((b) => b.kind === "auxLoss") as
+      | Extract<BalanceSpec, { kind: "auxLoss" }>
+      | undefined;
+    if (!aux) return 0;
+    const alpha = aux.alpha ?? 0.01;
+    return (aux.convention ?? "unified") === "hf" ? alpha : alpha / config.topK;
+  });
 }
 
 /**
@@ -208,9 +222,18 @@ export function hfCompatibility(config: ModelConfig): string[] {
       `normalizeTopK false: Mixtral renormalises the top-k softmax weights, this model uses them as they are`,
     );
   }
-  if (c.ffn === "moe" && c.balance.some((b) => b.kind === "lossFree" || b.kind === "bip")) {
+  if (
+    c.ffn === "moe" && allBalanceSpecs(c).some((b) => b.kind === "lossFree" || b.kind === "bip")
+  ) {
     notes.push(
       "loss-free/BIP selection biases have no slot in a softmax-router family (kept in training state)",
+    );
+  }
+  if (c.ffn === "moe" && new Set(hfAuxCoefs(c)).size > 1) {
+    notes.push(
+      `the auxiliary-loss coefficient differs between layers; router_aux_loss_coef holds the first nonzero one (${
+        hfAuxCoef(c)
+      })`,
     );
   }
   return notes;

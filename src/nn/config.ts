@@ -21,19 +21,149 @@
  * }
  * ```
  */
-import { fail } from "../errors.ts";
+import { fail, MoejitError } from "../errors.ts";
+import {
+  auxLoss,
+  type AuxLossOptions,
+  type Balancer,
+  bip,
+  type BipOptions,
+  lossFree,
+  type LossFreeOptions,
+  zLoss,
+  type ZLossOptions,
+} from "../passes/balance.ts";
 
-/** A balancer in serializable form (config.json, CLI). */
+/**
+ * A balancer in serializable form (config.json, CLI): its `kind` plus any option of the matching
+ * constructor of `mj.balance` (auxLoss, zLoss, lossFree, bip). For an auxLoss with scope
+ * "sequence", `seqLen` defaults to the length of the sequences the model is run on.
+ *
+ * @example
+ * ```ts
+ * const specs: mj.nn.BalanceSpec[] = [
+ *   { kind: "auxLoss", alpha: 0.01, score: "softmax" },
+ *   { kind: "bip", iters: 4, cap: "floor" },
+ * ];
+ * ```
+ */
 export type BalanceSpec =
-  | {
-    kind: "auxLoss";
-    alpha?: number;
-    scope?: "global" | "sequence";
-    convention?: "unified" | "hf";
+  | ({ kind: "auxLoss" } & AuxLossOptions)
+  | ({ kind: "zLoss" } & ZLossOptions)
+  | ({ kind: "lossFree" } & LossFreeOptions)
+  | ({ kind: "bip" } & BipOptions);
+
+/**
+ * A model's balancers: one list for every MoE layer, or one list per layer (`nLayers` lists;
+ * an empty list leaves that layer unbalanced).
+ */
+export type BalanceConfig = BalanceSpec[] | BalanceSpec[][];
+
+const BALANCER_KINDS = ["auxLoss", "zLoss", "lossFree", "bip"] as const;
+
+/**
+ * The balancer a spec describes, for a model run on sequences of `seqLen` tokens (the default
+ * `seqLen` of an auxLoss with scope "sequence").
+ *
+ * @example
+ * ```ts
+ * const b = mj.nn.balancerOf({ kind: "bip", iters: 4, cap: 3 }, 128); // = mj.balance.bip({ iters: 4, cap: 3 })
+ * ```
+ */
+export function balancerOf(spec: BalanceSpec, seqLen: number): Balancer {
+  // The constructors reject unknown options: everything but `kind` goes to them unchanged.
+  const opts = <T>(s: T) => {
+    const { kind: _, ...o } = s as T & { kind: string };
+    return o;
+  };
+  switch (spec.kind) {
+    case "auxLoss": {
+      const o = opts(spec);
+      return auxLoss(o.scope === "sequence" ? { ...o, seqLen: o.seqLen ?? seqLen } : o);
+    }
+    case "zLoss":
+      return zLoss(opts(spec));
+    case "lossFree":
+      return lossFree(opts(spec));
+    case "bip":
+      return bip(opts(spec));
+    default:
+      return fail(
+        "modelConfig",
+        `unknown balancer ${JSON.stringify(spec)}; expected kind ${BALANCER_KINDS.join(", ")}`,
+      );
   }
-  | { kind: "zLoss"; beta?: number }
-  | { kind: "lossFree"; rate?: number; rule?: "sign" | "linear" }
-  | { kind: "bip"; iters?: number };
+}
+
+/** True when `balance` is given per layer (a list of balancer lists). */
+function perLayer(balance: readonly unknown[]): boolean {
+  return balance.length > 0 && balance.every((b) => Array.isArray(b));
+}
+
+/**
+ * The balancer specs of MoE layer `layer`: the model-wide list, or that layer's own list when
+ * `balance` is given per layer.
+ *
+ * @example
+ * ```ts
+ * const c = mj.nn.modelConfig({ nLayers: 2, balance: [[{ kind: "auxLoss" }], [{ kind: "bip" }]] });
+ * mj.nn.layerBalance(c, 1); // [{ kind: "bip" }]
+ * ```
+ */
+export function layerBalance(config: ModelConfig, layer: number): BalanceSpec[] {
+  const b = config.balance;
+  if (!perLayer(b)) return b as BalanceSpec[];
+  if (!Number.isInteger(layer) || layer < 0 || layer >= b.length) {
+    fail("layerBalance", `layer must be an integer in 0..${b.length - 1}, got ${layer}`);
+  }
+  return (b as BalanceSpec[][])[layer];
+}
+
+/**
+ * Every balancer spec of a configuration, over all layers (with repeats when given per layer).
+ *
+ * @example
+ * ```ts
+ * const usesBip = mj.nn.allBalanceSpecs(config).some((b) => b.kind === "bip");
+ * ```
+ */
+export function allBalanceSpecs(config: ModelConfig): BalanceSpec[] {
+  return perLayer(config.balance)
+    ? (config.balance as BalanceSpec[][]).flat()
+    : config.balance as BalanceSpec[];
+}
+
+/**
+ * Checks one balancer spec: a known kind, only options its constructor takes, values it accepts.
+ * `where` names the spec in errors, e.g. "balance[1]" or "balance[0][2]".
+ */
+function checkBalanceSpec(b: unknown, where: string): void {
+  if (
+    !b || typeof b !== "object" || Array.isArray(b) ||
+    !BALANCER_KINDS.includes((b as BalanceSpec).kind)
+  ) {
+    fail(
+      "modelConfig",
+      `unknown balancer ${
+        JSON.stringify(b)
+      } at ${where}; expected kind auxLoss, zLoss, lossFree or bip`,
+    );
+  }
+  // The constructor checks the option names (and lists the allowed ones) and their values;
+  // seqLen 1 stands in for the model's sequence length, which is known only at run time.
+  try {
+    balancerOf(b as BalanceSpec, 1);
+  } catch (e) {
+    if (!(e instanceof MoejitError)) throw e;
+    const msg = e.message.split("\n")[0].replace(`${e.op}: `, "");
+    fail(
+      "modelConfig",
+      `${where} (${(b as BalanceSpec).kind}): ${
+        msg.replace("expected one of ", "expected one of kind, ")
+      }`,
+    );
+  }
+}
 
 export interface ModelConfig {
   vocabSize: number;
@@ -59,7 +189,17 @@ export interface ModelConfig {
   estimator: "topk" | "dense" | "default" | "sparsemixer" | "sparsemixer-v1";
   /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
   jitterEps: number;
-  balance: BalanceSpec[];
+  /**
+   * Load balancers of the MoE layers: one list for every layer, or one list per layer (an array
+   * of `nLayers` lists; `[]` for a layer without balancers). Each spec is `{ kind, ...options }`
+   * with the options of `mj.balance.auxLoss/zLoss/lossFree/bip`; unknown options are errors.
+   *
+   * ```ts
+   * { balance: [{ kind: "auxLoss", alpha: 0.01 }, { kind: "zLoss" }] }     // every layer
+   * { nLayers: 2, balance: [[{ kind: "auxLoss" }], [{ kind: "bip", iters: 4, cap: "floor" }]] }
+   * ```
+   */
+  balance: BalanceConfig;
   /**
    * Renormalise the top-k FFN gate weights to sum to 1 (Mixtral's convention). Default false:
    * the selected softmax probabilities are used as they are (Megatron, Default MoE, BAM).
@@ -120,7 +260,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   if (partial.balance !== undefined && !Array.isArray(partial.balance)) {
     fail(
       "modelConfig",
-      `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]), got ${
+      `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]) or one such array per layer, got ${
         JSON.stringify(partial.balance)
       }`,
     );
@@ -128,7 +268,10 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   const c: ModelConfig = {
     ...DEFAULT_CONFIG,
     ...partial,
-    balance: [...(partial.balance ?? DEFAULT_CONFIG.balance)],
+    // A private copy: callers may edit the lists of the result.
+    balance: (partial.balance ?? DEFAULT_CONFIG.balance).map((b) =>
+      Array.isArray(b) ? [...b] : b
+    ) as BalanceConfig,
   };
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];
@@ -207,14 +350,27 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
       fail("modelConfig", `${k} must be a non-negative number, got ${JSON.stringify(c[k])}`);
     }
   }
-  if (!Array.isArray(c.balance)) fail("modelConfig", "balance must be an array of balancer specs");
-  for (const b of c.balance) {
-    if (!b || !["auxLoss", "zLoss", "lossFree", "bip"].includes((b as BalanceSpec).kind)) {
+  if (perLayer(c.balance)) {
+    if (c.balance.length !== c.nLayers) {
       fail(
         "modelConfig",
-        `unknown balancer ${JSON.stringify(b)}; expected kind auxLoss, zLoss, lossFree or bip`,
+        `balance given per layer must have one list per layer (nLayers = ${c.nLayers}), got ${c.balance.length}`,
       );
     }
+    (c.balance as BalanceSpec[][]).forEach((list, l) =>
+      list.forEach((b, i) => checkBalanceSpec(b, `balance[${l}][${i}]`))
+    );
+  } else {
+    const list = c.balance.findIndex((b) => Array.isArray(b));
+    if (list >= 0) {
+      fail(
+        "modelConfig",
+        `balance mixes per-layer lists and balancer specs (balance[${list}] is a list, balance[${
+          c.balance.findIndex((b) => !Array.isArray(b))
+        }] is not); give one list of specs for every layer, or one list per layer`,
+      );
+    }
+    c.balance.forEach((b, i) => checkBalanceSpec(b, `balance[${i}]`));
   }
   return c;
 }

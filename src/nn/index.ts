@@ -14,9 +14,17 @@ export {
 export { balancersOf, forward, initParams, setPath } from "./model.ts";
 export type { ForwardOptions, ForwardResult, Params } from "./model.ts";
 export type { AttentionOptions } from "./layers.ts";
-export { DEFAULT_CONFIG, modelConfig, parameterCount, parameterShapes } from "./config.ts";
+export {
+  allBalanceSpecs,
+  balancerOf,
+  DEFAULT_CONFIG,
+  layerBalance,
+  modelConfig,
+  parameterCount,
+  parameterShapes,
+} from "./config.ts";
 export { mixtureOfAttention } from "./moa.ts";
 export type { MoaOptions, MoaParams, MoaResult } from "./moa.ts";
-export type { BalanceSpec, ModelConfig, ParameterCount } from "./config.ts";
+export type { BalanceConfig, BalanceSpec, ModelConfig, ParameterCount } from "./config.ts";
 export { generate } from "./generate.ts";
 export type { GenerateOptions } from "./generate.ts";

@@ -8,10 +8,16 @@ import { constant } from "../ops/prim.ts";
 import { randn } from "../ops/creation.ts";
 import { layer as moeLayer, type LayerState } from "../moe/layer.ts";
 import type { Routing } from "../moe/route.ts";
-import { auxLoss, type Balancer, bip, lossFree, zLoss } from "../passes/balance.ts";
+import type { Balancer } from "../passes/balance.ts";
 import { type AttentionOptions, embedding, linear, mlp, norm, selfAttention } from "./layers.ts";
 import { mixtureOfAttention, type MoaParams } from "./moa.ts";
-import { type BalanceSpec, type ModelConfig, parameterShapes } from "./config.ts";
+import {
+  balancerOf,
+  type BalanceSpec,
+  layerBalance,
+  type ModelConfig,
+  parameterShapes,
+} from "./config.ts";
 
 /** A parameter tree of the layout documented in config.ts. */
 export type Params = {
@@ -71,25 +77,17 @@ export function initParams(config: ModelConfig, seed = 0): Params {
   return tree as unknown as Params;
 }
 
-/** Balancers for a model from their serializable specs. */
+/**
+ * Balancers from their serializable specs (every option of a spec reaches its constructor), for a
+ * model run on sequences of `seqLen` tokens.
+ *
+ * @example
+ * ```ts
+ * const balance = mj.nn.balancersOf([{ kind: "auxLoss", alpha: 0.01 }, { kind: "bip", cap: 3 }], 128);
+ * ```
+ */
 export function balancersOf(specs: readonly BalanceSpec[], seqLen: number): Balancer[] {
-  return specs.map((b) => {
-    switch (b.kind) {
-      case "auxLoss":
-        return auxLoss({
-          alpha: b.alpha,
-          scope: b.scope,
-          convention: b.convention,
-          ...(b.scope === "sequence" ? { seqLen } : {}),
-        });
-      case "zLoss":
-        return zLoss({ beta: b.beta });
-      case "lossFree":
-        return lossFree({ rate: b.rate, rule: b.rule });
-      case "bip":
-        return bip({ iters: b.iters });
-    }
-  });
+  return specs.map((b) => balancerOf(b, seqLen));
 }
 
 export interface ForwardOptions {
@@ -141,7 +139,13 @@ export function forward(
     fail("nn.forward", `params have ${params.layers.length} layers, the config ${config.nLayers}`);
   }
   const training = opts.training ?? true;
-  const balance = balancersOf(config.balance, S);
+  // One balancer list per distinct spec list (per layer when the config gives them per layer).
+  const built = new Map<BalanceSpec[], Balancer[]>();
+  const balanceOf = (i: number) => {
+    const specs = layerBalance(config, i);
+    if (!built.has(specs)) built.set(specs, balancersOf(specs, S));
+    return built.get(specs)!;
+  };
   const sampling = config.estimator === "sparsemixer" || config.estimator === "sparsemixer-v1";
   let x = embedding(tokens, params.embed); // [B, S, d]
   const d = config.dModel;
@@ -154,7 +158,7 @@ export function forward(
     const r = moeLayer(flat, p.moe!, {
       k: config.topK,
       estimator: config.estimator,
-      balance,
+      balance: balanceOf(i),
       ...(config.normalizeTopK ? { normalize: true } : {}),
       training,
       ...(config.activation !== "swiglu" ? { activation: config.activation } : {}),

@@ -48,7 +48,14 @@ export interface Balancer {
   finish?(ctx: BalanceContext): { losses?: Record<string, Tensor>; state?: Record<string, Tensor> };
 }
 
-/** The node marked `label` in the graph of `from` (the nearest one), as a tensor. */
+/**
+ * The node marked `label` in the graph of `from` (the nearest one), as a tensor.
+ *
+ * @example
+ * ```ts
+ * const logits = mj.balance.findMarked([ctx.routing.scores], "moe.logits");
+ * ```
+ */
 export function findMarked(from: readonly Tensor[], label: string): Tensor {
   const hits = toposort(from.map((t) => t.node)).filter((n: Node) =>
     n.op === "mark" && (n.arg as OpArgs["mark"]).label === label
@@ -167,10 +174,21 @@ export function auxLoss(opts: AuxLossOptions = {}): Balancer {
   };
 }
 
+export interface ZLossOptions {
+  /** Coefficient β (default 1e-3). */
+  beta?: number;
+}
+
 /**
  * The router z-loss: β·mean_t (logsumexp_j z_{t,j})² (ST-MoE), discouraging large logits.
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.layer(x, params, { k: 2, balance: [mj.balance.zLoss({ beta: 1e-3 })] });
+ * loss = loss.add(r.losses.z_loss);
+ * ```
  */
-export function zLoss(opts: { beta?: number } = {}): Balancer {
+export function zLoss(opts: ZLossOptions = {}): Balancer {
   const o = checkConfig("balance.zLoss", opts, ["beta"]);
   const beta = positive("balance.zLoss", "beta", o.beta, 0.001);
   return {
@@ -199,6 +217,12 @@ export interface LossFreeOptions {
  * Loss-free balancing (DeepSeek): a per-expert bias b, added to the scores for selection only,
  * updated after each step from that step's loads: b ← b + u·sign(c̄ − c). The update is causal
  * (it takes effect from the next step) and is carried in `state.lossFreeBias`.
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.layer(x, params, { k: 2, balance: [mj.balance.lossFree({ rate: 1e-3 })], state });
+ * state = r.state; // { lossFreeBias }: pass it to the next step
+ * ```
  */
 export function lossFree(opts: LossFreeOptions = {}): Balancer {
   const o = checkConfig("balance.lossFree", opts, ["rate", "rule", "violation"]);
@@ -253,6 +277,12 @@ export interface BipOptions {
  *   p_i = max(0, (k+1)-th largest of {s_ij − q_j}_j),  q_j = max(0, (cap+1)-th largest of {s_ij − p_i}_i),
  * then routes by top-k of s − q (the gates stay s). The column selection over all tokens is a
  * radix select (mj.kthLargest), so it scales to 65,536 tokens.
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.layer(x, params, { k: 2, balance: [mj.balance.bip({ iters: 4, cap: "floor" })], state });
+ * state = r.state; // { bipQ }: pass it to the next step
+ * ```
  */
 export function bip(opts: BipOptions = {}): Balancer {
   const o = checkConfig("balance.bip", opts, ["iters", "cap"]);

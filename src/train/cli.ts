@@ -7,8 +7,15 @@
 import { parseArgs } from "node:util";
 import { MoejitError } from "../errors.ts";
 import { type BackendName, setBackend } from "../backend.ts";
-import { type BalanceSpec, DEFAULT_CONFIG, type ModelConfig } from "../nn/config.ts";
+import {
+  type BalanceConfig,
+  type BalanceSpec,
+  DEFAULT_CONFIG,
+  type ModelConfig,
+  modelConfig,
+} from "../nn/config.ts";
 import { BUILTIN_CORPORA } from "../data/corpus.ts";
+import { aggregate } from "../moe/metrics.ts";
 import { train, TRAIN_DEFAULTS, type TrainOptions, type TrainResult } from "./trainer.ts";
 
 const ESTIMATORS = ["sparsemixer", "sparsemixer-v1", "default", "dense", "topk"] as const;
@@ -24,71 +31,138 @@ export interface CliPreset {
   run?: Partial<TrainOptions>;
 }
 
-/**
- * Parses a --balance value: comma-separated `aux[:α]`, `aux-seq[:α]`, `aux-hf[:α]`, `z[:β]`,
- * `lossfree[:rate]`, `bip[:iters]`, or `none`.
- */
-export function parseBalance(text: string): BalanceSpec[] {
-  if (text.trim() === "none" || text.trim() === "") return [];
-  return text.split(",").map((part) => {
-    const [name, arg, ...rest] = part.trim().split(":");
-    const value = arg === undefined ? undefined : Number(arg);
-    if (rest.length || (arg !== undefined && !(Number.isFinite(value) && value! >= 0))) {
-      throw new CliError(
-        `--balance: cannot read ${JSON.stringify(part)}; expected name[:number], e.g. aux:0.01`,
-      );
-    }
-    switch (name) {
-      case "aux":
-        return { kind: "auxLoss", ...(value !== undefined ? { alpha: value } : {}) };
-      case "aux-seq":
-        return {
-          kind: "auxLoss",
-          scope: "sequence",
-          ...(value !== undefined ? { alpha: value } : {}),
-        };
-      case "aux-hf":
-        return {
-          kind: "auxLoss",
-          convention: "hf",
-          ...(value !== undefined ? { alpha: value } : {}),
-        };
-      case "z":
-        return { kind: "zLoss", ...(value !== undefined ? { beta: value } : {}) };
-      case "lossfree":
-        return { kind: "lossFree", ...(value !== undefined ? { rate: value } : {}) };
-      case "bip":
-        if (value !== undefined && !Number.isInteger(value)) {
-          throw new CliError(`--balance: bip takes an integer iteration count, got ${arg}`);
-        }
-        return { kind: "bip", ...(value !== undefined ? { iters: value } : {}) };
-      default:
+/** The --balance name of each balancer kind, and the option its `name:number` form sets. */
+const BALANCE_NAMES = {
+  auxLoss: { name: "aux", main: "alpha" },
+  zLoss: { name: "z", main: "beta" },
+  lossFree: { name: "lossfree", main: "rate" },
+  bip: { name: "bip", main: "iters" },
+} as const;
+
+/** Short names with preset options. */
+const BALANCE_ALIASES: Record<string, BalanceSpec> = {
+  aux: { kind: "auxLoss" },
+  "aux-seq": { kind: "auxLoss", scope: "sequence" },
+  "aux-hf": { kind: "auxLoss", convention: "hf" },
+  z: { kind: "zLoss" },
+  lossfree: { kind: "lossFree" },
+  bip: { kind: "bip" },
+};
+
+/** One balancer: `name[:number][:option=value]…`. */
+function parseBalancer(part: string): BalanceSpec {
+  const [name, ...args] = part.trim().split(":");
+  const preset = BALANCE_ALIASES[name];
+  if (!preset) {
+    throw new CliError(
+      `--balance: unknown balancer ${
+        JSON.stringify(name)
+      }; expected aux, aux-seq, aux-hf, z, lossfree, bip or none`,
+    );
+  }
+  const spec: Record<string, unknown> = { ...preset };
+  const value = (text: string) => {
+    const n = Number(text);
+    return text.trim() !== "" && Number.isFinite(n) ? n : text;
+  };
+  args.forEach((arg, i) => {
+    const eq = arg.indexOf("=");
+    if (eq < 0) {
+      const n = Number(arg);
+      if (i > 0 || arg.trim() === "" || !(Number.isFinite(n) && n >= 0)) {
         throw new CliError(
-          `--balance: unknown balancer ${
-            JSON.stringify(name)
-          }; expected aux, aux-seq, aux-hf, z, lossfree, bip or none`,
+          `--balance: cannot read ${
+            JSON.stringify(part)
+          }; expected name[:number][:option=value]…, e.g. aux:0.01 or bip:4:cap=floor`,
         );
+      }
+      const main = BALANCE_NAMES[preset.kind].main;
+      if (preset.kind === "bip" && !Number.isInteger(n)) {
+        throw new CliError(`--balance: bip takes an integer iteration count, got ${arg}`);
+      }
+      spec[main] = n;
+    } else {
+      const key = arg.slice(0, eq), v = arg.slice(eq + 1);
+      if (!key || key === "kind") {
+        throw new CliError(`--balance: cannot read option ${JSON.stringify(arg)} in ${part}`);
+      }
+      spec[key] = value(v);
     }
   });
+  // The model's own check: option names and values as the balancer's constructor takes them.
+  try {
+    modelConfig({ nLayers: 1, balance: [spec as unknown as BalanceSpec] });
+  } catch (e) {
+    if (!(e instanceof MoejitError)) throw e;
+    throw new CliError(
+      `--balance: ${JSON.stringify(part)}: ${
+        e.message.split("\n")[0].replace(/^modelConfig: balance\[0\] \(\w+\): /, "")
+      }`,
+    );
+  }
+  return spec as unknown as BalanceSpec;
 }
 
-/** Formats balancer specs back into --balance syntax. */
-export function formatBalance(specs: readonly BalanceSpec[]): string {
-  if (!specs.length) return "none";
-  return specs.map((b) => {
-    switch (b.kind) {
-      case "auxLoss":
-        return `${b.scope === "sequence" ? "aux-seq" : b.convention === "hf" ? "aux-hf" : "aux"}${
-          b.alpha !== undefined ? `:${b.alpha}` : ""
-        }`;
-      case "zLoss":
-        return `z${b.beta !== undefined ? `:${b.beta}` : ""}`;
-      case "lossFree":
-        return `lossfree${b.rate !== undefined ? `:${b.rate}` : ""}`;
-      case "bip":
-        return `bip${b.iters !== undefined ? `:${b.iters}` : ""}`;
-    }
-  }).join(",");
+/** One layer's list: comma-separated balancers, or `none`. */
+function parseBalanceList(text: string): BalanceSpec[] {
+  if (text.trim() === "none" || text.trim() === "") return [];
+  return text.split(",").map(parseBalancer);
+}
+
+/**
+ * Parses a --balance value: comma-separated balancers `name[:number][:option=value]…`, where
+ * `name` is `aux`, `aux-seq` (scope "sequence"), `aux-hf` (convention "hf"), `z`, `lossfree` or
+ * `bip`, the number sets α, β, the rate or the iteration count, and options are any others of the
+ * balancer's constructor (`aux:0.01:score=softmax`, `lossfree:0.001:rule=linear:violation=raw`,
+ * `bip:4:cap=3`); `none` for no balancers. Separate lists with `;` to give one list per layer
+ * (`aux;bip:4` balances layer 0 with the aux loss, layer 1 with BIP).
+ *
+ * @example
+ * ```ts
+ * parseBalance("aux:0.01,bip:4:cap=floor"); // [{ kind: "auxLoss", alpha: 0.01 }, { kind: "bip", iters: 4, cap: "floor" }]
+ * parseBalance("aux;none");                 // [[{ kind: "auxLoss" }], []]
+ * ```
+ */
+export function parseBalance(text: string): BalanceConfig {
+  if (text.includes(";")) return text.split(";").map(parseBalanceList);
+  return parseBalanceList(text);
+}
+
+/** One balancer in --balance syntax. */
+function formatBalancer(b: BalanceSpec): string {
+  const o = { ...b } as Record<string, unknown>;
+  delete o.kind;
+  let name: string = BALANCE_NAMES[b.kind].name;
+  if (b.kind === "auxLoss" && b.scope === "sequence") {
+    name = "aux-seq";
+    delete o.scope;
+  } else if (b.kind === "auxLoss" && b.convention === "hf") {
+    name = "aux-hf";
+    delete o.convention;
+  }
+  const main = BALANCE_NAMES[b.kind].main;
+  let text = name;
+  if (o[main] !== undefined) text += `:${o[main]}`;
+  delete o[main];
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) text += `:${k}=${v}`;
+  return text;
+}
+
+/**
+ * Formats balancer specs back into --balance syntax (parseBalance reads it back to equal specs).
+ *
+ * @example
+ * ```ts
+ * formatBalance([{ kind: "bip", iters: 4, cap: 3 }]); // "bip:4:cap=3"
+ * formatBalance([[{ kind: "auxLoss" }], []]);         // "aux;none"
+ * ```
+ */
+export function formatBalance(specs: BalanceConfig): string {
+  const list = (l: readonly BalanceSpec[]) => (l.length ? l.map(formatBalancer).join(",") : "none");
+  if (specs.length && specs.every((l) => Array.isArray(l))) {
+    return (specs as BalanceSpec[][]).map(list).join(";");
+  }
+  return list(specs as BalanceSpec[]);
 }
 
 /** A usage error: printed without a stack, exit status 2. */
@@ -124,7 +198,7 @@ const FLAGS: Record<string, Flag> = {
     target: { special: "balance" },
     kind: "string",
     help:
-      "balancers: aux[:α], aux-seq[:α], aux-hf[:α], z[:β], lossfree[:rate], bip[:iters], comma-separated, or none",
+      "balancers: aux[:α], aux-seq[:α], aux-hf[:α], z[:β], lossfree[:rate], bip[:iters], each with optional :option=value (e.g. bip:4:cap=floor), comma-separated, or none; ';' between per-layer lists",
   },
   ffn: { target: { model: "ffn" }, kind: "string", help: "moe | dense" },
   block: { target: { model: "block" }, kind: "string", help: "prenorm | parallel" },
@@ -212,7 +286,7 @@ function defaultText(name: string, f: Flag, preset: CliPreset): string {
   }
   if ("special" in t) {
     if (t.special === "balance") {
-      return formatBalance((preset.model?.balance ?? DEFAULT_CONFIG.balance) as BalanceSpec[]);
+      return formatBalance(preset.model?.balance ?? DEFAULT_CONFIG.balance);
     }
     if (t.special === "backend") return "auto";
     return "";
@@ -359,6 +433,18 @@ export function printSummary(r: TrainResult): void {
         `  layer ${b.layer}: MaxVio_global ${b.maxVioGlobal.toFixed(3)}, last-step MaxVio_batch ${
           b.maxVioLastStep.toFixed(3)
         }, loads [${b.tokensPerExpert.join(", ")}]`,
+      );
+    }
+    if (r.balance.length > 1) {
+      const over = aggregate(
+        r.balance.map((b) => ({ global: b.maxVioGlobal, batch: b.maxVioLastStep })),
+      );
+      lines.push(
+        `  over layers: MaxVio_global mean ${over.mean.global.toFixed(3)}, max ${
+          over.max.global.toFixed(3)
+        }; last-step MaxVio_batch mean ${over.mean.batch.toFixed(3)}, max ${
+          over.max.batch.toFixed(3)
+        }`,
       );
     }
   }

@@ -17,7 +17,7 @@ import { initParams, type Params } from "../nn/model.ts";
 import { adamw, type AdamWState, cosineSchedule } from "../nn/optim.ts";
 import { generate } from "../nn/generate.ts";
 import type { LayerState } from "../moe/layer.ts";
-import { maxVio } from "../moe/metrics.ts";
+import { aggregate, maxVio } from "../moe/metrics.ts";
 import {
   batchTensors,
   prepareData,
@@ -154,6 +154,10 @@ export interface LogRecord {
   elapsed_s: number;
   /** Per MoE layer: tokens_per_expert, max_vio, load_balancing_loss, z_loss, … */
   layers: StepMetrics["layers"];
+  /** The scalar layer metrics (max_vio, …) averaged over MoE layers (absent without MoE layers). */
+  layers_mean?: Record<string, number>;
+  /** Their maximum over MoE layers. */
+  layers_max?: Record<string, number>;
   /** Mean over validation domains of the next-token loss, and its exp. */
   val_loss?: number;
   val_ppl?: number;
@@ -547,6 +551,13 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
           elapsed_s: Math.round((now - started) / 10) / 100,
           layers: lastMetrics.layers,
         };
+        if (lastMetrics.layers.length) {
+          const over = aggregate(
+            lastMetrics.layers.map(({ tokens_per_expert: _, ...scalars }) => scalars),
+          );
+          record.layers_mean = over.mean;
+          record.layers_max = over.max;
+        }
         if (evalNow) {
           const ev = await evaluateAll(
             data,

@@ -57,6 +57,30 @@ const variants: [string, ModelConfig][] = [
     "relu experts, untied",
     modelConfig({ ...small, activation: "relu", tiedEmbeddings: false, estimator: "topk" }),
   ],
+  [
+    "balancers per layer, with every option",
+    modelConfig({
+      ...small,
+      estimator: "topk",
+      balance: [
+        [
+          {
+            kind: "auxLoss",
+            alpha: 0.02,
+            scope: "sequence",
+            seqLen: 4,
+            score: "softmax",
+            convention: "hf",
+          },
+          { kind: "zLoss", beta: 0.002 },
+        ],
+        [
+          { kind: "bip", iters: 2, cap: "floor" },
+          { kind: "lossFree", rate: 0.01, rule: "linear", violation: "raw" },
+        ],
+      ],
+    }),
+  ],
   ["dense swiglu (llama)", modelConfig({ ...small, ffn: "dense" })],
   [
     "dense gelu, layernorm, untied",

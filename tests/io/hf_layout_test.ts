@@ -206,6 +206,26 @@ Deno.test("hf config: derived without the moejit block, and clear errors for wha
   );
 });
 
+Deno.test("hf config: per-layer balancers keep the first aux coefficient and say so", () => {
+  const c = modelConfig({
+    ...small,
+    estimator: "topk",
+    balance: [[{ kind: "auxLoss", alpha: 0.02 }], [{ kind: "bip", cap: 3 }]],
+  });
+  const json = io.hfConfigJson(c);
+  assert.equal(json.router_aux_loss_coef, 0.02 / c.topK);
+  assert.deepEqual(modelConfig((json.moejit as { config: typeof c }).config), c);
+  const notes = io.hfCompatibility(c);
+  assert.ok(notes.some((n) => n.includes("differs between layers")), notes.join("; "));
+  assert.ok(notes.some((n) => n.includes("loss-free/BIP")), notes.join("; "));
+  const same = modelConfig({
+    ...small,
+    estimator: "topk",
+    balance: [[{ kind: "auxLoss" }], [{ kind: "auxLoss" }, { kind: "zLoss" }]],
+  });
+  assert.ok(!io.hfCompatibility(same).some((n) => n.includes("differs between layers")));
+});
+
 Deno.test("hf tensors: fromHfTensors names the tensor, found and expected shapes; missing and unexpected names", () => {
   const config = modelConfig({ ...small, estimator: "topk" });
   const { host } = randomParams(config, 5);

@@ -57,7 +57,7 @@ Deno.test("modelConfig: defaults, overrides, and a private copy of the balancer 
   const c = mj.nn.modelConfig();
   assert.deepEqual(c, mj.nn.DEFAULT_CONFIG);
   assert.notEqual(c.balance, mj.nn.DEFAULT_CONFIG.balance);
-  c.balance.push({ kind: "zLoss" });
+  (c.balance as mj.nn.BalanceSpec[]).push({ kind: "zLoss" });
   assert.equal(mj.nn.DEFAULT_CONFIG.balance.length, 1, "the defaults are not shared");
   assert.deepEqual(mj.nn.DEFAULT_CONFIG.balance, [{ kind: "auxLoss", alpha: 0.01 }]);
   const d = mj.nn.modelConfig({ dModel: 32, nHeads: 2, ffn: "dense", balance: [] });
@@ -119,6 +119,81 @@ Deno.test({
       isErr("modelConfig", /balance must be an array of balancer specs/),
     );
   }
+});
+
+Deno.test("modelConfig: balancer specs take every option of their constructor, and nothing else", () => {
+  const every: mj.nn.BalanceSpec[] = [
+    {
+      kind: "auxLoss",
+      alpha: 0.02,
+      scope: "sequence",
+      seqLen: 4,
+      score: "softmax",
+      convention: "hf",
+    },
+    { kind: "zLoss", beta: 0.003 },
+    { kind: "lossFree", rate: 0.01, rule: "linear", violation: "raw" },
+    { kind: "bip", iters: 3, cap: 5 },
+  ];
+  const c = mj.nn.modelConfig({ ...MOE, balance: every });
+  assert.deepEqual(c.balance, every);
+  // Every option reaches the balancer (bip's cap used to fall back to "ceil").
+  assert.deepEqual(mj.nn.balancersOf(every, 8).map((b) => b.config), [
+    { alpha: 0.02, scope: "sequence", seqLen: 4, score: "softmax", convention: "hf" },
+    { beta: 0.003 },
+    { rate: 0.01, rule: "linear", violation: "raw" },
+    { iters: 3, cap: 5 },
+  ]);
+  assert.equal(mj.nn.balancerOf({ kind: "bip", cap: "floor" }, 8).config.cap, "floor");
+  // seqLen defaults to the model's sequence length for scope "sequence".
+  const [seq] = mj.nn.balancersOf([{ kind: "auxLoss", scope: "sequence" }], 6);
+  assert.equal(seq.config.seqLen, 6);
+  const bad = (balance: unknown, re: RegExp) =>
+    assert.throws(
+      () => mj.nn.modelConfig({ ...MOE, balance } as unknown as Partial<mj.nn.ModelConfig>),
+      isErr("modelConfig", re),
+      JSON.stringify(balance),
+    );
+  bad(
+    [{ kind: "auxLoss", alfa: 0.1 }],
+    /balance\[0\] \(auxLoss\): unknown option "alfa"; expected one of kind, alpha, scope, seqLen, score, convention/,
+  );
+  bad(
+    [{ kind: "zLoss" }, { kind: "bip", T: 4 }],
+    /balance\[1\] \(bip\): unknown option "T"; expected one of kind, iters, cap/,
+  );
+  bad(
+    [{ kind: "lossFree", violation: "relative", mode: "x" }],
+    /unknown option "mode"; expected one of kind, rate, rule, violation/,
+  );
+  bad([{ kind: "zLoss", gamma: 1 }], /unknown option "gamma"; expected one of kind, beta/);
+  bad([{ kind: "bip", cap: 1.5 }], /balance\[0\] \(bip\): cap must be a non-negative integer/);
+  bad([{ kind: "lossFree", rule: "exp" }], /rule must be "sign" or "linear", got "exp"/);
+  bad([{ kind: "auxLoss", alpha: -1 }], /alpha must be a non-negative number/);
+  bad([null], /unknown balancer null at balance\[0\]/);
+  // Per layer: one list per layer, each checked the same way.
+  bad([[{ kind: "auxLoss" }]], /one list per layer \(nLayers = 2\), got 1/);
+  bad([[{ kind: "auxLoss" }], [], []], /one list per layer \(nLayers = 2\), got 3/);
+  bad([[{ kind: "auxLoss" }], { kind: "zLoss" }], /mixes per-layer lists and balancer specs/);
+  bad([[], [{ kind: "bip", cap: 3, T: 4 }]], /balance\[1\]\[0\] \(bip\): unknown option "T"/);
+  bad([[{ kind: "capacity" }], []], /unknown balancer \{"kind":"capacity"\} at balance\[0\]\[0\]/);
+});
+
+Deno.test("modelConfig: balancers per layer, and layerBalance", () => {
+  const perLayer: mj.nn.BalanceSpec[][] = [[{ kind: "auxLoss" }], [{ kind: "bip", cap: 3 }]];
+  const c = mj.nn.modelConfig({ ...MOE, balance: perLayer });
+  assert.deepEqual(c.balance, perLayer);
+  assert.notEqual(c.balance[1], perLayer[1], "a private copy of each layer's list");
+  assert.deepEqual(mj.nn.layerBalance(c, 0), [{ kind: "auxLoss" }]);
+  assert.deepEqual(mj.nn.layerBalance(c, 1), [{ kind: "bip", cap: 3 }]);
+  assert.deepEqual(mj.nn.allBalanceSpecs(c).map((b) => b.kind), ["auxLoss", "bip"]);
+  const wide = mj.nn.modelConfig({ ...MOE, balance: [{ kind: "zLoss" }] });
+  assert.deepEqual(mj.nn.layerBalance(wide, 1), [{ kind: "zLoss" }]);
+  assert.deepEqual(mj.nn.modelConfig({ ...MOE, balance: [[], []] }).balance, [[], []]);
+  assert.throws(
+    () => mj.nn.layerBalance(c, 2),
+    isErr("layerBalance", /layer must be an integer in 0\.\.1, got 2/),
+  );
 });
 
 Deno.test("parameterShapes: the documented layout for MoE and dense, norms, blocks and heads", () => {
@@ -385,7 +460,7 @@ for (const [name, partial] of VARIANTS) {
         msg: `logits training=${training}`,
       });
       const want: Record<string, number> = {};
-      for (const b of c.balance) {
+      for (const b of mj.nn.layerBalance(c, 0)) {
         if (b.kind === "auxLoss") want.load_balancing_loss = (b.alpha ?? 0.01) * ref.aux;
         if (b.kind === "zLoss") want.z_loss = (b.beta ?? 0.001) * ref.z;
       }
@@ -569,6 +644,49 @@ Deno.test("forward (MoE): sequence-scoped aux loss equals the global one for one
     ),
     ["zLoss", "lossFree", "bip"],
   );
+});
+
+Deno.test("forward (MoE): balancers per layer reach their own layer only", () => {
+  mj.setBackend("cpu");
+  const toks = tokenTensor(randomTokens(2, 8, 32, 33));
+  const c = mj.nn.modelConfig({
+    ...MOE,
+    initStd: 0.5,
+    estimator: "topk", // deterministic routing, to compare layer 0 with a balancer-free model
+    balance: [[{ kind: "auxLoss", alpha: 0.2 }], [{ kind: "zLoss", beta: 0.1 }, {
+      kind: "bip",
+      iters: 2,
+      cap: 5,
+    }]],
+  });
+  const params = mj.nn.initParams(c, 3);
+  const r = mj.nn.forward(params, toks, c, { training: true });
+  assert.deepEqual(Object.keys(r.losses).sort(), ["load_balancing_loss", "z_loss"]);
+  assert.deepEqual(Object.keys(r.state[0]), []);
+  assert.deepEqual(Object.keys(r.state[1]), ["bipQ"]);
+  // The aux loss is layer 0's alone: α·N·Σ_j f_j P_j from that layer's routing.
+  const [idx, sc] = evalWide(r.routing[0].indices, r.routing[0].scores);
+  let want = 0;
+  for (let j = 0; j < 4; j++) {
+    let P = 0;
+    for (let t = 0; t < 16; t++) P += sc[t * 4 + j] / 16;
+    want += 0.2 * 4 * (idx.filter((e) => e === j).length / 32) * P;
+  }
+  assertClose(evalWide(r.losses.load_balancing_loss)[0], [want], { rtol: 1e-6 });
+  // Layer 0 routes as without balancers: layer 1's BIP prices do not reach it.
+  const plain = mj.nn.forward(params, toks, mj.nn.modelConfig({ ...c, balance: [] }), {
+    training: true,
+  });
+  assert.deepEqual(Array.from(evalWide(plain.routing[0].indices)[0]), Array.from(idx));
+  assert.ok(evalWide(r.state[1].bipQ!)[0].some((q) => q > 0), "layer 1 has nonzero prices");
+  // The same model with the lists swapped gives other losses: the lists are per layer.
+  const swapped = mj.nn.modelConfig({
+    ...c,
+    balance: [c.balance[1], c.balance[0]] as mj.nn.BalanceSpec[][],
+  });
+  const s2 = mj.nn.forward(params, toks, swapped, { training: true });
+  assert.deepEqual(Object.keys(s2.state[0]), ["bipQ"]);
+  assert.deepEqual(Object.keys(s2.state[1]), []);
 });
 
 Deno.test("forward (MoE, eval and keyed training): changing a future token leaves earlier logits alone", async () => {

@@ -165,6 +165,13 @@ Deno.test("train: outputs — metrics JSONL, plots, a Hugging Face checkpoint, s
     assert.ok(key in layer, key);
   }
   assert.equal((layer.tokens_per_expert as number[]).reduce((a, b) => a + b), 4 * 16 * 2);
+  // The layer metrics aggregated over layers (mj.balance.aggregate): mean and max.
+  const vio = (train[0].layers as { max_vio: number }[]).map((l) => l.max_vio);
+  const mean = train[0].layers_mean as Record<string, number>;
+  const max = train[0].layers_max as Record<string, number>;
+  assert.ok(Math.abs(mean.max_vio - vio.reduce((a, b) => a + b) / vio.length) < 1e-12);
+  assert.equal(max.max_vio, Math.max(...vio));
+  assert.ok(!("tokens_per_expert" in mean));
   assert.ok(
     rows.some((x) => x.step === 4 && typeof x.val_ppl === "number"),
     "intermediate validation",
@@ -322,4 +329,38 @@ Deno.test("train: --balance parses every balancer and round-trips", async () => 
   assert.deepEqual(parseBalance("none"), []);
   assert.throws(() => parseBalance("magic:1"), /unknown balancer "magic"/);
   assert.throws(() => parseBalance("aux:x"), /cannot read "aux:x"/);
+});
+
+Deno.test("train: --balance takes every balancer option and per-layer lists, and round-trips", async () => {
+  const { parseBalance, formatBalance } = await import("../../src/train/cli.ts");
+  const text = "aux:0.01:score=softmax,aux-seq:0.1:convention=hf:seqLen=16,z," +
+    "lossfree:0.002:rule=linear:violation=raw,bip:4:cap=3,bip:cap=floor";
+  const specs = parseBalance(text);
+  assert.deepEqual(specs, [
+    { kind: "auxLoss", alpha: 0.01, score: "softmax" },
+    { kind: "auxLoss", scope: "sequence", alpha: 0.1, convention: "hf", seqLen: 16 },
+    { kind: "zLoss" },
+    { kind: "lossFree", rate: 0.002, rule: "linear", violation: "raw" },
+    { kind: "bip", iters: 4, cap: 3 },
+    { kind: "bip", cap: "floor" },
+  ]);
+  assert.equal(formatBalance(specs), text);
+  assert.deepEqual(parseBalance(formatBalance(specs)), specs);
+  // Per-layer lists, separated by ';' ("none" for a layer without balancers).
+  const layers = parseBalance("aux:0.01;bip:2:cap=ceil,z;none");
+  assert.deepEqual(layers, [
+    [{ kind: "auxLoss", alpha: 0.01 }],
+    [{ kind: "bip", iters: 2, cap: "ceil" }, { kind: "zLoss" }],
+    [],
+  ]);
+  assert.equal(formatBalance(layers), "aux:0.01;bip:2:cap=ceil,z;none");
+  // Errors name the balancer and the option, as the constructors do.
+  assert.throws(
+    () => parseBalance("bip:4:T=2"),
+    /--balance: "bip:4:T=2": unknown option "T"; expected one of kind, iters, cap/,
+  );
+  assert.throws(() => parseBalance("bip:4:cap=1.5"), /cap must be a non-negative integer/);
+  assert.throws(() => parseBalance("lossfree:rule=exp"), /rule must be "sign" or "linear"/);
+  assert.throws(() => parseBalance("bip:cap=3:4"), /cannot read "bip:cap=3:4"/);
+  assert.throws(() => parseBalance("bip:2.5"), /bip takes an integer iteration count/);
 });
