@@ -130,7 +130,7 @@ for (
   });
 }
 
-Deno.test("auxLoss equals α at perfect balance (unified) and K·α in the hf convention", async () => {
+Deno.test("auxLoss equals α at perfect balance (unified, k=1)", async () => {
   // 4 tokens, 4 experts, k = 1, uniform scores: every expert gets one token.
   const logits = mj.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]).mul(20);
   const x = logits, router = mj.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]);
@@ -143,7 +143,42 @@ Deno.test("auxLoss equals α at perfect balance (unified) and K·α in the hf co
   assert.equal(await m.dead_experts.item(), 0);
 });
 
-Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient", () => {
+Deno.test("auxLoss at perfect balance with k=2: α (unified) and K·α = 2α (hf), both backends", async () => {
+  // Token t prefers experts t and t+1 (mod 4): every expert is chosen by exactly T·K/N = 2
+  // tokens. Then Σ_i f_i P_i = Σ_i P_i / N for any scores, so unified = α·Σ_i P_i = α and
+  // hf = α·N·Σ_i (c_i/T)·P_i = K·α.
+  const rows = [[20, 10, 0, 0], [0, 20, 10, 0], [0, 0, 20, 10], [10, 0, 0, 20]];
+  const eye = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]];
+  const alpha = 0.03;
+  for (const backend of ["cpu", "webgpu"] as const) {
+    if (backend === "webgpu" && !gpu) continue;
+    mj.setBackend(backend);
+    const wide = backend === "cpu";
+    const t = (v: number[][]) =>
+      wide ? wideTensor(v.flat(), [v.length, v[0].length]) : mj.tensor(v);
+    const p = { router: t(eye), up: mj.zeros([4, 2, 4]), down: mj.zeros([4, 4, 2]) };
+    const loss = (convention: "unified" | "hf") =>
+      mj.moe.layer(t(rows), p, {
+        k: 2,
+        balance: [mj.balance.auxLoss({ alpha, convention })],
+      });
+    const u = loss("unified"), h = loss("hf");
+    const [counts, uv, hv] = wide
+      ? evalWide(u.counts, u.losses.load_balancing_loss, h.losses.load_balancing_loss)
+      : [
+        await u.counts.data(),
+        await u.losses.load_balancing_loss.data(),
+        await h.losses.load_balancing_loss.data(),
+      ];
+    assert.deepEqual(Array.from(counts, Number), [2, 2, 2, 2], `${backend} loads`);
+    const tol = wide ? { rtol: 1e-7 } : { rtol: 1e-5 };
+    assertClose(uv, [alpha], { ...tol, msg: `${backend} unified = α` });
+    assertClose(hv, [2 * alpha], { ...tol, msg: `${backend} hf = K·α` });
+  }
+  mj.setBackend("cpu");
+});
+
+Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient, both backends", async () => {
   const s = setup(5, 4, 3, 13);
   const beta = 0.2;
   const z = logitsOf(s);
@@ -152,64 +187,92 @@ Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient", () => {
   const dRouter = s.router.map((_, i) =>
     s.x[0].map((_, c) => z.reduce((a, _r, t) => a + dz[t][i] * s.x[t][c], 0))
   );
-  const { x, params } = layerFor(s, true);
-  const [v, [g]] = mj.valueAndGrad((router: mj.Tensor) =>
-    mj.moe.layer(x, { ...params, router }, { k: 2, balance: [mj.balance.zLoss({ beta })] }).losses
-      .z_loss
-  )(params.router);
-  const [vv, gg] = evalWide(v, g);
-  // β is an f32 constant even on the float64 interpreter.
-  assertClose(vv, [expected], { rtol: 1e-6 });
-  assertClose(gg, dRouter.flat(), { rtol: 1e-6, atol: 1e-10 });
+  for (const wide of [true, false]) {
+    if (!wide && !gpu) continue;
+    if (!wide) mj.setBackend("webgpu");
+    const { x, params } = layerFor(s, wide);
+    const [v, [g]] = mj.valueAndGrad((router: mj.Tensor) =>
+      mj.moe.layer(x, { ...params, router }, { k: 2, balance: [mj.balance.zLoss({ beta })] })
+        .losses.z_loss
+    )(params.router);
+    const [vv, gg] = wide ? evalWide(v, g) : [await v.data(), await g.data()];
+    // β is an f32 constant even on the float64 interpreter.
+    const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
+    assertClose(vv, [expected], { ...tol, msg: `${wide ? "cpu" : "webgpu"} value` });
+    assertClose(gg, dRouter.flat(), { ...tol, msg: `${wide ? "cpu" : "webgpu"} gradient` });
+    mj.setBackend("cpu");
+  }
 });
 
 // ---- loss-free ---------------------------------------------------------------------------------
 
-for (const rule of ["sign", "linear"] as const) {
-  Deno.test(`lossFree (${rule}): causal bias updates over several steps match Alg. 1`, async () => {
+for (
+  const [rule, violation] of [
+    ["sign", "relative"],
+    ["linear", "relative"],
+    ["linear", "raw"],
+  ] as const
+) {
+  Deno.test(`lossFree (${rule}, ${violation} violation): causal bias updates over several steps match Alg. 1`, async () => {
     const T = 12, N = 4, k = 2, rate = 0.05, steps = 5;
     const s = setup(T, N, 3, 21);
     s.router[0] = s.router[0].map((v) => v + 1); // some skew
     const z = logitsOf(s);
     const score = z.map(softmax);
-    // Reference: select with the bias of the previous step, then update from this step's loads.
+    // Reference: select with the bias of the previous step, then update from this step's loads:
+    // e = c̄ − c, b += u·sign(e) | u·e/c̄ (relative) | u·e (raw).
     let b = new Array(N).fill(0);
     const expectedBias: number[][] = [], expectedCounts: number[][] = [];
     for (let st = 0; st < steps; st++) {
       const counts = new Array(N).fill(0);
       for (const row of score) for (const e of topk(row.map((v, i) => v + b[i]), k)) counts[e]++;
       const mean = (T * k) / N;
-      b = b.map((bi, i) =>
-        bi + rate * (rule === "sign" ? Math.sign(mean - counts[i]) : (mean - counts[i]) / mean)
-      );
+      b = b.map((bi, i) => {
+        const e = mean - counts[i];
+        return bi + rate * (rule === "sign" ? Math.sign(e) : violation === "raw" ? e : e / mean);
+      });
       expectedBias.push(b);
       expectedCounts.push(counts);
     }
-    for (const backend of ["cpu", "webgpu"] as const) {
-      if (backend === "webgpu" && !gpu) continue;
-      mj.setBackend(backend);
+    const balance = [mj.balance.lossFree({ rate, rule, violation })];
+    // Float64 interpreter: the update rule exactly (the rate is an f32 constant).
+    {
+      const { x, params } = layerFor(s, true);
+      let state: mj.moe.LayerState = {};
+      for (let st = 0; st < steps; st++) {
+        const r = mj.moe.layer(x, params, { k, balance, state });
+        const [counts, bias] = evaluate([r.counts.node, r.state.lossFreeBias!.node], {
+          wide: true,
+        });
+        assert.deepEqual(Array.from(counts, Number), expectedCounts[st], `cpu step ${st} counts`);
+        assertClose(bias, expectedBias[st], {
+          rtol: 1e-7,
+          atol: 1e-12,
+          msg: `cpu step ${st} bias`,
+        });
+        state = { lossFreeBias: wideTensor(Array.from(bias), [N]) };
+      }
+    }
+    if (gpu) {
+      mj.setBackend("webgpu");
       const { x, params } = layerFor(s, false);
       let state: mj.moe.LayerState = {};
       for (let st = 0; st < steps; st++) {
-        const r = mj.moe.layer(x, params, {
-          k,
-          balance: [mj.balance.lossFree({ rate, rule })],
-          state,
-        });
+        const r = mj.moe.layer(x, params, { k, balance, state });
         assert.deepEqual(
           Array.from(await r.counts.data()),
           expectedCounts[st],
-          `${backend} step ${st} counts`,
+          `webgpu step ${st} counts`,
         );
         state = await mj.realize(r.state);
         assertClose(await state.lossFreeBias!.data(), expectedBias[st], {
           rtol: 1e-5,
           atol: 1e-6,
-          msg: `${backend} step ${st} bias`,
+          msg: `webgpu step ${st} bias`,
         });
       }
+      mj.setBackend("cpu");
     }
-    mj.setBackend("cpu");
   });
 }
 
@@ -249,104 +312,210 @@ function assertSameSelection(
   });
 }
 
+/**
+ * BIP over several steps against bipRef: prices q (float64 exactly, WebGPU within f32) and the
+ * routing (up to ties) on both backends. `cap` is the balancer's option; the reference gets the
+ * integer it stands for.
+ */
+async function checkBip(
+  T: number,
+  iters: number,
+  score: "softmax" | "sigmoid",
+  cap: mj.balance.BipOptions["cap"],
+) {
+  const N = 6, k = 2, steps = 3;
+  const s = setup(T, N, 3, 40 + iters);
+  s.router[1] = s.router[1].map((v) => v * 2 + 0.5);
+  const z = logitsOf(s);
+  const sc = z.map((row) => (score === "softmax" ? softmax(row) : row.map(sigmoid)));
+  const capN = typeof cap === "number"
+    ? cap
+    : (cap === "floor" ? Math.floor : Math.ceil)((T * k) / N);
+  let q = new Array(N).fill(0);
+  const ref: ReturnType<typeof bipRef>[] = [];
+  for (let st = 0; st < steps; st++) {
+    const r = bipRef(sc, q, k, iters, capN);
+    ref.push(r);
+    q = r.q;
+  }
+  const balance = [mj.balance.bip({ iters, ...(cap !== undefined ? { cap } : {}) })];
+  // Float64 interpreter: the formulas exactly (ties broken the same way).
+  {
+    const { x, params } = layerFor(s, true);
+    let state: mj.moe.LayerState = {};
+    for (let st = 0; st < steps; st++) {
+      const r = mj.moe.layer(x, params, { k, score, balance, state });
+      const [qv, idx] = evaluate([r.state.bipQ!.node, r.indices.node], { wide: true });
+      assertClose(qv, ref[st].q, { rtol: 1e-9, atol: 1e-12, msg: `step ${st} q` });
+      assertSameSelection(Array.from(idx), ref[st].sel, sc, ref[st].q, k, `step ${st} selection`);
+      state = { bipQ: wideTensor(Array.from(qv), [N]) };
+    }
+  }
+  // WebGPU: the same prices in f32, and the same routing (up to the same ties).
+  if (gpu) {
+    mj.setBackend("webgpu");
+    try {
+      const { x, params } = layerFor(s, false);
+      let state: mj.moe.LayerState = {};
+      for (let st = 0; st < steps; st++) {
+        const r = mj.moe.layer(x, params, { k, score, balance, state });
+        const idx = Array.from(await r.indices.data(), Number);
+        state = await mj.realize(r.state);
+        assertClose(await state.bipQ!.data(), ref[st].q, {
+          rtol: 1e-4,
+          atol: 1e-5,
+          msg: `webgpu step ${st} q`,
+        });
+        assertSameSelection(idx, ref[st].sel, sc, ref[st].q, k, `webgpu step ${st} selection`);
+      }
+    } finally {
+      mj.setBackend("cpu");
+    }
+  }
+}
+
 for (const iters of [1, 2, 4, 20]) {
   for (const score of ["softmax", "sigmoid"] as const) {
     Deno.test(`bip T=${iters} ${score}: prices and routing over several steps match §4.3`, async () => {
-      const T = 24, N = 6, k = 2, steps = 3;
-      const s = setup(T, N, 3, 40 + iters);
-      s.router[1] = s.router[1].map((v) => v * 2 + 0.5);
-      const z = logitsOf(s);
-      const sc = z.map((row) => (score === "softmax" ? softmax(row) : row.map(sigmoid)));
-      const cap = Math.ceil((T * k) / N);
-      let q = new Array(N).fill(0);
-      const ref: ReturnType<typeof bipRef>[] = [];
-      for (let st = 0; st < steps; st++) {
-        const r = bipRef(sc, q, k, iters, cap);
-        ref.push(r);
-        q = r.q;
-      }
-      // Float64 interpreter: the formulas exactly (ties broken the same way).
-      {
-        const { x, params } = layerFor(s, true);
-        let state: mj.moe.LayerState = {};
-        for (let st = 0; st < steps; st++) {
-          const r = mj.moe.layer(x, params, {
-            k,
-            score,
-            balance: [mj.balance.bip({ iters })],
-            state,
-          });
-          const [qv, idx] = evaluate([r.state.bipQ!.node, r.indices.node], { wide: true });
-          assertClose(qv, ref[st].q, { rtol: 1e-9, atol: 1e-12, msg: `step ${st} q` });
-          assertSameSelection(
-            Array.from(idx),
-            ref[st].sel,
-            sc,
-            ref[st].q,
-            k,
-            `step ${st} selection`,
-          );
-          state = { bipQ: wideTensor(Array.from(qv), [N]) };
-        }
-      }
-      // WebGPU: the same prices in f32.
-      if (gpu) {
-        mj.setBackend("webgpu");
-        const { x, params } = layerFor(s, false);
-        let state: mj.moe.LayerState = {};
-        for (let st = 0; st < steps; st++) {
-          const r = mj.moe.layer(x, params, {
-            k,
-            score,
-            balance: [mj.balance.bip({ iters })],
-            state,
-          });
-          state = await mj.realize(r.state);
-          assertClose(await state.bipQ!.data(), ref[st].q, {
-            rtol: 1e-4,
-            atol: 1e-5,
-            msg: `webgpu step ${st} q`,
-          });
-        }
-        mj.setBackend("cpu");
-      }
+      await checkBip(24, iters, score, undefined);
+    });
+  }
+}
+
+// 25 tokens · 2 / 6 experts = 8.33: "ceil" (default) and "floor" differ (9 vs 8), and an
+// integer cap of 3 is far below the mean load, so the prices bind on every expert.
+for (const cap of [3, 12, "floor", "ceil"] as const) {
+  for (const score of ["softmax", "sigmoid"] as const) {
+    Deno.test(`bip cap=${cap} T=4 ${score}: prices and routing over several steps match §4.3`, async () => {
+      await checkBip(25, 4, score, cap);
     });
   }
 }
 
 // ---- the skewed-router scenario ------------------------------------------------------------------
 
+/**
+ * The acceptance scenario on one backend: a router with a fixed +2 bias toward experts 0 and 1.
+ * Forward passes only (the skew is in the data), 3 steps per balancer.
+ */
+async function skewedScenario(backend: "cpu" | "webgpu") {
+  mj.setBackend(backend);
+  try {
+    const T = 4096, d = 16, N = 16, k = 2;
+    const x = mj.concat([mj.ones([T, 1]), mj.randn([T, d - 1], { seed: 1 })], 1);
+    const skew = mj.tensor(Array.from({ length: N }, (_, i) => (i < 2 ? 2 : 0))).reshape([N, 1]);
+    const params = {
+      router: mj.concat([skew, mj.randn([N, d - 1], { seed: 2 }).mul(0.3)], 1),
+      up: mj.randn([N, 8, d], { seed: 3 }).mul(0.1),
+      down: mj.randn([N, d, 8], { seed: 4 }).mul(0.1),
+    };
+    const run = async (
+      balance: mj.balance.Balancer[],
+      steps: number,
+      estimator: mj.moe.LayerOptions["estimator"] = "topk",
+    ) => {
+      let state: mj.moe.LayerState = {};
+      const vio: number[] = [];
+      for (let i = 0; i < steps; i++) {
+        const sampling = estimator === "sparsemixer" ? { seed: 7 + i } : {};
+        const r = mj.moe.layer(x, params, { k, balance, state, estimator, ...sampling });
+        vio.push(await mj.balance.metrics(r).max_vio.item());
+        state = await mj.realize(r.state);
+      }
+      return vio;
+    };
+    const none = await run([], 1),
+      bip = await run([mj.balance.bip({ iters: 4 })], 3),
+      lf = await run([mj.balance.lossFree()], 3);
+    assert.ok(none[0] > 1, `${backend}: the skew is real (MaxVio ${none[0]})`);
+    for (const v of bip) assert.ok(v <= 0.1, `${backend}: BIP MaxVio ${bip}`);
+    assert.ok(lf[2] < lf[0] && lf[2] > 0.5, `${backend}: loss-free decreases slowly: ${lf}`);
+    // BIP's prices live in score space, also under GRIN's sampled routing: SparseMixer-v2 samples
+    // in proportion to the priced scores, so the load is balanced up to sampling noise.
+    const gNone = await run([], 1, "sparsemixer"),
+      gBip = await run([mj.balance.bip({ iters: 4 })], 2, "sparsemixer");
+    assert.ok(gNone[0] > 1, `${backend}: sparsemixer without balancing (MaxVio ${gNone[0]})`);
+    for (const v of gBip) assert.ok(v <= 0.15, `${backend}: sparsemixer + BIP MaxVio ${gBip}`);
+  } finally {
+    mj.setBackend("cpu");
+  }
+}
+
+Deno.test(
+  "skewed router (16 experts, k=2, 4096 tokens) on the interpreter: BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower; BIP balances GRIN's sampled routing too",
+  async () => await skewedScenario("cpu"),
+);
+
 Deno.test({
   name:
-    "skewed router (16 experts, k=2, 4096 tokens): BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower",
+    "skewed router (16 experts, k=2, 4096 tokens) on WebGPU: BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower; BIP balances GRIN's sampled routing too",
   ignore: !gpu,
-}, async () => {
-  mj.setBackend("webgpu");
-  const T = 4096, d = 16, N = 16, k = 2;
-  const x = mj.concat([mj.ones([T, 1]), mj.randn([T, d - 1], { seed: 1 })], 1);
-  const skew = mj.tensor(Array.from({ length: N }, (_, i) => (i < 2 ? 2 : 0))).reshape([N, 1]);
-  const params = {
-    router: mj.concat([skew, mj.randn([N, d - 1], { seed: 2 }).mul(0.3)], 1),
-    up: mj.randn([N, 8, d], { seed: 3 }).mul(0.1),
-    down: mj.randn([N, d, 8], { seed: 4 }).mul(0.1),
+}, async () => await skewedScenario("webgpu"));
+
+// ---- compiled steps ----------------------------------------------------------------------------
+
+Deno.test("a balancer's settings key the compiled step: the same config again compiles nothing, another config compiles anew", async () => {
+  // Each entry: a balancer list built afresh per call, and lists with one setting changed.
+  const variants: [string, () => mj.balance.Balancer[], (() => mj.balance.Balancer[])[]][] = [
+    ["auxLoss", () => [mj.balance.auxLoss({ alpha: 0.0123 })], [
+      () => [mj.balance.auxLoss({ alpha: 0.0456 })],
+      () => [mj.balance.auxLoss({ alpha: 0.0123, convention: "hf" })],
+    ]],
+    ["zLoss", () => [mj.balance.zLoss({ beta: 0.0123 })], [
+      () => [mj.balance.zLoss({ beta: 0.0456 })],
+    ]],
+    ["lossFree", () => [mj.balance.lossFree({ rate: 0.0123 })], [
+      () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear" })],
+      () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear", violation: "raw" })],
+    ]],
+    ["bip", () => [mj.balance.bip({ iters: 2 })], [
+      () => [mj.balance.bip({ iters: 3 })],
+      () => [mj.balance.bip({ iters: 2, cap: 3 })],
+    ]],
+  ];
+  const s = setup(20, 5, 3, 77);
+  type Params = { router: mj.Tensor; up: mj.Tensor; down: mj.Tensor };
+  const step = (balance: mj.balance.Balancer[]) => (x: mj.Tensor, p: Params) => {
+    const r = mj.moe.layer(x, p, { k: 2, balance });
+    return { y: r.y, losses: r.losses, state: r.state };
   };
-  const run = async (balance: mj.balance.Balancer[], steps: number) => {
-    let state: mj.moe.LayerState = {};
-    const vio: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const r = mj.moe.layer(x, params, { k, balance, state });
-      vio.push(await mj.balance.metrics(r).max_vio.item());
-      state = await mj.realize(r.state);
+  // The key of every output's graph (what the step cache is keyed by), on the interpreter.
+  {
+    const { x, params } = layerFor(s, false);
+    const keys = (balance: mj.balance.Balancer[]) => {
+      const o = step(balance)(x, params);
+      return [o.y, ...Object.values(o.losses), ...Object.values(o.state)]
+        .map((t) => t!.node.key).join();
+    };
+    for (const [name, same, others] of variants) {
+      assert.equal(keys(same()), keys(same()), `${name}: the same config, the same graph`);
+      others.forEach((o, i) =>
+        assert.notEqual(keys(o()), keys(same()), `${name}: other config ${i}, another graph`)
+      );
     }
-    return vio;
-  };
-  const none = await run([], 1),
-    bip = await run([mj.balance.bip({ iters: 4 })], 3),
-    lf = await run([mj.balance.lossFree()], 3);
-  assert.ok(none[0] > 1, `the skew is real (MaxVio ${none[0]})`);
-  for (const v of bip) assert.ok(v <= 0.1, `BIP MaxVio ${bip}`);
-  assert.ok(lf[2] < lf[0] && lf[2] > 0.5, `loss-free decreases slowly: ${lf}`);
-  mj.setBackend("cpu");
+  }
+  // WebGPU: count compiled steps of mj.jit functions built afresh for each config.
+  if (!gpu) return;
+  mj.setBackend("webgpu");
+  try {
+    const { x, params } = layerFor(s, false);
+    const [xv, pv] = await mj.realize([x, params] as const);
+    const compiles = async (balance: mj.balance.Balancer[]) => {
+      const before = mj.stats().stepsCompiled;
+      const o = await mj.jit(step(balance))(xv, pv);
+      await o.y.data();
+      return mj.stats().stepsCompiled - before;
+    };
+    for (const [name, same, others] of variants) {
+      await compiles(same());
+      assert.equal(await compiles(same()), 0, `${name}: the same config again compiles nothing`);
+      for (const [i, o] of others.entries()) {
+        assert.ok(await compiles(o()) >= 1, `${name}: other config ${i} compiles a new step`);
+      }
+    }
+  } finally {
+    mj.setBackend("cpu");
+  }
 });
 
 // ---- metrics and combinations --------------------------------------------------------------------

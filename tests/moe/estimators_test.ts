@@ -25,6 +25,8 @@ import {
   type RouteOpts,
   type RoutingRef,
   run,
+  selectionLogits,
+  selectionRank,
   type SlotInfo,
   softmaxBack,
   sparseMixerV1Ref,
@@ -328,12 +330,13 @@ function steeringNoise(I: Inputs, k: number, eps: number, seed: number, o: Route
   const exponential = Array.from({ length: k }, () => zerosM(I.T, I.N));
   const uniform = zerosM(k, I.T);
   for (let t = 0; t < I.T; t++) {
-    const zs = z[t].map((v, i) => v + (o.bias?.[i] ?? 0));
+    const zs = selectionLogits(z[t], o.bias, o.score ?? "softmax");
+    const rank = selectionRank(z[t], o.bias, o.score ?? "softmax");
     let removed = -1;
     for (let j = 0; j < k; j++) {
       const { dropped } = dropRule(zs, removed, eps);
       const masked = zs.map((v, i) => (dropped[i] ? -Infinity : v));
-      const top = argmax(masked);
+      const top = argmax(rank.map((v, i) => (dropped[i] ? -Infinity : v)));
       const [other, u] = plans[(t + 3 * j) % plans.length];
       const others = masked.map((_, i) => i).filter((i) => masked[i] !== -Infinity && i !== top);
       const target = other && others.length ? others[(t >> 1) % others.length] : top;
@@ -475,7 +478,7 @@ Deno.test("sparsemixer-v1: ε defaults to 0.1", async () => {
 
 // ---- every estimator × bias, normalize, sigmoid scores ------------------------------------------
 
-const BIAS = [0.25, -0.5, 0, 0.125, -0.25]; // exact in f32
+const BIAS = [0.0625, -0.125, 0, 0.03125, -0.0625]; // exact in f32; score-space sized
 const OPTION_SETS: [string, RouteOpts][] = [
   ["bias", { bias: BIAS }],
   ["normalize", { normalize: true }],

@@ -5,8 +5,9 @@
  * the formulas of algorithms.md alone (§1 top-k, §2 Default MoE, §5 SparseMixer-v2 and v1),
  * with the route options every estimator accepts:
  *  - `score`: softmax (default) or sigmoid scores, s = σ(z);
- *  - `bias`: added for selection only — to the scores for top-k, dense and Default MoE, to the
- *    logits that SparseMixer's drop rule, sampling and argmax see; never to a weight;
+ *  - `bias`: added for selection only — to the scores for top-k, dense and Default MoE; for
+ *    SparseMixer, the biased scores s + b mapped back to the logits its drop rule, sampling and
+ *    argmax see (z + log((s + b)/s)); never to a weight;
  *  - `normalize`: the k gate weights are divided by their sum (Mixtral's norm_topk_prob, §1),
  *    after the estimator; the backward runs through that division. Default MoE's default term
  *    and EMA weights use the raw scores π.
@@ -196,6 +197,27 @@ export function normalized<R extends RoutingRef>(R: R, normalize?: boolean): R {
 
 // ---- top-k (§1), dense, Default MoE (§2) --------------------------------------------------------
 
+/** SparseMixer's selection logits under a score-space bias: z + log((s + b) / s). */
+export function selectionLogits(z: number[], bias: number[] | undefined, score: Score): number[] {
+  if (!bias) return z;
+  const m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return z.map((v, i) => {
+    const s = score === "sigmoid" ? 1 / (1 + Math.exp(-v)) : e[i] / sum;
+    return v + Math.log(Math.max(s + bias[i], 1e-20)) - Math.log(Math.max(s, 1e-20));
+  });
+}
+
+/** What SparseMixer's argmax ranks: the logits, or with a bias the biased scores s + b. */
+export function selectionRank(z: number[], bias: number[] | undefined, score: Score): number[] {
+  if (!bias) return z;
+  const m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return z.map((v, i) => (score === "sigmoid" ? 1 / (1 + Math.exp(-v)) : e[i] / sum) + bias[i]);
+}
+
 /** Top-k of the (biased) scores: descending, ties to the lower index. */
 function topkSelect(s: number[], k: number, bias?: number[]): number[] {
   return s.map((v, i) => [v + (bias?.[i] ?? 0), i] as const)
@@ -382,12 +404,13 @@ export function sparseMixerV2Ref(
   let margin = Infinity;
   for (let t = 0; t < I.T; t++) {
     sel.push([]), w.push([]), ps.push([]), pD.push([]), info.push([]);
-    const zs = z[t].map((v, i) => v + (o.bias?.[i] ?? 0));
+    const zs = selectionLogits(z[t], o.bias, score);
+    const rank = selectionRank(z[t], o.bias, score);
     let removed = -1;
     for (let j = 0; j < k; j++) {
       const { dropped, margin: m } = dropRule(zs, removed, eps);
       const masked = zs.map((v, i) => (dropped[i] ? -Infinity : v));
-      const top = argmax(masked); // = argmax of the masked softmax
+      const top = argmax(rank.map((v, i) => (dropped[i] ? -Infinity : v))); // of the masked softmax
       let D = top, u = 1;
       if (training) {
         const s = gumbelMax(masked, noise!.exponential[j][t]);
@@ -441,10 +464,10 @@ export function sparseMixerV1Ref(
   const info: SlotInfo[][] = [];
   let margin = Infinity;
   for (let t = 0; t < I.T; t++) {
-    const zs = z[t].map((v, i) => v + (o.bias?.[i] ?? 0));
+    const zs = selectionLogits(z[t], o.bias, score);
     const { dropped, margin: m } = dropRule(zs, -1, eps);
     const masked = zs.map((v, i) => (dropped[i] ? -Infinity : v));
-    const top = argmax(zs);
+    const top = argmax(selectionRank(z[t], o.bias, score));
     let D = top, u = 1;
     if (training) {
       const s = gumbelMax(masked, noise!.exponential[0][t]);

@@ -39,7 +39,10 @@ export interface SparseMixerOptions {
   /** Key tensor for fresh draws per jitted call (see mj.rand), or a fixed seed. */
   key?: Tensor;
   seed?: number;
-  /** Selection-only bias [N]: shifts which experts are masked and sampled, never the weights. */
+  /**
+   * Selection-only bias [N] in score space (as balancers give it): shifts which experts are
+   * masked and sampled, never the weights (see `selectionLogits`).
+   */
   bias?: Tensor;
   /** Score function the gate uses: the masked softmax (default) or a per-expert sigmoid. */
   score?: "softmax" | "sigmoid";
@@ -139,6 +142,49 @@ const v1Scale = customVjp({
   estimator: true,
 });
 
+/** Scores below this count as zero when a bias is mapped into logit space. */
+const TINY_SCORE = 1e-20;
+
+/**
+ * The logits that SparseMixer's drop rule, sampling and argmax see, without gradient. Balancers
+ * (loss-free, BIP) price experts in score space: they route by the top-k of s + b. Adding b to
+ * the logits instead would mix units (BIP's prices are fractions of a probability, so they would
+ * barely move a logit). So the bias scales each expert's score: z' = z + log((s + b) / s). For
+ * softmax scores softmax(z') ∝ s + b, so Gumbel-max samples experts in proportion to the biased
+ * scores; for sigmoid scores the shift is the same (monotone in b). b = 0 gives z' = z exactly,
+ * and an expert priced to s + b ≤ 0 is never picked while another is left. The argmax itself
+ * ranks s + b (`selectionRank`).
+ */
+function selectionLogits(
+  logits: Tensor,
+  bias: Tensor | undefined,
+  score: "softmax" | "sigmoid",
+): Tensor {
+  const z = stopGradient(logits);
+  if (!bias) return z;
+  const s = score === "sigmoid" ? z.sigmoid() : z.softmax(-1);
+  const biased = s.add(stopGradient(bias)).maximum(TINY_SCORE);
+  return z.add(biased.log().sub(s.maximum(TINY_SCORE).log()));
+}
+
+/**
+ * What SparseMixer's argmax ranks (the eval pick, and δ's "is it the argmax"): the logits, or
+ * with a bias the biased scores s + b themselves. BIP's prices make boundary tokens exactly
+ * indifferent between experts; ranking s + b (one add, the same on every backend, ties to the
+ * lower index as in top-k) keeps those ties where the log-mapped logits would break them by
+ * rounding.
+ */
+function selectionRank(
+  logits: Tensor,
+  zs: Tensor,
+  bias: Tensor | undefined,
+  score: "softmax" | "sigmoid",
+): Tensor {
+  if (!bias) return zs;
+  const z = stopGradient(logits);
+  return (score === "sigmoid" ? z.sigmoid() : z.softmax(-1)).add(stopGradient(bias));
+}
+
 function checkCommon(opts: SparseMixerOptions, N: number): number {
   const eps = opts.jitterEps;
   if (eps !== undefined && (typeof eps !== "number" || !(eps >= 0))) {
@@ -173,8 +219,9 @@ export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseM
   const eps = checkCommon(opts, N);
   const training = opts.training ?? true;
   const score = opts.score ?? "softmax";
-  // Selection sees the (stopped) logits plus the optional bias; the gate uses the logits.
-  const zs = stopGradient(opts.bias ? logits.add(stopGradient(opts.bias)) : logits);
+  // Selection sees the (stopped, biased) logits; the gate uses the logits.
+  const zs = selectionLogits(logits, opts.bias, score);
+  const rank = selectionRank(logits, zs, opts.bias, score);
   const noise = training ? draws(opts, k, T, N) : null;
   const drops: Tensor[] = [], sels: Tensor[] = [], cs: Tensor[] = [];
   let previous: Tensor | null = null; // one-hot of slot 1's choice
@@ -187,11 +234,12 @@ export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseM
     const masked = where(dropped, NEG_INF, zs);
     const sel = training
       ? masked.sub(noise!.exponential.slice([j]).log()).argmax(-1)
-      : zj.argmax(-1);
+      : (previous ? where(previous, NEG_INF, rank) : rank).argmax(-1);
     let c: Tensor;
     if (training) {
-      const p = masked.softmax(-1);
-      const first = sel.eq(p.argmax(-1)).logicalOr(noise!.uniform.slice([j]).gt(0.75));
+      // δ: the sample is the argmax of the masked softmax, i.e. of the masked ranking.
+      const top = where(dropped, NEG_INF, rank).argmax(-1);
+      const first = sel.eq(top).logicalOr(noise!.uniform.slice([j]).gt(0.75));
       c = first.cast("f32").mul(0.6667).add(0.3333);
     } else {
       c = constant(1, [T], "f32");
@@ -216,7 +264,8 @@ export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseM
   const eps = opts.jitterEps ?? 0.1;
   const training = opts.training ?? true;
   const score = opts.score ?? "softmax";
-  const zs = stopGradient(opts.bias ? logits.add(stopGradient(opts.bias)) : logits);
+  const zs = selectionLogits(logits, opts.bias, score);
+  const rank = selectionRank(logits, zs, opts.bias, score);
   const dropped = dropMask(zs, zs.max(-1, true), eps);
   const p = gate(logits, dropped, score); // differentiable: autodiff runs through it
   let sel: Tensor;
@@ -224,10 +273,10 @@ export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseM
   if (training) {
     const noise = draws(opts, 1, T, N);
     sel = where(dropped, NEG_INF, zs).sub(noise.exponential.slice([0]).log()).argmax(-1);
-    const first = sel.eq(zs.argmax(-1)).logicalOr(noise.uniform.slice([0]).gt(0.5));
+    const first = sel.eq(rank.argmax(-1)).logicalOr(noise.uniform.slice([0]).gt(0.5));
     scale = first.cast("f32").mul(0.5).add(0.5);
   } else {
-    sel = zs.argmax(-1);
+    sel = rank.argmax(-1);
     scale = constant(1, [T], "f32");
   }
   const pD = p.gather(1, sel.reshape([-1, 1])).reshape([-1]);
