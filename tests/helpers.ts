@@ -126,3 +126,18 @@ export function checkGradFD(
     );
   }
 }
+
+/**
+ * Runs `body` with fusion on, then off (each kernel its own op), restoring fusion after: model
+ * tests must agree both ways.
+ */
+export async function fusedAndUnfused(body: (fused: boolean) => Promise<void>): Promise<void> {
+  try {
+    for (const fused of [true, false]) {
+      mj.setFusion(fused);
+      await body(fused);
+    }
+  } finally {
+    mj.setFusion(true);
+  }
+}

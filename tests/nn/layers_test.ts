@@ -5,7 +5,14 @@
  * argument errors.
  */
 import * as mj from "../../mod.ts";
-import { assert, assertClose, checkGradFD, evalWide, wideTensor } from "../helpers.ts";
+import {
+  assert,
+  assertClose,
+  checkGradFD,
+  evalWide,
+  fusedAndUnfused,
+  wideTensor,
+} from "../helpers.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
 import {
   attentionRef,
@@ -482,69 +489,75 @@ Deno.test("fd: mlp (swiglu, gelu, relu) and crossEntropy w.r.t. logits", async (
 // ---- WebGPU --------------------------------------------------------------------------------------
 
 Deno.test({
-  name: "nn layers on WebGPU agree with the host references (f32)",
+  name: "nn layers on WebGPU agree with the host references (f32), fused and unfused",
   ignore: !gpu,
 }, async () => {
   mj.setBackend("webgpu");
   try {
-    const B = 1, S = 4, d = 8, H = 2, f = 6, V = 5;
-    const x = uniform([B, S, d], 141, -1.5, 1.5);
-    const w = uniform([d, d], 142), nw = uniform([d], 143, 0.5, 1.5), nb = uniform([d], 144);
-    const p = { q: uniform([d, d], 145), k: uniform([d, d], 146), v: uniform([d, d], 147), o: w };
-    const mp = { gate: uniform([f, d], 148), up: uniform([f, d], 149), down: uniform([d, f], 150) };
-    const z = uniform([S, V], 151, -2, 2), tg = [1, 4, 0, 4];
-    const sh = [B, H, S, d / H];
-    const ak = uniform(sh, 152), av = uniform(sh, 153);
-    const out = await mj.realize({
-      lin: mj.nn.linear(F(x), F(w), F(nw)),
-      rms: mj.nn.rmsNorm(F(x), F(nw)),
-      ln: mj.nn.layerNorm(F(x), F(nw), F(nb)),
-      rope: mj.nn.rope(F(x).reshape(sh)),
-      attn: mj.nn.attention(F(x).reshape(sh), F(ak), F(av), { causal: true }),
-      sa: mj.nn.selfAttention(F(x), { q: F(p.q), k: F(p.k), v: F(p.v), o: F(p.o) }, H, 10000),
-      mlp: mj.nn.mlp(F(x), { gate: F(mp.gate), up: F(mp.up), down: F(mp.down) }, "swiglu"),
-      ce: mj.nn.crossEntropy(F(z), i32(tg)),
-    });
-    const tol = { rtol: 1e-4, atol: 1e-5 };
-    assertClose(await out.lin.data(), linearRef(x.data, w.data, d, d, nw.data), {
-      ...tol,
-      msg: "linear",
-    });
-    assertClose(await out.rms.data(), rmsNormRef(x.data, nw.data, d, 1e-5), {
-      ...tol,
-      msg: "rmsNorm",
-    });
-    assertClose(await out.ln.data(), layerNormRef(x.data, nw.data, d, 1e-5, nb.data), {
-      ...tol,
-      msg: "layerNorm",
-    });
-    assertClose(await out.rope.data(), ropeRef(x.data, sh, 10000), { ...tol, msg: "rope" });
-    assertClose(
-      await out.attn.data(),
-      attentionRef(x.data, ak.data, av.data, H, S, S, d / H, true),
-      { ...tol, msg: "attention" },
-    );
-    assertClose(
-      await out.sa.data(),
-      selfAttentionRef(
-        x.data,
-        { q: p.q.data, k: p.k.data, v: p.v.data, o: p.o.data },
-        B,
-        S,
-        d,
-        H,
-        10000,
-      ),
-      { ...tol, msg: "selfAttention" },
-    );
-    assertClose(
-      await out.mlp.data(),
-      mlpRef(x.data, { gate: mp.gate.data, up: mp.up.data, down: mp.down.data }, d, f, "swiglu"),
-      { ...tol, msg: "mlp" },
-    );
-    assertClose(await out.ce.data(), [crossEntropyRef(z.data, tg, V)], {
-      ...tol,
-      msg: "crossEntropy",
+    await fusedAndUnfused(async () => {
+      const B = 1, S = 4, d = 8, H = 2, f = 6, V = 5;
+      const x = uniform([B, S, d], 141, -1.5, 1.5);
+      const w = uniform([d, d], 142), nw = uniform([d], 143, 0.5, 1.5), nb = uniform([d], 144);
+      const p = { q: uniform([d, d], 145), k: uniform([d, d], 146), v: uniform([d, d], 147), o: w };
+      const mp = {
+        gate: uniform([f, d], 148),
+        up: uniform([f, d], 149),
+        down: uniform([d, f], 150),
+      };
+      const z = uniform([S, V], 151, -2, 2), tg = [1, 4, 0, 4];
+      const sh = [B, H, S, d / H];
+      const ak = uniform(sh, 152), av = uniform(sh, 153);
+      const out = await mj.realize({
+        lin: mj.nn.linear(F(x), F(w), F(nw)),
+        rms: mj.nn.rmsNorm(F(x), F(nw)),
+        ln: mj.nn.layerNorm(F(x), F(nw), F(nb)),
+        rope: mj.nn.rope(F(x).reshape(sh)),
+        attn: mj.nn.attention(F(x).reshape(sh), F(ak), F(av), { causal: true }),
+        sa: mj.nn.selfAttention(F(x), { q: F(p.q), k: F(p.k), v: F(p.v), o: F(p.o) }, H, 10000),
+        mlp: mj.nn.mlp(F(x), { gate: F(mp.gate), up: F(mp.up), down: F(mp.down) }, "swiglu"),
+        ce: mj.nn.crossEntropy(F(z), i32(tg)),
+      });
+      const tol = { rtol: 1e-4, atol: 1e-5 };
+      assertClose(await out.lin.data(), linearRef(x.data, w.data, d, d, nw.data), {
+        ...tol,
+        msg: "linear",
+      });
+      assertClose(await out.rms.data(), rmsNormRef(x.data, nw.data, d, 1e-5), {
+        ...tol,
+        msg: "rmsNorm",
+      });
+      assertClose(await out.ln.data(), layerNormRef(x.data, nw.data, d, 1e-5, nb.data), {
+        ...tol,
+        msg: "layerNorm",
+      });
+      assertClose(await out.rope.data(), ropeRef(x.data, sh, 10000), { ...tol, msg: "rope" });
+      assertClose(
+        await out.attn.data(),
+        attentionRef(x.data, ak.data, av.data, H, S, S, d / H, true),
+        { ...tol, msg: "attention" },
+      );
+      assertClose(
+        await out.sa.data(),
+        selfAttentionRef(
+          x.data,
+          { q: p.q.data, k: p.k.data, v: p.v.data, o: p.o.data },
+          B,
+          S,
+          d,
+          H,
+          10000,
+        ),
+        { ...tol, msg: "selfAttention" },
+      );
+      assertClose(
+        await out.mlp.data(),
+        mlpRef(x.data, { gate: mp.gate.data, up: mp.up.data, down: mp.down.data }, d, f, "swiglu"),
+        { ...tol, msg: "mlp" },
+      );
+      assertClose(await out.ce.data(), [crossEntropyRef(z.data, tg, V)], {
+        ...tol,
+        msg: "crossEntropy",
+      });
     });
   } finally {
     mj.setBackend("cpu");

@@ -4,7 +4,15 @@
  * losses, finite-difference gradients of the whole model's loss, causality, and errors.
  */
 import * as mj from "../../mod.ts";
-import { assert, assertClose, checkGradFD, evalWide, prng, wideTensor } from "../helpers.ts";
+import {
+  assert,
+  assertClose,
+  checkGradFD,
+  evalWide,
+  fusedAndUnfused,
+  prng,
+  wideTensor,
+} from "../helpers.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
 import {
   crossEntropyRef,
@@ -479,7 +487,7 @@ for (const [name, partial] of VARIANTS) {
 }
 
 Deno.test({
-  name: "forward on WebGPU matches the host model (MoE, top-2, aux + z losses)",
+  name: "forward on WebGPU matches the host model, fused and unfused (MoE, top-2, aux + z losses)",
   ignore: !gpu,
 }, async () => {
   mj.setBackend("webgpu");
@@ -488,12 +496,15 @@ Deno.test({
     const P = hostModel(c, 11);
     const toks = randomTokens(2, 5, c.vocabSize, 12);
     const ref = modelRef(P, toks, c);
-    const r = await mj.realize(
-      mj.nn.forward(tensorParams(P, c, false), tokenTensor(toks), c, { training: false }),
-    );
-    assertClose(await r.logits.data(), ref.logits, { rtol: 2e-4, atol: 2e-5, msg: "logits" });
-    assertClose(await r.losses.load_balancing_loss.data(), [0.3 * ref.aux], { rtol: 1e-4 });
-    assertClose(await r.losses.z_loss.data(), [0.2 * ref.z], { rtol: 1e-4 });
+    await fusedAndUnfused(async (fused) => {
+      const r = await mj.realize(
+        mj.nn.forward(tensorParams(P, c, false), tokenTensor(toks), c, { training: false }),
+      );
+      const tol = { rtol: 2e-4, atol: 2e-5, msg: `logits (fused ${fused})` };
+      assertClose(await r.logits.data(), ref.logits, tol);
+      assertClose(await r.losses.load_balancing_loss.data(), [0.3 * ref.aux], { rtol: 1e-4 });
+      assertClose(await r.losses.z_loss.data(), [0.2 * ref.z], { rtol: 1e-4 });
+    });
   } finally {
     mj.setBackend("cpu");
   }

@@ -55,14 +55,25 @@ async function run(o: Partial<mj.train.TrainOptions> & { out: string }) {
 }
 
 Deno.test({
-  name: "train: the loss falls, and WebGPU agrees with the interpreter step by step",
+  name:
+    "train: the loss falls, and WebGPU (fused and unfused) agrees with the interpreter step by step",
   ignore: !gpu,
 }, async () => {
   mj.setBackend("cpu");
   const cpu = await run({ out: `${dir}/cpu` });
   mj.setBackend("webgpu");
   const dev = await run({ out: `${dir}/webgpu` });
+  // Fusion changes which kernels run, not the math: four unfused steps match four fused ones.
+  const fused = await run({ out: `${dir}/webgpu-fused`, steps: 4 });
+  mj.setFusion(false);
+  let unfused: Awaited<ReturnType<typeof run>>;
+  try {
+    unfused = await run({ out: `${dir}/webgpu-unfused`, steps: 4 });
+  } finally {
+    mj.setFusion(true);
+  }
   mj.setBackend("cpu");
+  assertClose(unfused.losses, fused.losses, { rtol: 1e-4, atol: 1e-4, msg: "unfused" });
   assert.equal(cpu.losses.length, 24);
   const head = cpu.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
   const tail = cpu.losses.slice(-3).reduce((a, b) => a + b) / 3;
