@@ -334,11 +334,14 @@ export class Emitter {
 
   /** The helper functions used so far. */
   helperText(): string {
-    // Helpers may call each other; WGSL allows any order, but keep the base ones first.
-    const order = Object.keys(HELPERS);
-    return [...this.helpers].sort((x, y) => order.indexOf(x) - order.indexOf(y)).map((h) =>
-      HELPERS[h]
-    )
-      .join("\n");
+    return helperText(this.helpers);
   }
+}
+
+/** The text of helper functions by name (several emitters of one shader share one copy). */
+export function helperText(names: Iterable<string>): string {
+  // Helpers may call each other; WGSL allows any order, but keep the base ones first.
+  const order = Object.keys(HELPERS);
+  return [...names].sort((x, y) => order.indexOf(x) - order.indexOf(y)).map((h) => HELPERS[h])
+    .join("\n");
 }

@@ -107,6 +107,8 @@ export class Lowerer {
     readonly reduces: Map<Node, ReduceAcc> = new Map(),
     /** The node this kernel computes (never loaded even though it is realized). */
     readonly root?: Node,
+    /** Values a template already holds, such as the element a matmul prologue was given. */
+    readonly given: ReadonlyMap<Node, Exp> = new Map(),
   ) {}
 
   lower(n: Node, coords: readonly Exp[]): Exp {
@@ -121,6 +123,8 @@ export class Lowerer {
 
   #lower(n: Node, coords: readonly Exp[]): Exp {
     const t = scalarType(n.dtype);
+    const v = this.given.get(n);
+    if (v) return v;
     if (n !== this.root) {
       const slot = this.slotOf(n);
       if (slot !== undefined) return load(slot, t, linearize(coords, n.shape));

@@ -1,7 +1,9 @@
 /**
- * Batched matmul C[b] = A[b] · B[b], with an epilogue hook (a fused elementwise consumer of each
- * output element). Operands are row-major buffers, each possibly stored transposed (so the
- * transposes of a backward pass cost nothing) and possibly broadcast over the batch.
+ * Batched matmul C[b] = A[b] · B[b], with read hooks (prologues: a fused elementwise producer
+ * applied to each element read from A or B) and a write hook (an epilogue: a fused elementwise
+ * consumer of each output element). Operands are row-major buffers, each possibly stored
+ * transposed (so the transposes of a backward pass cost nothing) and possibly broadcast over the
+ * batch.
  *
  * Register blocking without workgroup memory or barriers, which is what llvmpipe runs fastest
  * (research/perf-peers.md): each invocation owns R output rows × C vec4 column groups; A values
@@ -15,7 +17,7 @@
  *  - anything else (odd sizes, TT): a strided scalar kernel.
  * Loops run at most K iterations; the legalizer splits K > 32,768 first (loop cap 65,535).
  */
-import { Emitter } from "../emit.ts";
+import { Emitter, helperText } from "../emit.ts";
 import { type Exp, walk } from "../exp.ts";
 import {
   type Binding,
@@ -41,6 +43,12 @@ export interface MatmulSpec {
   /** A is stored as [K, M] / B is stored as [N, K] (row-major). */
   transA?: boolean;
   transB?: boolean;
+  /**
+   * Prologues of A and B: f32 over vars mm_v (the element read), mm_b, mm_r, mm_c (its batch and
+   * logical row and column in that operand) and loads of other slots; absent or null for none.
+   */
+  readA?: Exp | null;
+  readB?: Exp | null;
   /** f32 over vars mm_v, mm_b, mm_m, mm_n (and loads of other slots); null for none. */
   epilogue: Exp | null;
 }
@@ -64,28 +72,98 @@ function pick(configs: Config[], M: number, N4: number, batch: number): Config {
   return configs[configs.length - 1];
 }
 
+const NO_EPILOGUE =
+  `fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 { return mm_v; }`;
+
+/**
+ * A hook as a WGSL function `name(mm_v: f32, <int vars>) -> f32`; the buffers it reads are added
+ * to `extra` and the helper functions it calls to `helpers`.
+ */
+function hookFn(
+  name: string,
+  vars: readonly string[],
+  e: Exp,
+  extra: Map<number, Binding>,
+  helpers: Set<string>,
+): string {
+  walk([e], (x) => {
+    if (x.op === "load") {
+      extra.set(x.attr as number, { slot: x.attr as number, type: x.type, write: false });
+    }
+  });
+  const em = new Emitter((s) => `buf${s}`);
+  const seg = em.segment(false, ["mm_v", ...vars]);
+  em.count([e]);
+  const v = em.render(e, seg);
+  em.helpers.forEach((h) => helpers.add(h));
+  return `fn ${name}(mm_v: f32, ${vars.map((x) => `${x}: i32`).join(", ")}) -> f32 {
+${em.lines(seg).map((l) => "  " + l).join("\n")}
+  return ${v};
+}`;
+}
+
 /**
  * The epilogue hook as a WGSL function `mm_epilogue(mm_v, mm_b, mm_m, mm_n)`; the buffers it
  * reads are added to `extra`. Shared by the matmul and grouped-matmul templates.
  */
 export function epilogueFn(epi: Exp | null, extra: Map<number, Binding>): string {
-  if (!epi) {
-    return `fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 { return mm_v; }`;
-  }
-  walk([epi], (e) => {
-    if (e.op === "load") {
-      extra.set(e.attr as number, { slot: e.attr as number, type: e.type, write: false });
-    }
+  if (!epi) return NO_EPILOGUE;
+  const helpers = new Set<string>();
+  const fn = hookFn("mm_epilogue", ["mm_b", "mm_m", "mm_n"], epi, extra, helpers);
+  return `${helperText(helpers)}\n${fn}`;
+}
+
+/**
+ * A prologue as `name(mm_v, mm_b, mm_r, mm_c)` plus, for the vec4 kernels, `name4(v, b, r, c)`
+ * over four consecutive elements along a row (`step` "c") or down a column ("r").
+ */
+function readFns(
+  name: string,
+  e: Exp,
+  step: "r" | "c" | null,
+  extra: Map<number, Binding>,
+  helpers: Set<string>,
+): string {
+  const fn = hookFn(name, ["mm_b", "mm_r", "mm_c"], e, extra, helpers);
+  if (!step) return fn;
+  const lanes = ["x", "y", "z", "w"].map((l, q) => {
+    const [r, c] = step === "r" ? [`r + ${q}i`, "c"] : ["r", `c + ${q}i`];
+    return `${name}(v.${l}, b, ${r}, ${c})`;
   });
-  const em = new Emitter((s) => `buf${s}`);
-  const seg = em.segment(false, ["mm_v", "mm_b", "mm_m", "mm_n"]);
-  em.count([epi]);
-  const v = em.render(epi, seg);
-  return `${em.helperText()}
-fn mm_epilogue(mm_v: f32, mm_b: i32, mm_m: i32, mm_n: i32) -> f32 {
-${em.lines(seg).map((l) => "  " + l).join("\n")}
-  return ${v};
+  return `${fn}
+fn ${name}4(v: vec4<f32>, b: i32, r: i32, c: i32) -> vec4<f32> {
+  return vec4<f32>(${lanes.join(", ")});
 }`;
+}
+
+/** The hook functions; without prologues exactly the epilogue's text as before they existed. */
+function hooksText(s: MatmulSpec, variant: Variant, extra: Map<number, Binding>): string {
+  if (!s.readA && !s.readB) return epilogueFn(s.epilogue, extra);
+  const helpers = new Set<string>();
+  const vec = variant !== "scalar";
+  const fns = [
+    s.epilogue
+      ? hookFn("mm_epilogue", ["mm_b", "mm_m", "mm_n"], s.epilogue, extra, helpers)
+      : NO_EPILOGUE,
+  ];
+  // A vec4 of A runs along k (a row), except in TN where A is stored [K, M]; one of B runs
+  // along n (a row), except in NT where B is stored [N, K].
+  if (s.readA) {
+    fns.push(
+      readFns("mm_readA", s.readA, vec ? (variant === "TN" ? "r" : "c") : null, extra, helpers),
+    );
+  }
+  if (s.readB) {
+    fns.push(
+      readFns("mm_readB", s.readB, vec ? (variant === "NT" ? "r" : "c") : null, extra, helpers),
+    );
+  }
+  return `${helperText(helpers)}\n${fns.join("\n")}`;
+}
+
+/** `load` (an element or vec4 of A or B) through the prologue `fn` when there is one. */
+function via(e: Exp | null | undefined, fn: string, load: string, r: string, c: string): string {
+  return e ? `${fn}(${load}, bt, ${r}, ${c})` : load;
 }
 
 /** Splits a 2-D count of blocks (rows × batch) over grid y and z within the limits. */
@@ -124,13 +202,25 @@ ${rs.map((i) => cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")
   for (var k = 0i; k < ${K4}i; k++) {
 ${
     cs.map((j) =>
-      range(4).map((q) => `    let b${q}_${j} = buf${s.b}[bk + ${q * N4}i + c${j}];`).join("\n")
+      range(4).map((q) =>
+        `    let b${q}_${j} = ${
+          via(
+            s.readB,
+            "mm_readB4",
+            `buf${s.b}[bk + ${q * N4}i + c${j}]`,
+            `k * 4i + ${q}i`,
+            `c${j} * 4i`,
+          )
+        };`
+      ).join("\n")
     ).join("\n")
   }
     bk += ${4 * N4}i;
 ${
     rs.map((i) =>
-      `    let a${i} = buf${s.a}[ra${i} + k];
+      `    let a${i} = ${
+        via(s.readA, "mm_readA4", `buf${s.a}[ra${i} + k]`, `min(m0 + ${i}i, ${s.M - 1}i)`, "k * 4i")
+      };
 ${
         cs.map((j) =>
           `    acc${i}_${j} = fma(vec4<f32>(a${i}.x), b0_${j}, fma(vec4<f32>(a${i}.y), b1_${j}, fma(vec4<f32>(a${i}.z), b2_${j}, fma(vec4<f32>(a${i}.w), b3_${j}, acc${i}_${j}))));`
@@ -155,10 +245,14 @@ ${rs.map((i) => cs.map((j) => `  var acc${i}_${j} = vec4<f32>(0.0);`).join("\n")
   var ak = aBase / 4i;
   var bk = bBase / 4i;
   for (var k = 0i; k < ${s.K}i; k++) {
-${cs.map((j) => `    let b${j} = buf${s.b}[bk + c${j}];`).join("\n")}
+${
+    cs.map((j) =>
+      `    let b${j} = ${via(s.readB, "mm_readB4", `buf${s.b}[bk + c${j}]`, "k", `c${j} * 4i`)};`
+    ).join("\n")
+  }
 ${
     qs.map((q) =>
-      `    let a${q} = buf${s.a}[ak + am${q}];
+      `    let a${q} = ${via(s.readA, "mm_readA4", `buf${s.a}[ak + am${q}]`, `am${q} * 4i`, "k")};
 ${
         range(4).map((e) =>
           cs.map((j) =>
@@ -191,10 +285,24 @@ ${
 ${rs.map((i) => `  let ra${i} = aBase / 4i + min(m0 + ${i}i, ${s.M - 1}i) * ${K4}i;`).join("\n")}
 ${rs.map((i) => ns.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`).join("\n")).join("\n")}
   for (var k = 0i; k < ${K4}i; k++) {
-${ns.map((c) => `    let b${c} = buf${s.b}[rb${c} + k];`).join("\n")}
+${
+    ns.map((c) =>
+      `    let b${c} = ${
+        via(
+          s.readB,
+          "mm_readB4",
+          `buf${s.b}[rb${c} + k]`,
+          "k * 4i",
+          `min(col * 4i + ${c}i, ${s.N - 1}i)`,
+        )
+      };`
+    ).join("\n")
+  }
 ${
     rs.map((i) =>
-      `    let a${i} = buf${s.a}[ra${i} + k];
+      `    let a${i} = ${
+        via(s.readA, "mm_readA4", `buf${s.a}[ra${i} + k]`, `min(m0 + ${i}i, ${s.M - 1}i)`, "k * 4i")
+      };
 ${ns.map((c) => `    acc${i}_${c} = fma(a${i}, b${c}, acc${i}_${c});`).join("\n")}`
     ).join("\n")
   }
@@ -245,8 +353,22 @@ ${
   }
 ${rs.map((i) => `  var acc${i} = 0.0;`).join("\n")}
   for (var k = 0i; k < ${s.K}i; k++) {
-    let bv = buf${s.b}[bBase + k * ${bK}i + col * ${bN}i];
-${rs.map((i) => `    acc${i} = fma(buf${s.a}[ra${i} + k * ${aK}i], bv, acc${i});`).join("\n")}
+    let bv = ${
+    via(s.readB, "mm_readB", `buf${s.b}[bBase + k * ${bK}i + col * ${bN}i]`, "k", "col")
+  };
+${
+    rs.map((i) =>
+      `    acc${i} = fma(${
+        via(
+          s.readA,
+          "mm_readA",
+          `buf${s.a}[ra${i} + k * ${aK}i]`,
+          `min(m0 + ${i}i, ${Math.max(0, s.M - 1)}i)`,
+          "k",
+        )
+      }, bv, acc${i});`
+    ).join("\n")
+  }
   }
 ${
     rs.map((i) =>
@@ -264,7 +386,7 @@ export function matmulShader(s: MatmulSpec): ShaderProgram {
   const variant = variantOf(s);
   const vec = variant !== "scalar";
   const extra = new Map<number, Binding>();
-  const epi = epilogueFn(s.epilogue, extra);
+  const epi = hooksText(s, variant, extra);
   extra.delete(s.a);
   extra.delete(s.b);
   extra.delete(s.out);

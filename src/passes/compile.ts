@@ -3,7 +3,7 @@
  * plan memory. The result is independent of any device buffers: inputs, outputs and
  * temporaries are slots, bound at run time.
  */
-import { type Exp, resetExpTable, variable, walk as walkExp } from "../../codegen/exp.ts";
+import { type Exp, i32, resetExpTable, variable, walk as walkExp } from "../../codegen/exp.ts";
 import {
   type ElementwiseKernel,
   elementwiseShader,
@@ -43,7 +43,7 @@ import type { Node } from "../ir/node.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { prod } from "../shape.ts";
 import { DEFAULT_LIMITS, legalize, type LegalizeLimits } from "./legalize.ts";
-import { type PlannedKernel, schedule, throughIdentity } from "./schedule.ts";
+import { type MatmulOperand, type PlannedKernel, schedule, throughIdentity } from "./schedule.ts";
 
 export interface CompileOptions {
   fuse: boolean;
@@ -609,11 +609,18 @@ function lowerMatmul(
   const batchShape = mm.shape.slice(0, r - 2);
   const batch = prod(batchShape);
   const a = local.of(k.a.node)!, b = local.of(k.b.node)!;
+  // Hook-free kernels build no expressions here: interned ids order commutative operands, so
+  // their WGSL stays exactly what it was before prologues existed.
+  const hooked = root !== mm || k.a.prologue || k.b.prologue;
+  const batchCoords = hooked
+    ? unravel(variable("mm_b", "i32", 0, Math.max(0, batch - 1)), batchShape)
+    : [];
+  const readA = lowerPrologue(k.a, batchCoords, M, K, local, [a, b]);
+  const readB = lowerPrologue(k.b, batchCoords, K, N, local, [a, b]);
   let epilogue: Exp | null = null;
   if (root !== mm) {
-    const mmB = variable("mm_b", "i32", 0, Math.max(0, batch - 1));
     const coords = [
-      ...unravel(mmB, batchShape),
+      ...batchCoords,
       variable("mm_m", "i32", 0, Math.max(0, M - 1)),
       variable("mm_n", "i32", 0, Math.max(0, N - 1)),
     ];
@@ -633,9 +640,47 @@ function lowerMatmul(
     strideB: k.b.batchBroadcast ? 0 : K * N,
     transA: k.a.transposed,
     transB: k.b.transposed,
+    readA,
+    readB,
     epilogue,
   });
   return launchOf(program, local, mm.size, maxBindings, root);
+}
+
+/**
+ * A matmul operand's prologue: its elementwise expression as a function of the element `mm_v`
+ * read from its base, at batch coordinates `batch`, logical row `mm_r` and column `mm_c`; null
+ * when the base is read as is (also when the operand is only a reshape of it). Like an
+ * epilogue it may not read the vec4-bound operands; any conflict realizes the operand instead.
+ */
+function lowerPrologue(
+  o: MatmulOperand,
+  batch: Exp[],
+  rows: number,
+  cols: number,
+  local: LocalSlots,
+  operands: readonly number[],
+): Exp | null {
+  const e = o.prologue;
+  if (!e) return null;
+  const v = variable("mm_v", "f32");
+  const r = variable("mm_r", "i32", 0, Math.max(0, rows - 1));
+  const c = variable("mm_c", "i32", 0, Math.max(0, cols - 1));
+  const lead = o.batchBroadcast ? e.shape.slice(0, -2).map(() => i32(0)) : batch;
+  const lw = new Lowerer((n) => local.of(n), new Map(), e, new Map([[o.node, v]]));
+  let read: Exp;
+  try {
+    read = lw.lower(e, [...lead, ...(o.transposed ? [c, r] : [r, c])]);
+  } catch (err) {
+    if (err instanceof LoweringConflict) throw new LoweringConflict(e, err.message);
+    throw err;
+  }
+  walkExp([read], (x) => {
+    if (x.op === "load" && operands.includes(x.attr as number)) {
+      throw new LoweringConflict(e, "the prologue reads a matmul operand");
+    }
+  });
+  return read === v ? null : read;
 }
 
 /**

@@ -2,9 +2,9 @@
  * Scheduling: which nodes are realized into buffers, and so which fused kernels run. The rules
  * are explicit (design.md §4):
  *  - outputs are realized; inputs (params, buffers) already are;
- *  - routine ops (matmul, top-k, scan, scatter-add) run as templates over realized inputs; a
- *    a matmul's elementwise consumers fuse into its write (epilogue) when they all end in one
- *    kernel;
+ *  - routine ops (matmul, top-k, scan, scatter-add) run as templates over realized inputs, but a
+ *    matmul's elementwise consumers fuse into its write (epilogue) when they all end in one
+ *    kernel, and a cheap elementwise producer of an operand into its reads (prologue);
  *  - a value feeding two or more kernels is realized unless it is cheap to recompute;
  *  - reductions fuse into their consumers as row kernels when every reduction of a kernel shares
  *    one row domain (softmax, norms); otherwise lowering reports a conflict and they are realized;
@@ -28,6 +28,12 @@ export interface MatmulOperand {
   batchBroadcast: boolean;
   /** The node holds the operand with its last two dims swapped. */
   transposed: boolean;
+  /**
+   * The unrealized operand, an elementwise function of `node` (same shape, same element order)
+   * that the template applies to each element it reads (a prologue); absent when `node` is read
+   * as is.
+   */
+  prologue?: Node;
 }
 
 function swapsLastTwo(n: Node): boolean {
@@ -42,6 +48,21 @@ function swapsLastTwo(n: Node): boolean {
 const SMALL_TRANSPOSE = 1 << 22;
 /** …when the matmul is big enough (multiply-adds) for the copy's extra kernel to pay. */
 const MIN_TRANSPOSE_WORK = 1 << 22;
+
+/**
+ * The most a prologue may cost (cost() units: 1 per arithmetic op, 4 per transcendental) per
+ * element read. The register-blocked kernels read each element many times (an A element once
+ * per column block, N/(4·C) times; a B element M/R times) and do only 4·C (A) or R (B)
+ * multiply-adds per element read, so the prologue's share of the time does not shrink with size
+ * while the kernel it saves does. Measured on llvmpipe at 1024³ (NN): x·s + b in A's prologue
+ * costs nothing measurable, exp(x) about 8 % (several times its own kernel); at 512³ neither is
+ * measurable. So a few arithmetic ops always fuse, a transcendental only into a matmul of at
+ * most PROLOGUE_TRANSCENDENTAL_WORK multiply-adds, and longer chains (GELU, a normalization)
+ * run once in their own kernel.
+ */
+const PROLOGUE_COST = 3;
+const PROLOGUE_TRANSCENDENTAL_COST = 4;
+const PROLOGUE_TRANSCENDENTAL_WORK = 1 << 26;
 
 /** Peels transposes and whole-batch broadcasts off a matmul operand: both are free to read. */
 export function matmulOperand(
@@ -130,6 +151,41 @@ export function batchBroadcastSource(op: Node): Node | null {
 }
 
 /**
+ * The base of a prologue: the one realized value that the f32 operand `e` computes from
+ * elementwise at each of its own elements (through identities and reshapes, which keep the
+ * element order, so a reshaped value is read in place), the rest being constants and reads of
+ * smaller realized values (broadcast rows such as a scale and a shift); null when `e` is not of
+ * that form. Transposes inside `e` are not followed: the template reads the base in `e`'s
+ * layout.
+ */
+function prologueBase(e: Node, isLeaf: (n: Node) => boolean): Node | null {
+  // The template hands a prologue a row and a column: a vector under a batch broadcast has none.
+  if (e.dtype !== "f32" || e.shape.length < 2 || isLeaf(e)) return null;
+  let base: Node | null = null, ok = true;
+  const beside: Node[] = [];
+  const seen = new Set<Node>();
+  const aligned = (n: Node) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    if (isLeaf(n)) {
+      ok &&= base === null && n.dtype === "f32"; // a second full-size read is not cheap
+      base = n;
+    } else if (IDENTITY.has(n.op)) aligned(n.src[0]);
+    else if (isElementwise(n) || n.op === "reshape") n.src.forEach(aligned);
+    else beside.push(n);
+  };
+  aligned(e);
+  const cheap = (n: Node): boolean =>
+    isLeaf(n)
+      ? n.size < e.size
+      : IDENTITY.has(n.op)
+      ? cheap(n.src[0])
+      : n.op === "const" || n.op === "iota" ||
+        ((isElementwise(n) || categoryOf(n.op) === "movement") && n.src.every(cheap));
+  return ok && beside.every(cheap) ? base : null;
+}
+
+/**
  * `takeRows(x, rows)` (a gather along axis 0 by a broadcast row index), seen through identity
  * nodes such as dispatch's custom-VJP wrapper: a grouped kernel reads x's rows in place.
  */
@@ -161,6 +217,7 @@ export function schedule(
   const realize = (n: Node) => {
     if (!isInput(n)) realized.add(n);
   };
+  const isLeaf = (n: Node) => realized.has(n) || isInput(n);
   for (const r of roots) realize(r);
   for (const f of opts.forced ?? []) realize(f);
 
@@ -193,6 +250,14 @@ export function schedule(
           ) {
             realize(view);
             return { node: view, batchBroadcast: false, transposed: false };
+          }
+          // A cheap elementwise producer over one realized base fuses into the reads.
+          const base = opts.fuse ? prologueBase(o.node, isLeaf) : null;
+          const budget = work <= PROLOGUE_TRANSCENDENTAL_WORK
+            ? PROLOGUE_TRANSCENDENTAL_COST
+            : PROLOGUE_COST;
+          if (base && cost(o.node, realized, isInput) <= budget) {
+            return { ...o, node: base, prologue: o.node };
           }
           realize(o.node);
           return o;
@@ -235,6 +300,17 @@ export function schedule(
       }
     }
     feeds.set(n, f);
+  }
+
+  // A prologue whose operand a later routine realized after all (or part of it, so that the
+  // base changed) just reads the realized operand.
+  for (const ops of matmulOperands.values()) {
+    ops.forEach((o, i) => {
+      if (o.prologue && prologueBase(o.prologue, isLeaf) !== o.node) {
+        realize(o.prologue);
+        ops[i] = { ...o, node: o.prologue, prologue: undefined };
+      }
+    });
   }
 
   const kernels: PlannedKernel[] = [];

@@ -47,6 +47,27 @@ Deno.test({ name: "runtime: softmax(x @ w + b) is at most two kernels", ignore }
   assertClose(y, await x.matmul(w).add(b).softmax(-1).data(), { rtol: 1e-5, atol: 1e-7 });
 });
 
+Deno.test({
+  name: "runtime: elementwise producers of matmul operands fuse into its reads (one kernel)",
+  ignore,
+}, async () => {
+  const x = await value([40, 24], 5), w = await value([24, 16], 6);
+  const s = await value([24], 7), b = await value([24], 8);
+  const cases: Record<string, () => mj.Tensor> = {
+    "x.exp() @ w.tanh()": () => x.exp().matmul(w.tanh()),
+    // s and b are broadcast rows (a normalization's gain and bias).
+    "(x·s + b) @ w": () => x.mul(s).add(b).matmul(w),
+  };
+  for (const [name, f] of Object.entries(cases)) {
+    mj.setBackend("webgpu");
+    const st = mj.stats();
+    const y = await f().data();
+    assert.equal(delta(st).kernelsDispatched, 1, name);
+    mj.setBackend("cpu");
+    assertClose(y, await f().data(), { rtol: 1e-5, atol: 1e-5, msg: name });
+  }
+});
+
 type Mlp = { w1: mj.Tensor; b1: mj.Tensor; w2: mj.Tensor; b2: mj.Tensor };
 const mlpLoss = (p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
   x.matmul(p.w1).add(p.b1).gelu().matmul(p.w2).add(p.b2).sub(y).square().mean();
@@ -175,7 +196,7 @@ Deno.test({
       assert.match(e.message, /undefined_name/);
       assert.match(e.message, /--- WGSL ---/);
       assert.match(e.message, /\s+\d+ \| @group\(0\) @binding\(0\)/);
-      assert.match(e.message, /add/); // the op that produced the kernel
+      assert.match(e.message, /kernel "add → f32\[3\]"/); // the op that produced the kernel
       return true;
     },
   );

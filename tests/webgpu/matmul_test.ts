@@ -1,9 +1,10 @@
 /**
  * matmul on WebGPU against the interpreter: odd shapes (the scalar path when N or K is not a
  * multiple of 4), the vec4 path, batched and broadcast batches, 1-D operands, non-contiguous
- * operands, fused epilogues, and K = 100,000 (split-K: one loop of K would pass llvmpipe's
- * 65,535-iteration cap).
+ * operands, fused epilogues and prologues, and K = 100,000 (split-K: one loop of K would pass
+ * llvmpipe's 65,535-iteration cap).
  */
+import { compileStep } from "../../src/passes/compile.ts";
 import { assert, check, f32, gpuTest, i32, mj } from "./harness.ts";
 
 /**
@@ -142,4 +143,111 @@ gpuTest("matmul with K = 100,000 (split-K) is right", async () => {
     dot: v().matmul(v()),
     ones: mj.ones([K]).matmul(mj.ones([K, 1])),
   }), { ...tol(K), per: { ones: { exact: true } }, fusion: "fused" });
+});
+
+/** The kernels `build`'s output compiles to (data leaves are inputs), without running them. */
+function programs(build: () => mj.Tensor) {
+  const prog = compileStep([build().node], (n) => n.op === "buffer", {
+    fuse: true,
+    maxBindings: 8,
+  });
+  return prog.launches.map((l) => l.program);
+}
+
+/** A prologue case: name, layout, which operands have a prologue, builder, kernels (1). */
+type PrologueCase = [string, string, "A" | "B" | "AB", () => mj.Tensor, number?];
+
+gpuTest(
+  "matmul prologues: elementwise producers fuse into the reads of NN, TN, NT and scalar",
+  async () => {
+    const x = f32([9, 12], 51), xt = f32([12, 8], 52), w = f32([12, 8], 53), wt = f32([8, 12], 54);
+    const s = f32([12], 55), b = f32([12], 56), x7 = f32([7, 13], 57), w7 = f32([13, 5], 58);
+    const x7t = f32([13, 7], 59), w7t = f32([5, 13], 60);
+    const x3 = f32([3, 7, 8], 61), w3 = f32([3, 8, 12], 62), g3 = f32([3, 1, 8], 63);
+    const w8 = f32([8, 12], 64), a8 = f32([7, 8], 65), v = f32([12], 66);
+    // NN 8x8 tiles: row blocks of 8 over 129 rows, column groups of 2 over 3 (clamped reads).
+    const xc = f32([2, 129, 20], 67), wc = f32([2, 20, 12], 68), sc = f32([20], 69);
+    const cases: PrologueCase[] = [
+      ["NN A", "NN", "A", () => x().exp().matmul(w())],
+      ["NN B", "NN", "B", () => x().matmul(w().tanh())],
+      ["NN A and B", "NN", "AB", () => x().mul(s()).add(b()).matmul(w().tanh())],
+      ["NN clamped", "NN 8x8", "AB", () => xc().mul(sc()).sub(0.5).matmul(wc().mul(2))],
+      // B's two transposes cancel: it is read as stored, with no prologue.
+      ["TN A", "TN", "A", () => xt().tanh().transpose().matmul(w().swapAxes(-1, -2).transpose())],
+      ["TN A and B", "TN", "AB", () => xt().exp().swapAxes(-1, -2).matmul(w().neg())],
+      ["NT B", "NT", "B", () => x().matmul(wt().exp().transpose())],
+      ["NT A and B", "NT", "AB", () => x().mul(s()).matmul(wt().tanh().swapAxes(-1, -2))],
+      ["scalar A and B", "scalar", "AB", () => x7().exp().matmul(w7().tanh())],
+      ["scalar B", "scalar", "B", () => x7().matmul(w7().mul(3).add(1))],
+      [
+        "scalar transposed",
+        "scalar",
+        "AB",
+        () => x7t().tanh().transpose().matmul(w7t().exp().transpose()),
+      ],
+      ["batched", "NN", "AB", () => x3().exp().matmul(w3().tanh())],
+      // A per-batch scale [3, 1, 8] read at (mm_b, 0, mm_c).
+      ["batched per-batch scale", "NN", "A", () => x3().mul(g3()).matmul(w3())],
+      ["broadcast B", "NN", "AB", () => x3().tanh().matmul(w8().exp())],
+      ["broadcast A", "NN", "A", () => a8().exp().matmul(w3())],
+      // 1-D @ 2-D: the reshape to [1, 12] is read in place too (the [1, 8] result's reshape to
+      // [8] is a copy, as before).
+      ["1-D A", "NN", "A", () => v().exp().matmul(w()), 2],
+      // Shared helpers (tanh) in a prologue and the epilogue are defined once.
+      ["with an epilogue", "NN", "AB", () => x().tanh().matmul(w().tanh()).tanh()],
+    ];
+    for (const [name, variant, reads, build, kernels = 1] of cases) {
+      const ps = programs(build);
+      assert.equal(ps.length, kernels, `${name}: ${ps.map((p) => p.label).join("; ")}`);
+      const mm = ps[0];
+      assert.match(mm.label, new RegExp(`\\(${variant}[ )]`), name);
+      assert.equal(mm.code.includes("fn mm_readA"), reads.includes("A"), `${name}: A prologue`);
+      assert.equal(mm.code.includes("fn mm_readB"), reads.includes("B"), `${name}: B prologue`);
+      await check(name, build, {
+        rtol: 2e-5,
+        atol: 4e-6,
+        fusion: name === "NN A and B" ? "both" : "fused",
+      });
+    }
+  },
+);
+
+gpuTest("matmul prologues: what does not fuse is realized and still right", async () => {
+  const x = f32([9, 8], 71), w = f32([8, 8], 72), y = f32([9, 8], 73);
+  const cases: [string, number, () => mj.Tensor][] = [
+    // The prologue would read B's buffer, bound as vec4: the operand gets its own kernel.
+    ["reads the other operand", 2, () => {
+      const b = w();
+      return x().mul(b.slice([[0, 1], null])).matmul(b);
+    }],
+    // Two full-size reads; a chain too long to recompute per read.
+    ["two bases", 2, () => x().add(y()).matmul(w())],
+    ["gelu", 2, () => x().gelu().matmul(w())],
+    // Transposed inside the elementwise op: the base is not in the operand's layout.
+    ["transpose inside", 2, () => x().transpose().exp().transpose().matmul(w())],
+  ];
+  for (const [name, kernels, build] of cases) {
+    assert.equal(programs(build).length, kernels, name);
+    await check(name, build, { rtol: 2e-5, atol: 4e-6, fusion: "fused" });
+  }
+  // A large matmul keeps a transcendental out of its reads (recomputed N/(4C) times per
+  // element); an arithmetic prologue still fuses.
+  const big = (f: (x: mj.Tensor) => mj.Tensor) => {
+    const a = mj.tensor(new Float32Array(1024 * 1024), [1024, 1024]);
+    return programs(() => f(a).matmul(a)).length;
+  };
+  assert.equal(big((a) => a.exp()), 2);
+  assert.equal(big((a) => a.mul(2).add(1)), 1);
+});
+
+gpuTest("matmul prologues: the gradient through a fused tanh", async () => {
+  const x = f32([9, 12], 81), w = f32([12, 8], 82);
+  const loss = (x: mj.Tensor, w: mj.Tensor) => x.tanh().matmul(w).sum();
+  // dW = tanh(x)ᵀ · 1 reads x through a prologue in the TN layout.
+  const ps = programs(() => mj.grad(loss)(x(), w())[1]);
+  assert.ok(ps.some((p) => p.code.includes("fn mm_readA")), ps.map((p) => p.label).join("; "));
+  await check("grad of tanh(x)·w", () => {
+    const [dx, dw] = mj.grad(loss)(x(), w());
+    return { dx, dw };
+  }, { rtol: 1e-4, atol: 1e-5 });
 });
