@@ -4,7 +4,10 @@
  * something): moejit (WebGPU) vs TensorFlow.js 4.22 (WebGPU) on the same adapter, plus numpy /
  * OpenBLAS on the CPU for scale (Debian's python3-numpy, when present).
  *
- *   deno run -A bench/peers/compare_matmul.ts [--rounds 5] [--grouped]
+ *   deno run -A bench/peers/compare_matmul.ts [--rounds 5]
+ *
+ * The grouped (MoE) shapes are timed in bench/matmul.bench.ts; TF.js has no grouped matmul, so
+ * its MoE layer (gathers, matMul, unsortedSegmentSum) is compared in compare_moe.ts.
  */
 import { parseArgs } from "node:util";
 import * as mj from "../../mod.ts";
