@@ -146,43 +146,30 @@ const v1Scale = customVjp({
 const TINY_SCORE = 1e-20;
 
 /**
- * The logits that SparseMixer's drop rule, sampling and argmax see, without gradient. Balancers
- * (loss-free, BIP) price experts in score space: they route by the top-k of s + b. Adding b to
- * the logits instead would mix units (BIP's prices are fractions of a probability, so they would
- * barely move a logit). So the bias scales each expert's score: z' = z + log((s + b) / s). For
- * softmax scores softmax(z') ∝ s + b, so Gumbel-max samples experts in proportion to the biased
- * scores; for sigmoid scores the shift is the same (monotone in b). b = 0 gives z' = z exactly,
- * and an expert priced to s + b ≤ 0 is never picked while another is left. The argmax itself
- * ranks s + b (`selectionRank`).
+ * What SparseMixer's selection sees, without gradient: `zs`, the logits its drop rule and
+ * sampling use, and `rank`, what its argmax ranks (the eval pick, and δ's "is it the argmax").
+ *
+ * Balancers (loss-free, BIP) price experts in score space: they route by the top-k of s + b.
+ * Adding b to the logits instead would mix units (BIP's prices are fractions of a probability,
+ * so they would barely move a logit). So the bias scales each expert's score:
+ * z' = z + log((s + b) / s). For softmax scores softmax(z') ∝ s + b, so Gumbel-max samples
+ * experts in proportion to the biased scores; for sigmoid scores the shift is the same (monotone
+ * in b). b = 0 gives z' = z exactly, and an expert priced to s + b ≤ 0 is never picked while
+ * another is left. The argmax ranks s + b itself: BIP's prices make boundary tokens exactly
+ * indifferent between experts, and one add (the same on every backend, ties to the lower index
+ * as in top-k) keeps those ties where the log-mapped logits would break them by rounding.
  */
-function selectionLogits(
+function selection(
   logits: Tensor,
   bias: Tensor | undefined,
   score: "softmax" | "sigmoid",
-): Tensor {
+): { zs: Tensor; rank: Tensor } {
   const z = stopGradient(logits);
-  if (!bias) return z;
+  if (!bias) return { zs: z, rank: z };
   const s = score === "sigmoid" ? z.sigmoid() : z.softmax(-1);
-  const biased = s.add(stopGradient(bias)).maximum(TINY_SCORE);
-  return z.add(biased.log().sub(s.maximum(TINY_SCORE).log()));
-}
-
-/**
- * What SparseMixer's argmax ranks (the eval pick, and δ's "is it the argmax"): the logits, or
- * with a bias the biased scores s + b themselves. BIP's prices make boundary tokens exactly
- * indifferent between experts; ranking s + b (one add, the same on every backend, ties to the
- * lower index as in top-k) keeps those ties where the log-mapped logits would break them by
- * rounding.
- */
-function selectionRank(
-  logits: Tensor,
-  zs: Tensor,
-  bias: Tensor | undefined,
-  score: "softmax" | "sigmoid",
-): Tensor {
-  if (!bias) return zs;
-  const z = stopGradient(logits);
-  return (score === "sigmoid" ? z.sigmoid() : z.softmax(-1)).add(stopGradient(bias));
+  const rank = s.add(stopGradient(bias));
+  const zs = z.add(rank.maximum(TINY_SCORE).log().sub(s.maximum(TINY_SCORE).log()));
+  return { zs, rank };
 }
 
 function checkCommon(opts: SparseMixerOptions, N: number): number {
@@ -220,8 +207,7 @@ export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseM
   const training = opts.training ?? true;
   const score = opts.score ?? "softmax";
   // Selection sees the (stopped, biased) logits; the gate uses the logits.
-  const zs = selectionLogits(logits, opts.bias, score);
-  const rank = selectionRank(logits, zs, opts.bias, score);
+  const { zs, rank } = selection(logits, opts.bias, score);
   const noise = training ? draws(opts, k, T, N) : null;
   const drops: Tensor[] = [], sels: Tensor[] = [], cs: Tensor[] = [];
   let previous: Tensor | null = null; // one-hot of slot 1's choice
@@ -264,8 +250,7 @@ export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseM
   const eps = opts.jitterEps ?? 0.1;
   const training = opts.training ?? true;
   const score = opts.score ?? "softmax";
-  const zs = selectionLogits(logits, opts.bias, score);
-  const rank = selectionRank(logits, zs, opts.bias, score);
+  const { zs, rank } = selection(logits, opts.bias, score);
   const dropped = dropMask(zs, zs.max(-1, true), eps);
   const p = gate(logits, dropped, score); // differentiable: autodiff runs through it
   let sel: Tensor;
