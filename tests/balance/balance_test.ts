@@ -56,6 +56,10 @@ function layerFor(s: ReturnType<typeof setup>, wide: boolean) {
 const logitsOf = (s: ReturnType<typeof setup>) =>
   s.x.map((xt) => s.router.map((rw) => rw.reduce((a, w, c) => a + w * xt[c], 0)));
 
+/** The router's gradient from the logits' gradient dz (logits = x · routerᵀ). */
+const routerGrad = (s: ReturnType<typeof setup>, dz: Mat): Mat =>
+  s.router.map((_, i) => s.x[0].map((_, c) => s.x.reduce((a, xt, t) => a + dz[t][i] * xt[c], 0)));
+
 // ---- auxiliary loss and z-loss ----------------------------------------------------------------
 
 for (
@@ -107,9 +111,7 @@ for (
       }
       return row.map((v, i) => sigmoid(v) * (1 - sigmoid(v)) * dP[t][i]);
     });
-    const dRouter = s.router.map((_, i) =>
-      s.x[0].map((_, c) => z.reduce((a, _r, t) => a + dz[t][i] * s.x[t][c], 0))
-    );
+    const dRouter = routerGrad(s, dz);
     for (const wide of [true, false]) {
       if (!wide && !gpu) continue;
       if (!wide) mj.setBackend("webgpu");
@@ -184,9 +186,7 @@ Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient, both backends", 
   const z = logitsOf(s);
   const expected = (beta * z.reduce((a, row) => a + lse(row) ** 2, 0)) / s.T;
   const dz = z.map((row) => softmax(row).map((p) => (2 * beta * lse(row) * p) / s.T));
-  const dRouter = s.router.map((_, i) =>
-    s.x[0].map((_, c) => z.reduce((a, _r, t) => a + dz[t][i] * s.x[t][c], 0))
-  );
+  const dRouter = routerGrad(s, dz);
   for (const wide of [true, false]) {
     if (!wide && !gpu) continue;
     if (!wide) mj.setBackend("webgpu");
