@@ -108,6 +108,14 @@ const HELPERS: Record<string, string> = {
   if (x >= 4294967296.0) { return 4294967295u; }
   return u32(max(x, 0.0));
 }`,
+  mj_chk: `fn mj_chk(i: i32, n: i32, c: u32) -> i32 {
+  // An out-of-range index is recorded, not clamped away: word 2c flags check c, word 2c + 1
+  // keeps the complement of the smallest bad index as u32 (one atomic max, any thread order).
+  if (i >= 0i && i < n) { return i; }
+  atomicOr(&mj_err[2u * c], 1u);
+  atomicMax(&mj_err[2u * c + 1u], ~bitcast<u32>(i));
+  return 0i;
+}`,
   mj_threefry: `fn mj_rotl(x: u32, r: u32) -> u32 { return (x << r) | (x >> (32u - r)); }
 fn mj_threefry(k0: u32, k1: u32, c0: u32, c1: u32) -> u32 {
   // Threefry-2x32, 20 rounds; identical to src/rng.ts.
@@ -307,6 +315,11 @@ export class Emitter {
         return this.#cast(r(a), a.type, e.type);
       case "bitcast":
         return `bitcast<${e.type}>(${r(a)})`;
+      case "check": {
+        this.helpers.add("mj_chk");
+        const [size, id] = e.attr as number[];
+        return `mj_chk(${r(a)}, ${literal(size, "i32")}, ${id}u)`;
+      }
       case "threefry": {
         this.helpers.add("mj_threefry");
         const attr = e.attr as number[];

@@ -42,7 +42,8 @@ export type ExpOp =
   | "cast"
   | "bitcast"
   | "isnan"
-  | "threefry";
+  | "threefry"
+  | "check";
 
 export class Exp {
   /** Inclusive integer range for i32/u32 values (±Infinity when unknown). */
@@ -52,7 +53,10 @@ export class Exp {
     readonly op: ExpOp,
     readonly type: ScalarType,
     readonly args: readonly Exp[],
-    /** const: the value; var: the name; load: the binding slot; threefry: [key0, key1, stream]. */
+    /**
+     * const: the value; var: the name; load: the binding slot; threefry: [key0, key1, stream];
+     * check: [size, the kernel-local check id].
+     */
     readonly attr: number | string | readonly number[] | null,
     readonly id: number,
     range: [number, number],
@@ -449,6 +453,16 @@ export function threefry(key0: number, key1: number, stream: number, c0: Exp): E
 /** Threefry-2x32 with a key computed at run time (two u32 expressions). */
 export function threefryKeyed(k0: Exp, k1: Exp, stream: number, c0: Exp): Exp {
   return intern("threefry", "u32", [c0, k0, k1], [stream >>> 0]);
+}
+
+/**
+ * An index that must lie in [0, size): its value when it does; otherwise the kernel records the
+ * kernel-local check `id` as failed (with the index) in the step's error buffer and reads
+ * element 0 instead. Indices whose range is known to fit need no check.
+ */
+export function checkedIndex(index: Exp, size: number, id: () => number): Exp {
+  if (index.lo >= 0 && index.hi < size) return index;
+  return intern("check", "i32", [index], [size, id()], [0, Math.max(0, size - 1)]);
 }
 
 /** Visits every sub-expression once, sources first. */

@@ -18,6 +18,29 @@ export interface Binding {
   atomic?: boolean;
   /** Declared as array<vec4<f32>> (matmul fast paths). */
   vec4?: boolean;
+  /**
+   * The step's error buffer (`mj_err`, atomic u32) where index checks record failures; always
+   * the last binding, bound by the executor to the launch's own region (not a step slot).
+   */
+  errors?: boolean;
+}
+
+/** The error-buffer binding of a kernel that checks indices. */
+export const ERROR_BINDING: Binding = {
+  slot: -1,
+  type: "u32",
+  write: true,
+  atomic: true,
+  errors: true,
+};
+
+/** Whether any expression of a kernel checks an index (and so binds the error buffer). */
+export function hasChecks(exps: readonly Exp[]): boolean {
+  let found = false;
+  walk(exps, (e) => {
+    if (e.op === "check") found = true;
+  });
+  return found;
 }
 
 /** A generated shader, ready for a pipeline and a dispatch. */
@@ -78,6 +101,7 @@ function collectBindings(exps: readonly Exp[], out: { slot: number; type: Scalar
     .filter(([slot]) => slot !== out.slot)
     .map(([slot, type]) => ({ slot, type, write: false }));
   bindings.push({ slot: out.slot, type: out.type, write: true });
+  if (hasChecks(exps)) bindings.push(ERROR_BINDING);
   return bindings;
 }
 
@@ -109,7 +133,8 @@ export function bindingDecls(bindings: readonly Binding[]): string {
       ? `atomic<${storageType(b.type)}>`
       : storageType(b.type);
     const access = b.write ? "read_write" : "read";
-    return `@group(0) @binding(${i}) var<storage, ${access}> buf${b.slot}: array<${elem}>;`;
+    const name = b.errors ? "mj_err" : `buf${b.slot}`;
+    return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${elem}>;`;
   }).join("\n");
 }
 

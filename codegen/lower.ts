@@ -11,6 +11,7 @@ import {
   bin,
   bitcast,
   cast,
+  checkedIndex,
   cst,
   type Exp,
   i32,
@@ -93,6 +94,23 @@ function squeezeCoords(
   return to.map((d) => (d === 1 ? i32(0) : nonOne[k++]));
 }
 
+/**
+ * The index checks of one kernel, by kernel-local id (the order they were lowered in): which
+ * `checkIndex` node each id stands for, so that a failure can name the user's op.
+ */
+export class KernelChecks {
+  readonly nodes: Node[] = [];
+  /** The id of `n`'s check, allocated on first use. */
+  idOf(n: Node): number {
+    let i = this.nodes.indexOf(n);
+    if (i < 0) {
+      i = this.nodes.length;
+      this.nodes.push(n);
+    }
+    return i;
+  }
+}
+
 interface ReduceAcc {
   acc: Exp;
   kept: Exp[];
@@ -109,6 +127,8 @@ export class Lowerer {
     readonly root?: Node,
     /** Values a template already holds, such as the element a matmul prologue was given. */
     readonly given: ReadonlyMap<Node, Exp> = new Map(),
+    /** Where index checks are registered; null where the kernel cannot report them. */
+    readonly checks: KernelChecks | null = null,
   ) {}
 
   lower(n: Node, coords: readonly Exp[]): Exp {
@@ -165,6 +185,15 @@ export class Lowerer {
       case "floor":
       case "not":
         return un(n.op, L(0));
+      case "checkIndex": {
+        const checks = this.checks;
+        const x = L(0);
+        if (!checks) {
+          if (x.lo >= 0 && x.hi < (n.arg as OpArgs["checkIndex"]).size) return x;
+          throw new LoweringConflict(n, "an index check in a template's hook");
+        }
+        return checkedIndex(x, (n.arg as OpArgs["checkIndex"]).size, () => checks.idOf(n));
+      }
       case "cast":
         return cast(L(0), t);
       case "bitcast":
@@ -298,11 +327,12 @@ export function lowerGroup(
   slotOf: (n: Node) => number | undefined,
   outSlot: number,
   label: string,
+  checks: KernelChecks = new KernelChecks(),
 ): ElementwiseKernel | RowKernel {
   const reds = groupReductions(root, isRealized);
   const out = { slot: outSlot, type: scalarType(root.dtype) };
   if (reds.length === 0) {
-    const lw = new Lowerer(slotOf, new Map(), root);
+    const lw = new Lowerer(slotOf, new Map(), root, undefined, checks);
     const gidx = variable("gidx", "i32", 0, root.size - 1);
     const value = lw.lower(root, unravel(gidx, root.shape));
     return { kind: "elementwise", label, n: root.size, out, value };
@@ -343,14 +373,14 @@ export function lowerGroup(
   const accs = new Map<Node, ReduceAcc>();
   const reductions: RowReduction[] = [];
   reds.forEach((red, i) => {
-    const lw = new Lowerer(slotOf, new Map(accs), root);
+    const lw = new Lowerer(slotOf, new Map(accs), root, undefined, checks);
     const value = lw.lower(red.src[0], merged);
     const type = scalarType(red.dtype);
     const acc = `acc${i}`;
     reductions.push({ kind: (red.arg as OpArgs["reduce"]).op, value, acc, type });
     accs.set(red, { acc: variable(acc, type), kept });
   });
-  const lw = new Lowerer(slotOf, accs, root);
+  const lw = new Lowerer(slotOf, accs, root, undefined, checks);
   if (root.size === rows) {
     // One output per row: index the root by the row (its shape may drop or add size-1 dims).
     const value = lw.lower(root, unravel(row, root.shape));

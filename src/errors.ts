@@ -62,10 +62,14 @@ export function userCallSite(): string | undefined {
  */
 export class MoejitError extends Error {
   readonly op: string;
-  constructor(op: string, message: string) {
+  /**
+   * `site` names the user's call when the error is raised later than the call (an index check
+   * that a kernel reports at the next readback); by default it is the current stack's.
+   */
+  constructor(op: string, message: string, site?: string) {
     const frames = captureFrames();
     const first = frames.findIndex(isUserFrame);
-    const site = first >= 0 ? frameLocation(frames[first]) : undefined;
+    site ??= first >= 0 ? frameLocation(frames[first]) : undefined;
     const head = `${op}: ${message}`;
     super(`${head}${site ? `\n    at your call: ${site}` : ""}`);
     this.name = "MoejitError";
@@ -82,6 +86,6 @@ export class MoejitError extends Error {
 }
 
 /** Throws a MoejitError; typed `never` so callers can use it in expressions. */
-export function fail(op: string, message: string): never {
-  throw new MoejitError(op, message);
+export function fail(op: string, message: string, site?: string): never {
+  throw new MoejitError(op, message, site);
 }

@@ -220,6 +220,7 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   ],
 
   stopgrad: none,
+  checkIndex: none,
   // Custom nodes are handled by the sweep itself (their backward needs all sibling outputs).
   custom: none,
   mark: pass,

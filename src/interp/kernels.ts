@@ -9,6 +9,8 @@ import type { OpName } from "../ir/ops.ts";
 import { threefry2x32 } from "../rng.ts";
 import { prod, type Shape, stridesOf } from "../shape.ts";
 import { erf } from "./special.ts";
+import { fail } from "../errors.ts";
+import { indexCheckLabel, indexErrorText, reportedIndex } from "../ir/checks.ts";
 
 export interface EvalContext {
   wide: boolean;
@@ -504,6 +506,19 @@ function cumsumKernel(node: Node<"cumsum">, [x]: TypedArray[], ctx: EvalContext)
 
 const identity = <K extends OpName>(_n: Node<K>, [x]: TypedArray[]) => x;
 
+/** The index check: the identity, or the named error for the first out-of-range index. */
+function checkIndexKernel(node: Node<"checkIndex">, [x]: TypedArray[]): TypedArray {
+  const n = node.arg.size;
+  const bad: number[] = [];
+  for (let i = 0; i < x.length; i++) if (!(x[i] >= 0 && x[i] < n)) bad.push(x[i]);
+  const index = reportedIndex(bad);
+  if (index !== undefined) {
+    const label = indexCheckLabel(node);
+    fail(label.op, indexErrorText(label, index, n), label.site);
+  }
+  return x;
+}
+
 /** One implementation per primitive. */
 export const KERNELS: { [K in OpName]: Kernel<K> } = {
   const: (node, _i, ctx) => alloc(node, ctx).fill(node.arg.value),
@@ -628,6 +643,7 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   attentionBwdKV: attentionBwdKVKernel,
   cumsum: cumsumKernel,
 
+  checkIndex: checkIndexKernel,
   stopgrad: identity,
   custom: identity,
   mark: identity,

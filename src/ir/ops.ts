@@ -47,6 +47,12 @@ export interface OpArgs {
   cast: { dtype: DType };
   /** Reinterprets the 32 bits of each element as another 32-bit dtype. */
   bitcast: { dtype: DType };
+  /**
+   * The identity on an i32 index tensor that must lie in [0, size): out-of-range elements are
+   * an error raised by every backend (the interpreter at once, compiled kernels through the
+   * step's error buffer), named by the op the user called (src/ir/checks.ts).
+   */
+  checkIndex: { size: number };
   // binary (operands have equal shapes and dtypes)
   add: null;
   sub: null;
@@ -263,6 +269,16 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       const ok = (d: DType) => d === "f32" || d === "i32" || d === "u32";
       if (!ok(s[0].dtype) || !ok(a.dtype)) throw new IRError("bitcast", "needs 32-bit dtypes");
       return { shape: s[0].shape, dtype: a.dtype };
+    },
+  },
+
+  checkIndex: {
+    category: "unary",
+    arity: 1,
+    infer: (s, a) => {
+      if (s[0].dtype !== "i32") throw new IRError("checkIndex", "needs an i32 index");
+      if (!Number.isInteger(a.size) || a.size < 0) throw new IRError("checkIndex", "size");
+      return { shape: s[0].shape, dtype: "i32" };
     },
   },
 

@@ -1,6 +1,7 @@
 /** Bottom-up graph rewriting over interned nodes. */
 import { toposort } from "./graph.ts";
 import { makeNode, type Node } from "./node.ts";
+import { indexCheckLabel, labelIndexCheck } from "./checks.ts";
 
 /**
  * Rebuilds the graph of `roots` bottom-up. Each node is first rebuilt over its rewritten sources
@@ -18,7 +19,11 @@ export function rewriteGraph(
     let m = n;
     if (!stop?.(n) && n.src.length) {
       const src = n.src.map((s) => map.get(s) ?? s);
-      if (src.some((s, i) => s !== n.src[i])) m = makeNode(n.op, src, n.arg);
+      if (src.some((s, i) => s !== n.src[i])) {
+        m = makeNode(n.op, src, n.arg);
+        // Side tables keyed by node follow the rebuilt node.
+        if (n.op === "checkIndex") labelIndexCheck(m, indexCheckLabel(n), true);
+      }
     }
     map.set(n, rule(m) ?? m);
   }

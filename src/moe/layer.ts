@@ -19,7 +19,7 @@ import {
 } from "./route.ts";
 import type { Balancer } from "../passes/balance.ts";
 import { defaultConfig, defaultMoe, type DefaultOptions } from "./estimators/default_moe.ts";
-import { takeRows } from "../ops/indexing.ts";
+import { takeRowsTrusted } from "../ops/indexing.ts";
 import { type RoutingTable, routingTable } from "./table.ts";
 import { combine, dispatch, groupedMatmul } from "./dispatch.ts";
 
@@ -248,7 +248,7 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
   } else if (estimator === "default") {
     const d = x.shape[1];
     const ehat = state?.ehat ?? constant(0, [N, d], "f32");
-    const outputs = takeRows(ys, table.destRow).reshape([T, r.indices.shape[1], d]);
+    const outputs = takeRowsTrusted(ys, table.destRow).reshape([T, r.indices.shape[1], d]);
     const dm = defaultMoe({
       scores: r.scores,
       indices: r.indices,

@@ -11,7 +11,7 @@
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { mark, stopGradient } from "../ops/meta.ts";
-import { oneHot } from "../ops/indexing.ts";
+import { checkIndex, gatherTrusted, oneHot } from "../ops/indexing.ts";
 import { constant, describe } from "../ops/prim.ts";
 import { checkChoice, checkKeys } from "./options.ts";
 import { type SparseMixerNoise, sparseMixerV1, sparseMixerV2 } from "./estimators/sparsemixer.ts";
@@ -233,10 +233,16 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
           `the custom estimator's weights must be f32[${T}, ${k}], got ${describe(r.weights)}`,
         );
       }
-      ({ indices, weights } = r);
+      indices = checkIndex(
+        "moe.route",
+        r.indices,
+        N,
+        "the custom estimator's experts",
+      );
+      weights = r.weights;
     } else {
       indices = selection.topk(k).indices;
-      weights = scores.gather(-1, indices);
+      weights = gatherTrusted(scores, 1, indices);
     }
     scale = constant(1, [T, k], "f32");
   }

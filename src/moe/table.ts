@@ -9,7 +9,14 @@ import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { arange, zeros } from "../ops/creation.ts";
 import { concat } from "../ops/movement.ts";
-import { cumsum, oneHot, scatterAdd, takeRows } from "../ops/indexing.ts";
+import {
+  checkIndex,
+  cumsum,
+  gatherTrusted,
+  oneHot,
+  scatterAddTrusted,
+  takeRowsTrusted,
+} from "../ops/indexing.ts";
 import { describe } from "../ops/prim.ts";
 import { stopGradient } from "../ops/meta.ts";
 
@@ -52,16 +59,22 @@ export function routingTable(indices: Tensor, numExperts: number): RoutingTable 
   }
   const [T, k] = indices.shape;
   const P = T * k;
-  const flat = stopGradient(indices).reshape([P]);
+  // Every later index is computed from these: one check here guards them all (top-k indices
+  // over at most numExperts scores are in range by construction).
+  let flat = stopGradient(indices).reshape([P]);
+  const src = indices.node.op === "topk" ? indices.node.src[0] : null;
+  if (!src || src.shape[src.shape.length - 1] > numExperts) {
+    flat = checkIndex("moe.routingTable", flat, numExperts, "the experts");
+  }
   const hot = oneHot(flat, numExperts, "i32"); // [P, N]
   const counts = hot.sum(0);
   const offsets = concat([zeros([1], { dtype: "i32" }), cumsum(counts, 0)], 0);
   // Stable rank: how many earlier entries chose the same expert.
   const before = cumsum(hot, 0, { exclusive: true }); // [P, N]
-  const rank = before.gather(1, flat.reshape([P, 1])).reshape([P]);
-  const destRow = takeRows(offsets, flat).add(rank);
+  const rank = gatherTrusted(before, 1, flat.reshape([P, 1])).reshape([P]);
+  const destRow = takeRowsTrusted(offsets, flat).add(rank);
   // The inverse permutation: every row receives exactly one entry, so the integer scatter is exact.
-  const srcEntry = scatterAdd(arange(P), 0, destRow, [P]);
+  const srcEntry = scatterAddTrusted(arange(P), 0, destRow, [P]);
   const tokenOfRow = k === 1 ? srcEntry : srcEntry.div(k);
   return { numExperts, k, counts, offsets, destRow, srcEntry, tokenOfRow };
 }

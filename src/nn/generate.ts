@@ -8,7 +8,7 @@ import { fail } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { jit } from "../jit.ts";
 import { fromHost, rand } from "../ops/creation.ts";
-import { takeRows } from "../ops/indexing.ts";
+import { takeRowsTrusted } from "../ops/indexing.ts";
 import type { LayerState } from "../moe/layer.ts";
 import type { ModelConfig } from "./config.ts";
 import { forward, type Params } from "./model.ts";
@@ -48,7 +48,7 @@ function samplersFor(config: ModelConfig) {
       jit(
         (...[params, state, window, pos, invTemp, key]: SamplerArgs) => {
           const { logits } = forward(params, window, config, { training: false, state });
-          const row = takeRows(logits.reshape([-1, config.vocabSize]), pos); // [1, V]
+          const row = takeRowsTrusted(logits.reshape([-1, config.vocabSize]), pos); // [1, V]
           if (greedy) return row.argmax(-1);
           // Gumbel-max: argmax(logits/T + G) samples softmax(logits/T) exactly.
           const u = rand(row.shape, { key }).maximum(1e-20);

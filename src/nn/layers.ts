@@ -5,7 +5,7 @@
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { describe, prim } from "../ops/prim.ts";
-import { takeRows } from "../ops/indexing.ts";
+import { checkIndex, gatherTrusted, takeRowsTrusted } from "../ops/indexing.ts";
 import { concat } from "../ops/movement.ts";
 import { fromHost } from "../ops/creation.ts";
 import { iotaAlong } from "../ops/meta.ts";
@@ -50,7 +50,13 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
       `expected a table [V, d], got ${table instanceof Tensor ? describe(table) : typeof table}`,
     );
   }
-  return takeRows(table, ids.reshape([ids.size])).reshape([...ids.shape, table.shape[1]]);
+  const rows = checkIndex(
+    "nn.embedding",
+    ids.reshape([ids.size]),
+    table.shape[0],
+    "the vocabulary",
+  );
+  return takeRowsTrusted(table, rows).reshape([...ids.shape, table.shape[1]]);
 }
 
 /** RMSNorm over the last axis: x / √(mean(x²) + ε) · w. */
@@ -253,6 +259,12 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
       }`,
     );
   }
-  const picked = logits.gather(1, targets.reshape([-1, 1])).reshape([-1]);
+  const t = checkIndex(
+    "nn.crossEntropy",
+    targets,
+    logits.shape[1],
+    "the classes (the last axis of logits)",
+  );
+  const picked = gatherTrusted(logits, 1, t.reshape([-1, 1])).reshape([-1]);
   return logits.logsumexp(-1).sub(picked).mean();
 }

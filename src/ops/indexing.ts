@@ -1,5 +1,6 @@
 /** Index-driven ops: gather/scatter, rows, top-k, one-hot, cumulative sums. */
-import { fail } from "../errors.ts";
+import { fail, userCallSite } from "../errors.ts";
+import { labelIndexCheck } from "../ir/checks.ts";
 import { fmtShape, isIntegerDim } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { cast, eq } from "./elementwise.ts";
@@ -13,6 +14,44 @@ function requireIndex(op: string, idx: Tensor): void {
   if (idx.dtype !== "i32") {
     fail(op, `expected an i32 index tensor, got ${describe(idx)}; convert with .cast("i32")`);
   }
+}
+
+/**
+ * `index` guarded to lie in [0, size): every backend raises an error naming `op` (the function
+ * the user called), the bad index, `axis` and the user's call site. Library code calls it where a
+ * user's indices enter, then indexes with the unchecked primitives below.
+ */
+export function checkIndex(op: string, index: Tensor, size: number, axis: string): Tensor {
+  const n = index.node;
+  if (n.op === "checkIndex" && (n.arg as { size: number }).size === size) return index;
+  const t = prim("checkIndex", [index], { size });
+  labelIndexCheck(t.node, { op, axis, site: userCallSite() });
+  return t;
+}
+
+/** gather without an index check, for indices the library computed itself (always in range). */
+export function gatherTrusted(x: Tensor, axis: number, index: Tensor): Tensor {
+  return prim("gather", [x, index], { axis });
+}
+
+/** takeRows without an index check, for row indices the library computed itself. */
+export function takeRowsTrusted(x: Tensor, rows: Tensor): Tensor {
+  const rest = x.shape.slice(1);
+  const idx = broadcastTo(reshape(rows, [rows.shape[0], ...rest.map(() => 1)]), [
+    rows.shape[0],
+    ...rest,
+  ]);
+  return prim("gather", [x, idx], { axis: 0 });
+}
+
+/** scatterAdd without an index check, for indices the library computed itself. */
+export function scatterAddTrusted(
+  updates: Tensor,
+  axis: number,
+  index: Tensor,
+  shape: readonly number[],
+): Tensor {
+  return prim("scatterAdd", [updates, index], { axis, shape: [...shape] });
 }
 
 /**
@@ -35,7 +74,7 @@ export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
         `expected rank ${x.ndim} and sizes equal to x's on every axis but ${a}`,
     );
   }
-  return prim("gather", [x, index], { axis: a });
+  return gatherTrusted(x, a, checkIndex("gather", index, x.shape[a], `axis ${a}`));
 }
 
 /**
@@ -70,7 +109,12 @@ export function scatterAdd(
       } on every axis but ${a}`,
     );
   }
-  return prim("scatterAdd", [updates, index], { axis: a, shape: [...shape] });
+  return scatterAddTrusted(
+    updates,
+    a,
+    checkIndex("scatterAdd", index, shape[a], `axis ${a} of the target`),
+    shape,
+  );
 }
 
 /**
@@ -90,12 +134,7 @@ export function takeRows(x: Tensor, rows: Tensor): Tensor {
       `expected x with rank ≥ 1 and a 1-D index, got ${describe(x)} and ${describe(rows)}`,
     );
   }
-  const rest = x.shape.slice(1);
-  const idx = broadcastTo(reshape(rows, [rows.shape[0], ...rest.map(() => 1)]), [
-    rows.shape[0],
-    ...rest,
-  ]);
-  return prim("gather", [x, idx], { axis: 0 });
+  return takeRowsTrusted(x, checkIndex("takeRows", rows, x.shape[0], "the rows of x"));
 }
 
 /** Adds the rows of `updates` (`[M, ...]`) into a zero `[numRows, ...]` at `rows` (`[M]` i32). */
@@ -112,7 +151,8 @@ export function scatterAddRows(updates: Tensor, rows: Tensor, numRows: number): 
     fail("scatterAddRows", `numRows must be a non-negative integer, got ${numRows}`);
   }
   const rest = updates.shape.slice(1);
-  const idx = broadcastTo(reshape(rows, [rows.shape[0], ...rest.map(() => 1)]), updates.shape);
+  const checked = checkIndex("scatterAddRows", rows, numRows, "the rows of the target");
+  const idx = broadcastTo(reshape(checked, [rows.shape[0], ...rest.map(() => 1)]), updates.shape);
   return prim("scatterAdd", [updates, idx], { axis: 0, shape: [numRows, ...rest] });
 }
 
@@ -133,7 +173,7 @@ export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
     fail("topk", `k must be an integer in 1..${n} (the last axis of ${describe(x)}), got ${k}`);
   }
   const indices = prim("topk", [x], { k });
-  const values = prim("gather", [x, indices], { axis: x.ndim - 1 });
+  const values = gatherTrusted(x, x.ndim - 1, indices);
   return { values, indices };
 }
 

@@ -13,6 +13,7 @@ import {
 } from "../../codegen/kernel.ts";
 import {
   groupReductions,
+  KernelChecks,
   Lowerer,
   lowerGroup,
   LoweringConflict,
@@ -40,6 +41,7 @@ import { deviceItemSize } from "../dtype.ts";
 import { envVar } from "../env.ts";
 import { stats } from "../runtime/stats.ts";
 import type { Node } from "../ir/node.ts";
+import { toposort } from "../ir/graph.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { prod } from "../shape.ts";
 import { DEFAULT_LIMITS, legalize, type LegalizeLimits } from "./legalize.ts";
@@ -50,6 +52,8 @@ export interface CompileOptions {
   /** The device's storage-buffer limit per shader stage. */
   maxBindings: number;
   limits?: LegalizeLimits;
+  /** Alignment of a binding's offset into a buffer (the error buffer's regions); default 256. */
+  errorAlign?: number;
 }
 
 export interface Launch {
@@ -60,6 +64,12 @@ export interface Launch {
   work: number;
   /** Byte sizes of the kernel's scratch buffers (slots −1, −2, …), if it uses any. */
   scratch?: number[];
+  /**
+   * The `checkIndex` nodes this launch checks, by kernel-local id (its program's last binding is
+   * then the error buffer), and where its region of the step's error buffer starts (bytes).
+   */
+  checks?: Node[];
+  errorOffset?: number;
 }
 
 export interface SlotInfo {
@@ -78,6 +88,8 @@ export interface StepProgram {
   launches: Launch[];
   /** Byte sizes of the physical temporary buffers (shared between slots by liveness). */
   temps: number[];
+  /** Bytes of the error buffer the launches' index checks write (0: no checks). */
+  errorBytes: number;
   /** Human-readable schedule (for MOEJIT_DEBUG). */
   describe(): string;
 }
@@ -151,8 +163,21 @@ function build(
   for (const [n, slot] of slotOf) nodeOfSlot[slot] = n;
   const slotOfKey = new Map<string, number>();
   for (const [n, slot] of slotOf) slotOfKey.set(n.key, slot);
+  let nodeByKey: Map<string, Node> | undefined;
+  const findNode = (key: string) => {
+    nodeByKey ??= new Map(toposort(roots, isInput).map((n) => [n.key, n]));
+    return nodeByKey.get(key);
+  };
   for (const k of kernels) {
-    let made = cachedKernel(k, isRealized, slotOf, nodeOfSlot, slotOfKey, opts.maxBindings);
+    let made = cachedKernel(
+      k,
+      isRealized,
+      slotOf,
+      nodeOfSlot,
+      slotOfKey,
+      findNode,
+      opts.maxBindings,
+    );
     const scratch = made.find((l) => l.scratch?.length)?.scratch ?? [];
     if (scratch.length) {
       // The kernel's scratch buffers become temporaries of this step.
@@ -169,6 +194,7 @@ function build(
     }
   }
   const temps = planMemory(slots, launches, lastUse);
+  const errorBytes = placeErrorRegions(launches, opts.errorAlign ?? 256);
   const outputSlots = userRoots.map((_, i) => {
     const s = slotOf.get(roots[i]);
     if (s === undefined) throw new Error(`internal: output ${i} has no slot`);
@@ -180,8 +206,24 @@ function build(
     slots,
     launches,
     temps,
+    errorBytes,
     describe: () => describeStep(launches, slots, temps),
   };
+}
+
+/**
+ * Gives every launch that checks indices its own region of the step's error buffer (two words
+ * per check, at an offset the device can bind), so kernels stay independent of the step they
+ * are part of (and cacheable); returns the buffer's size.
+ */
+function placeErrorRegions(launches: Launch[], align: number): number {
+  let bytes = 0;
+  for (const l of launches) {
+    if (!l.checks?.length) continue;
+    l.errorOffset = bytes;
+    bytes += Math.ceil((8 * l.checks.length) / align) * align;
+  }
+  return bytes;
 }
 
 /**
@@ -191,7 +233,14 @@ function build(
  */
 const kernelCache = new Map<
   string,
-  { programs: ShaderProgram[]; reads: string[][]; work: number[]; scratch: number[] }
+  {
+    programs: ShaderProgram[];
+    reads: string[][];
+    work: number[];
+    scratch: number[];
+    /** Content keys of each launch's checkIndex nodes. */
+    checks: (string[] | undefined)[];
+  }
 >();
 const KERNEL_CACHE_LIMIT = 4096;
 
@@ -217,6 +266,7 @@ function cachedKernel(
   slotOf: Map<Node, number>,
   nodeOfSlot: Node[],
   slotOfKey: Map<string, number>,
+  findNode: (key: string) => Node | undefined,
   maxBindings: number,
 ): Launch[] {
   const sig = kernelSignature(k, isRealized);
@@ -226,12 +276,17 @@ function cachedKernel(
       key: string,
     ) => (key.startsWith("#scratch") ? Number(key.slice(8)) : slotOfKey.get(key));
     const slots = hit.reads.map((keys) => keys.map(resolve));
-    if (slots.every((l) => l.every((s) => s !== undefined))) {
+    const checks = hit.checks.map((keys) => keys?.map(findNode));
+    if (
+      slots.every((l) => l.every((s) => s !== undefined)) &&
+      checks.every((l) => !l || l.every((n) => n !== undefined))
+    ) {
       return hit.programs.map((program, i) => ({
         program,
         slots: slots[i] as number[],
         work: hit.work[i],
         ...(hit.scratch.length ? { scratch: hit.scratch } : {}),
+        ...(checks[i] ? { checks: checks[i] as Node[] } : {}),
       }));
     }
   }
@@ -245,6 +300,7 @@ function cachedKernel(
     ),
     work: made.map((l) => l.work),
     scratch: made.find((l) => l.scratch?.length)?.scratch ?? [],
+    checks: made.map((l) => l.checks?.map((n) => n.key)),
   });
   return made;
 }
@@ -314,6 +370,8 @@ class LocalSlots {
   readonly order: number[] = [];
   /** Byte sizes of the scratch buffers, by placeholder −(i+1). */
   readonly scratchBytes: number[] = [];
+  /** The kernel's index checks. */
+  readonly checks = new KernelChecks();
   #local = new Map<number, number>();
   constructor(
     readonly global: (n: Node) => number | undefined,
@@ -352,8 +410,13 @@ function launchOf(
       `binds ${program.bindings.length} buffers, the device allows ${maxBindings}`,
     );
   }
-  const launch: Launch = { program, slots: program.bindings.map((b) => local.order[b.slot]), work };
+  const launch: Launch = {
+    program,
+    slots: program.bindings.filter((b) => !b.errors).map((b) => local.order[b.slot]),
+    work,
+  };
   if (local.scratchBytes.length) launch.scratch = local.scratchBytes;
+  if (program.bindings.some((b) => b.errors)) launch.checks = [...local.checks.nodes];
   return launch;
 }
 
@@ -587,7 +650,7 @@ function lowerFused(
   local: LocalSlots,
   label: string,
 ): ElementwiseKernel | RowKernel {
-  const kernel = lowerGroup(root, isRealized, (n) => local.of(n), -1, label);
+  const kernel = lowerGroup(root, isRealized, (n) => local.of(n), -1, label, local.checks);
   kernel.out.slot = registerOut(local, root);
   return kernel;
 }

@@ -226,6 +226,9 @@ export function schedule(
   for (const n of order) {
     if (isInput(n)) continue;
     if (!opts.fuse && !isLeafConst(n)) realize(n);
+    // An index check runs once, as its own kernel, whether or not a consumer's value ends up
+    // depending on the index (a gather from a constant does not), so it always reports.
+    if (n.op === "checkIndex") realize(n);
     if (ROUTINES.has(n.op)) {
       if (!MATMULS.has(n.op)) realize(n);
       if (n.op === "groupedMatmul" || n.op === "groupedWgrad") {

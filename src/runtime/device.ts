@@ -34,6 +34,7 @@ const REQUESTED_LIMITS = [
   "maxComputeWorkgroupSizeZ",
   "maxComputeWorkgroupsPerDimension",
   "maxBindGroups",
+  "minStorageBufferOffsetAlignment",
 ] as const;
 
 /** Raised for device loss and uncaptured validation errors. */

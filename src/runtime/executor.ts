@@ -6,7 +6,9 @@
 import type { TypedArray } from "../dtype.ts";
 import type { StepProgram } from "../passes/compile.ts";
 import type { Node } from "../ir/node.ts";
-import { type BufferPool, fromDeviceBytes } from "./buffers.ts";
+import type { BufferPool } from "./buffers.ts";
+import type { IndexErrorLog } from "./index_errors.ts";
+import { submitAndRead } from "./readback.ts";
 import { checkDeviceHealth } from "./device.ts";
 import { pipelineFor } from "./pipelines.ts";
 import { stats } from "./stats.ts";
@@ -15,6 +17,8 @@ import { profiling, record, roundTripMs } from "./profile.ts";
 interface StepState {
   pipelines: GPUComputePipeline[];
   temps: GPUBuffer[];
+  /** Where the step's index checks record failures (null: it has none). */
+  errors: GPUBuffer | null;
   bindGroups: ({ bufs: GPUBuffer[]; group: GPUBindGroup } | undefined)[];
 }
 
@@ -26,7 +30,13 @@ function stateOf(device: GPUDevice, pool: BufferPool, prog: StepProgram): Promis
     s = (async () => {
       const pipelines = await Promise.all(prog.launches.map((l) => pipelineFor(device, l.program)));
       const temps = prog.temps.map((b) => pool.acquire(b));
-      return { pipelines, temps, bindGroups: [] };
+      const errors = prog.errorBytes
+        ? device.createBuffer({
+          size: prog.errorBytes,
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        })
+        : null;
+      return { pipelines, temps, errors, bindGroups: [] };
     })();
     states.set(prog, s);
     s.catch(() => states.delete(prog));
@@ -52,6 +62,7 @@ export async function runStep(
   inputs: GPUBuffer[],
   outputNodes: readonly Node[],
   readback: readonly boolean[],
+  errors: IndexErrorLog,
 ): Promise<RunResult> {
   checkDeviceHealth();
   const st = await stateOf(device, pool, prog);
@@ -72,9 +83,20 @@ export async function runStep(
     const bufs = l.slots.map((s) => bySlot[s]);
     let cached = st.bindGroups[i];
     if (!cached || cached.bufs.some((b, j) => b !== bufs[j])) {
+      const entries: GPUBindGroupEntry[] = bufs.map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      }));
+      if (l.checks) {
+        // The launch's own region of the step's error buffer.
+        entries.push({
+          binding: entries.length,
+          resource: { buffer: st.errors!, offset: l.errorOffset ?? 0, size: 8 * l.checks.length },
+        });
+      }
       const group = device.createBindGroup({
         layout: st.pipelines[i].getBindGroupLayout(0),
-        entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries,
       });
       cached = { bufs, group };
       st.bindGroups[i] = cached;
@@ -96,35 +118,23 @@ export async function runStep(
   }
   pass.end();
   const buffers = prog.outputSlots.map((s) => bySlot[s]);
-  const staging: (GPUBuffer | null)[] = buffers.map((b, i) => {
-    if (!readback[i]) return null;
-    const n = outputNodes[i];
-    const bytes = Math.max(4, n.size * 4);
-    const sb = device.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    enc.copyBufferToBuffer(b, 0, sb, 0, bytes);
-    return sb;
-  });
-  device.queue.submit([enc.finish()]);
-  stats.submits++;
-  const err = await device.popErrorScope();
-  if (err) throw new Error(`WebGPU rejected a step: ${err.message}`);
+  if (st.errors) errors.ran(prog, st.errors);
+  const popScope = async () => {
+    const err = await device.popErrorScope();
+    if (err) throw new Error(`WebGPU rejected a step: ${err.message}`);
+  };
   // Outputs that are not the caller's (temporaries of eager steps) could alias; none are here.
-  let host: (TypedArray | null)[] = staging.map(() => null);
-  if (staging.some((s) => s)) {
-    await Promise.all(staging.map((s) => s?.mapAsync(GPUMapMode.READ)));
-    stats.readbacks++;
-    host = staging.map((s, i) => {
-      if (!s) return null;
-      const n = outputNodes[i];
-      const data = fromDeviceBytes(s.getMappedRange().slice(0), n.size, n.dtype);
-      s.unmap();
-      s.destroy();
-      return data;
-    });
+  let host: (TypedArray | null)[] = buffers.map(() => null);
+  if (readback.some((r) => r)) {
+    const reads = buffers.map((buffer, i) =>
+      readback[i] ? { buffer, size: outputNodes[i].size, dtype: outputNodes[i].dtype } : null
+    );
+    host = await submitAndRead(device, enc, reads, errors, popScope);
     checkDeviceHealth();
+  } else {
+    device.queue.submit([enc.finish()]);
+    stats.submits++;
+    await popScope();
   }
   return { buffers, host };
 }

@@ -12,7 +12,9 @@ import { makeNode, type Node } from "../ir/node.ts";
 import { rewriteGraph } from "../ir/rewrite.ts";
 import { newBufferNode, registerHostFetcher } from "../ir/values.ts";
 import { compileStep, type StepProgram } from "../passes/compile.ts";
-import { BufferPool, fromDeviceBytes, Residency } from "./buffers.ts";
+import { BufferPool, Residency } from "./buffers.ts";
+import { IndexErrorLog } from "./index_errors.ts";
+import { submitAndRead } from "./readback.ts";
 import { acquireGpu, type DeviceInfo, type Gpu, NO_ADAPTER_HELP } from "./device.ts";
 import { runStep } from "./executor.ts";
 import { stats } from "./stats.ts";
@@ -43,6 +45,7 @@ export class WebGpuBackend implements Backend {
   #pool?: BufferPool;
   #resident?: Residency;
   #steps = new Map<string, StepProgram>();
+  #errors = new IndexErrorLog();
 
   constructor() {
     this.#gpu = acquireGpu().then((g) => {
@@ -66,26 +69,9 @@ export class WebGpuBackend implements Backend {
 
   async #read(nodes: readonly Node[], bufs: readonly GPUBuffer[]): Promise<TypedArray[]> {
     const { device } = await this.#gpu;
-    const enc = device.createCommandEncoder();
-    const staging = nodes.map((n, i) => {
-      const bytes = Math.max(4, n.size * 4);
-      const s = device.createBuffer({
-        size: bytes,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      });
-      enc.copyBufferToBuffer(bufs[i], 0, s, 0, bytes);
-      return s;
-    });
-    device.queue.submit([enc.finish()]);
-    stats.submits++;
-    await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
-    stats.readbacks++;
-    return staging.map((s, i) => {
-      const d = fromDeviceBytes(s.getMappedRange().slice(0), nodes[i].size, nodes[i].dtype);
-      s.unmap();
-      s.destroy();
-      return d;
-    });
+    const reads = nodes.map((n, i) => ({ buffer: bufs[i], size: n.size, dtype: n.dtype }));
+    const host = await submitAndRead(device, device.createCommandEncoder(), reads, this.#errors);
+    return host as TypedArray[];
   }
 
   #isValue(n: Node): boolean {
@@ -102,6 +88,7 @@ export class WebGpuBackend implements Backend {
       prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
         fuse: fusion,
         maxBindings,
+        errorAlign: g.info.limits.minStorageBufferOffsetAlignment ?? 256,
       });
       this.#steps.set(key, prog);
       stats.stepsCompiled++;
@@ -160,6 +147,7 @@ export class WebGpuBackend implements Backend {
       inputs,
       outNodes,
       outNodes.map(() => readback),
+      this.#errors,
     );
     return { bufs: r.buffers, host: r.host };
   }

@@ -144,9 +144,10 @@ Deno.test("printer: several roots, shared nodes printed once, op arguments shown
   assert.ok(lines.includes("%2 = add %1, %1 : f32[2,3]"), text);
   assert.ok(lines.includes('%3 = reduce[axes=[0], op="sum"] %0 : f32[1,3]'), text);
   assert.ok(lines.includes("%4 = reshape %3 : f32[3]"), text);
-  assert.ok(lines.some((l) => /^%6 = gather\[axis=1\] %0, %5 : f32\[2,1\]$/.test(l)), text);
-  assert.ok(lines.includes('%7 = cast[dtype="i32"] %0 : i32[2,3]'), text);
-  assert.equal(lines[lines.length - 1], "return %2, %4, %6, %7");
+  assert.ok(lines.some((l) => /^%6 = checkIndex\[size=3\] %5 : i32\[2,1\]$/.test(l)), text);
+  assert.ok(lines.some((l) => /^%7 = gather\[axis=1\] %0, %6 : f32\[2,1\]$/.test(l)), text);
+  assert.ok(lines.includes('%8 = cast[dtype="i32"] %0 : i32[2,3]'), text);
+  assert.equal(lines[lines.length - 1], "return %2, %4, %7, %8");
   // Every operand is defined on an earlier line.
   lines.forEach((l, i) => {
     for (const [, k] of l.matchAll(/ %(\d+)(?=[,\s]|$)/g)) {

@@ -8,6 +8,7 @@ import { compileStep } from "../../src/passes/compile.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
 import { BufferPool } from "../../src/runtime/buffers.ts";
 import { runStep } from "../../src/runtime/executor.ts";
+import { IndexErrorLog } from "../../src/runtime/index_errors.ts";
 import { ShaderError } from "../../src/runtime/pipelines.ts";
 
 const gpu = await acquireGpu();
@@ -190,7 +191,7 @@ Deno.test({
   const pool = new BufferPool(device);
   const input = pool.acquire(12);
   await assert.rejects(
-    () => runStep(device, pool, prog, [input], [x.add(1).node], [true]),
+    () => runStep(device, pool, prog, [input], [x.add(1).node], [true], new IndexErrorLog()),
     (e: unknown) => {
       assert.ok(e instanceof ShaderError);
       assert.match(e.message, /undefined_name/);

@@ -2,8 +2,8 @@
  * Index-driven ops on WebGPU against the interpreter: gather/takeRows (every dtype, every axis),
  * scatterAdd/scatterAddRows (repeated indices), topk (ties, NaN, ±inf, k=1, k=n, the chunked
  * path for k·n > 16384), oneHot, and cumsum (every axis, reverse/exclusive, blocked scans for
- * lengths > 8192). Indices stay in range: out-of-range ones are an error on the interpreter and
- * clamped (gather) or dropped (scatter) on WebGPU by design.
+ * lengths > 8192). Indices stay in range here: out-of-range ones are a named error on every
+ * backend (index_checks_test.ts).
  */
 import { anyOf, assert, check, f32, gpuTest, i32, mj, u32, vals } from "./harness.ts";
 import type { DType } from "../../src/dtype.ts";

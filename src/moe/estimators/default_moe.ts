@@ -9,7 +9,7 @@ import { fail } from "../../errors.ts";
 import type { Tensor } from "../../tensor.ts";
 import { customVjp } from "../../autodiff/custom.ts";
 import { stopGradient } from "../../ops/meta.ts";
-import { oneHot } from "../../ops/indexing.ts";
+import { gatherTrusted, oneHot } from "../../ops/indexing.ts";
 import { constant, describe } from "../../ops/prim.ts";
 import { where } from "../../ops/elementwise.ts";
 import { checkChoice, checkKeys } from "../options.ts";
@@ -109,7 +109,7 @@ export function defaultMoe(a: DefaultInputs): { term: Tensor | null; ehat: Tenso
   if (a.training) {
     const outs = stopGradient(a.outputs).reshape([T * k, d]);
     const count = hot.sum(0); // [N]
-    const piSel = stopGradient(scores).gather(1, indices).reshape([T * k, 1]);
+    const piSel = gatherTrusted(stopGradient(scores), 1, indices).reshape([T * k, 1]);
     const samples = config.ema === "mean" ? outs : outs.mul(piSel);
     const total = hot.transpose().matmul(samples); // [N, d]
     const norm = config.ema === "scoredWeighted"

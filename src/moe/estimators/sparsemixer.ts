@@ -17,7 +17,7 @@ import { Tensor } from "../../tensor.ts";
 import { customVjp } from "../../autodiff/custom.ts";
 import { stopGradient } from "../../ops/meta.ts";
 import { stack } from "../../ops/movement.ts";
-import { oneHot } from "../../ops/indexing.ts";
+import { gatherTrusted, oneHot } from "../../ops/indexing.ts";
 import { constant, describe } from "../../ops/prim.ts";
 import { randomBits, uniformFromBits } from "../../ops/creation.ts";
 import { where } from "../../ops/elementwise.ts";
@@ -111,7 +111,7 @@ const v2Weights = customVjp({
     for (let j = 0; j < k; j++) {
       const p = gate(z, dropped.slice([j]), score);
       ps.push(p);
-      slots.push(p.gather(1, sel.slice([j]).reshape([-1, 1])).reshape([-1]));
+      slots.push(gatherTrusted(p, 1, sel.slice([j]).reshape([-1, 1])).reshape([-1]));
     }
     const pD = stack(slots, 1); // [T, k]
     return { out: pD.mul(c.transpose()), saved: [pD, stack(ps, 0)] };
@@ -264,7 +264,7 @@ export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseM
     sel = rank.argmax(-1);
     scale = constant(1, [T], "f32");
   }
-  const pD = p.gather(1, sel.reshape([-1, 1])).reshape([-1]);
+  const pD = gatherTrusted(p, 1, sel.reshape([-1, 1])).reshape([-1]);
   const weights = training ? (v1Scale(pD, scale) as Tensor) : pD;
   return {
     indices: sel.reshape([T, 1]),
