@@ -290,6 +290,7 @@ export class Lowerer {
         throw new LoweringConflict(n, `${n.op} runs as its own kernel`);
       }
       case "groupedWgrad":
+      case "segmentSum":
       case "attention":
       case "attentionBwdQ":
       case "attentionBwdKV":

@@ -1,7 +1,8 @@
 /**
- * Scatter-add along one axis: out[o, idx[p], i] += upd[p]. Integers use atomicAdd; f32 uses a
- * compare-exchange loop on the bits, written inline because naga rejects storage pointers as
- * function arguments. The target is zeroed by a separate fill kernel first.
+ * Integer scatter-add along one axis: out[o, idx[p], i] += upd[p] with atomicAdd, whose result
+ * is exact in any order. (f32 scatter-adds are sorted by target and summed per segment instead,
+ * src/passes/scatter.ts: float atomics would make results depend on thread timing.) The target
+ * is zeroed by a separate fill kernel first.
  */
 import { storageType } from "../emit.ts";
 import type { ScalarType } from "../exp.ts";
@@ -48,22 +49,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 export function scatterAddShader(s: ScatterSpec): ShaderProgram {
+  if (s.type !== "i32" && s.type !== "u32") {
+    throw new Error(`internal: a ${s.type} scatter-add reached the atomic template`);
+  }
   const total = s.outer * s.m * s.inner;
   const bindings: Binding[] = [
     { slot: s.upd, type: s.type, write: false },
     { slot: s.idx, type: "i32", write: false },
-    { slot: s.out, type: s.type === "f32" ? "u32" : s.type, write: true, atomic: true },
+    { slot: s.out, type: s.type, write: true, atomic: true },
   ];
   const grid = foldGrid(Math.ceil(total / WORKGROUP));
-  const add = s.type === "f32"
-    ? `var old = atomicLoad(&buf${s.out}[t]);
-  loop {
-    let next = bitcast<u32>(bitcast<f32>(old) + v);
-    let r = atomicCompareExchangeWeak(&buf${s.out}[t], old, next);
-    if (r.exchanged) { break; }
-    old = r.old_value;
-  }`
-    : `atomicAdd(&buf${s.out}[t], ${storageType(s.type)}(v));`;
+  const add = `atomicAdd(&buf${s.out}[t], ${storageType(s.type)}(v));`;
   const code = `${bindingDecls(bindings)}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

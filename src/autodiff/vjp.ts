@@ -184,6 +184,8 @@ export const VJP_RULES: { [K in OpName]: VjpRule<K> } = {
   topk: none,
   kthLargest: none,
   attention: attentionVjp,
+  // Only the compiler builds it (from scatterAdd, after differentiation).
+  segmentSum: none,
   attentionBwdQ: noSecondOrder,
   attentionBwdKV: noSecondOrder,
   // Per segment: da = g · b[e]ᵀ, db[e] = a_segᵀ · g_seg. Offsets are integer, no gradient.

@@ -456,6 +456,29 @@ function groupedWgradKernel(
   return out;
 }
 
+function segmentSumKernel(
+  node: Node<"segmentSum">,
+  [x, order, off]: TypedArray[],
+  ctx: EvalContext,
+): TypedArray {
+  const [S, L] = node.shape;
+  const [r0, r1] = node.arg.rows;
+  const out = alloc(node, ctx);
+  const f32 = !ctx.wide;
+  for (let s = 0; s < S; s++) {
+    const from = Math.max(off[s], r0), to = Math.min(off[s + 1], r1);
+    for (let l = 0; l < L; l++) {
+      let acc = 0;
+      // In position order, rounding like the device in f32 mode.
+      for (let p = from; p < to; p++) {
+        acc = f32 ? Math.fround(acc + x[order[p] * L + l]) : acc + x[order[p] * L + l];
+      }
+      out[s * L + l] = acc;
+    }
+  }
+  return out;
+}
+
 function topkKernel(node: Node<"topk">, [x]: TypedArray[], _ctx: EvalContext): TypedArray {
   const n = node.src[0].shape[node.src[0].shape.length - 1];
   const k = node.arg.k;
@@ -638,6 +661,7 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   },
   groupedMatmul: groupedMatmulKernel,
   groupedWgrad: groupedWgradKernel,
+  segmentSum: segmentSumKernel,
   attention: attentionKernel,
   attentionBwdQ: attentionBwdQKernel,
   attentionBwdKV: attentionBwdKVKernel,

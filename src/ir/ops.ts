@@ -92,6 +92,12 @@ export interface OpArgs {
   /** out[e] = Σ over rows r of segment e within [rows[0], rows[1]) of a[r]ᵀ ⊗ g[r]. */
   groupedWgrad: { rows: [number, number] };
   /**
+   * out[s] = Σ x[order[p]] over positions p of segment s (offsets[s] ≤ p < offsets[s+1]) within
+   * [rows[0], rows[1]), in position order: x [R, L], order [P] i32, offsets [S+1] → [S, L]. A
+   * deterministic scatter-add (src/passes/scatter.ts) with no float atomics.
+   */
+  segmentSum: { rows: [number, number] };
+  /**
    * Fused softmax(scale·q·kᵀ (+ causal mask))·v over q [..., S, Dh], k and v [..., Sk, Dh] →
    * [..., S, Dh + 1]: the output rows, then each row's log-sum-exp (for the backward).
    */
@@ -437,6 +443,23 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       const [r0, r1] = arg.rows;
       if (!(0 <= r0 && r0 <= r1 && r1 <= a.shape[0])) throw new IRError("groupedWgrad", "rows");
       return { shape: [off.shape[0] - 1, a.shape[1], g.shape[1]], dtype: "f32" };
+    },
+  },
+  segmentSum: {
+    category: "routine",
+    arity: 3,
+    infer: (s, arg) => {
+      const [x, order, off] = s;
+      if (x.shape.length !== 2 || x.dtype !== "f32") throw new IRError("segmentSum", "x f32[R, L]");
+      if (order.dtype !== "i32" || order.shape.length !== 1) {
+        throw new IRError("segmentSum", "order must be i32 [P]");
+      }
+      if (off.dtype !== "i32" || off.shape.length !== 1 || off.shape[0] < 1) {
+        throw new IRError("segmentSum", "offsets must be i32 [S+1]");
+      }
+      const [r0, r1] = arg.rows;
+      if (!(0 <= r0 && r0 <= r1 && r1 <= order.shape[0])) throw new IRError("segmentSum", "rows");
+      return { shape: [off.shape[0] - 1, x.shape[1]], dtype: "f32" };
     },
   },
   matmul: {

@@ -25,6 +25,7 @@ import { matmulShader } from "../../codegen/templates/matmul.ts";
 import { groupedMatmulShader, groupedWgradShader } from "../../codegen/templates/grouped.ts";
 import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts";
 import { scanShader } from "../../codegen/templates/scan.ts";
+import { segmentSumShader } from "../../codegen/templates/segment.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
 import {
   attentionBackwardKVShader,
@@ -609,6 +610,21 @@ function lowerKernel(
         out,
       });
       return [launchOf(program, local, outer * inner, maxBindings, root)];
+    }
+    case "segmentSum": {
+      const [x, order, offsets] = root.src.map(throughIdentity);
+      const slots = { x: local.of(x)!, order: local.of(order)!, offsets: local.of(offsets)! };
+      const out = registerOut(local, root);
+      const [S, L] = root.shape;
+      const program = segmentSumShader({
+        label,
+        S,
+        L,
+        rows: (root.arg as OpArgs["segmentSum"]).rows,
+        ...slots,
+        out,
+      });
+      return [launchOf(program, local, root.size, maxBindings, root)];
     }
     case "scatterAdd": {
       const a = root.arg as OpArgs["scatterAdd"];

@@ -12,6 +12,7 @@ import { Tensor } from "../tensor.ts";
 import { add, mul } from "../ops/elementwise.ts";
 import { prim } from "../ops/prim.ts";
 import { iotaAlong } from "../ops/meta.ts";
+import { sortedScatterAdd } from "./scatter.ts";
 
 export interface LegalizeLimits {
   /** Longest reduction done in one loop. */
@@ -213,11 +214,18 @@ const SMALL_SCATTER = 32;
  * out[o, j, i] = Σ_a upd[o, a, i] · [idx[o, a, i] = j] as one deterministic fused reduction,
  * instead of a zero fill plus float atomics.
  */
-function legalizeScatter(n: Node<"scatterAdd">): Node | undefined {
+function legalizeScatter(n: Node<"scatterAdd">, lim: LegalizeLimits): Node | undefined {
   const { axis, shape } = n.arg;
   const [upd, idx] = n.src.map(T);
   const m = upd.shape[axis], width = shape[axis];
-  if (m > SMALL_SCATTER || upd.dtype === "bool") return undefined;
+  if (upd.dtype === "bool") return undefined;
+  if (m > SMALL_SCATTER) {
+    // Integer sums are exact in any order (atomics are fine); f32 ones are sorted by target.
+    if (upd.dtype !== "f32") return undefined;
+    const sorted = sortedScatterAdd(n, lim.matmulK);
+    // The sort's own reductions and scans may be long: legalize them too.
+    return legalize([sorted], lim, (s) => s === n.src[0] || s === n.src[1]).roots[0];
+  }
   const outer = prod(upd.shape.slice(0, axis)), inner = prod(upd.shape.slice(axis + 1));
   const full = [outer, m, width, inner];
   const spread = (t: Tensor) => prim("expand", [reshape(t, [outer, m, 1, inner])], { shape: full });
@@ -246,7 +254,7 @@ export function legalize(
       case "topk":
         return legalizeTopk(n as Node<"topk">, limits);
       case "scatterAdd":
-        return legalizeScatter(n as Node<"scatterAdd">);
+        return legalizeScatter(n as Node<"scatterAdd">, limits);
       case "groupedWgrad":
         return legalizeWgrad(n as Node<"groupedWgrad">, limits);
       case "groupedMatmul":

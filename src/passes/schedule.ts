@@ -100,7 +100,7 @@ export type PlannedKernel =
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
   | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
   | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
-  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd"; root: Node }
+  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd" | "segmentSum"; root: Node }
   | { kind: "attention" | "attentionBwdQ" | "attentionBwdKV"; root: Node };
 
 export interface Schedule {
@@ -121,6 +121,7 @@ const ROUTINES = new Set([
   "attentionBwdKV",
   "cumsum",
   "scatterAdd",
+  "segmentSum",
 ]);
 /** Routines whose single elementwise consumer can fuse into their write. */
 const MATMULS = new Set(["matmul", "groupedMatmul"]);
@@ -321,6 +322,7 @@ export function schedule(
     if (!realized.has(n)) continue;
     if (
       n.op === "topk" || n.op === "kthLargest" || n.op === "cumsum" || n.op === "scatterAdd" ||
+      n.op === "segmentSum" ||
       n.op === "attention" || n.op === "attentionBwdQ" || n.op === "attentionBwdKV"
     ) {
       kernels.push({ kind: n.op, root: n });

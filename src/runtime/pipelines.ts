@@ -41,10 +41,13 @@ export async function compile(
   code: string,
   label: string,
 ): Promise<GPUComputePipeline> {
+  // Scopes are a stack shared by every compilation in flight: push and pop with no await in
+  // between, or one kernel's error is reported as another's.
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ code, label });
+  const moduleScope = device.popErrorScope();
   const info = await module.getCompilationInfo();
-  const moduleErr = await device.popErrorScope();
+  const moduleErr = await moduleScope;
   const errors = info.messages.filter((m) => m.type === "error");
   if (errors.length || moduleErr) {
     const detail = errors.length
@@ -53,18 +56,20 @@ export async function compile(
     throw new ShaderError(label, code, detail);
   }
   device.pushErrorScope("validation");
+  const pending = device.createComputePipelineAsync({
+    label,
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const pipelineScope = device.popErrorScope();
   let pipeline: GPUComputePipeline;
   try {
-    pipeline = await device.createComputePipelineAsync({
-      label,
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-    });
+    pipeline = await pending;
   } catch (e) {
-    await device.popErrorScope();
+    await pipelineScope;
     throw new ShaderError(label, code, (e as Error).message);
   }
-  const err = await device.popErrorScope();
+  const err = await pipelineScope;
   if (err) throw new ShaderError(label, code, err.message);
   stats.pipelinesCompiled++;
   return pipeline;
