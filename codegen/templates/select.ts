@@ -55,7 +55,9 @@ export function selectStateBytes(cols: number): number {
 }
 
 const KEY_FNS = `fn okey(v: f32) -> u32 {
+  // Keys ordered like the floats, with every NaN (whatever its sign bit) the largest.
   let b = bitcast<u32>(v);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0xffffffffu; }
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 fn oval(k: u32) -> f32 {

@@ -32,14 +32,15 @@ export function topkShader(s: TopkSpec): ShaderProgram {
   ];
   const grid = foldGrid(Math.ceil(s.rows / WORKGROUP));
   const t = storageType(s.type);
-  // The order: non-NaN before NaN, larger values first, then the lower index.
+  // The order: NaN first (the largest, as max and argmax treat it), larger values first, then
+  // the lower index.
   const nan = (v: string) =>
     s.type === "f32" ? `((bitcast<u32>(${v}) & 0x7fffffffu) > 0x7f800000u)` : "false";
   const code = `${bindingDecls(bindings)}
 fn before(v: ${t}, i: i32, w: ${t}, j: i32) -> bool {
   let nv = ${nan("v")};
   let nw = ${nan("w")};
-  if (nv != nw) { return nw; }
+  if (nv != nw) { return nv; }
   if (!nv && v != w) { return v > w; }
   return i < j;
 }

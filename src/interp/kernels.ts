@@ -490,10 +490,11 @@ function topkKernel(node: Node<"topk">, [x]: TypedArray[], _ctx: EvalContext): T
     for (let i = 0; i < n; i++) order[i] = i;
     order.sort((p, q) => {
       const a = x[base + p], b = x[base + q];
-      // NaN ranks below every number, -inf included, so it is never preferred; equal values
-      // (NaNs among themselves) keep index order.
+      // NaN ranks above every number, +inf included (as max and argmax, which propagate it,
+      // and as NumPy and PyTorch order it); equal values (NaNs among themselves) keep index
+      // order.
       const an = Number.isNaN(a), bn = Number.isNaN(b);
-      if (an || bn) return an && bn ? p - q : an ? 1 : -1;
+      if (an || bn) return an && bn ? p - q : an ? -1 : 1;
       return a > b ? -1 : a < b ? 1 : p - q;
     });
     for (let j = 0; j < k; j++) out[r * k + j] = order[j];

@@ -158,6 +158,8 @@ export function scatterAddRows(updates: Tensor, rows: Tensor, numRows: number): 
 
 /**
  * The `k` largest entries along the last axis, sorted descending; ties go to the lower index.
+ * NaN ranks above +Infinity (the rule of max and argmax, and of NumPy and PyTorch), on every
+ * backend.
  *
  * @example
  * ```ts

@@ -59,10 +59,27 @@ export function sum(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   return reduceOp("sum", "sum", x, axis, keepdims);
 }
 
+/**
+ * Maximum over `axis` (all axes when omitted). NaN propagates: a row holding one gives NaN, on
+ * every backend (and topk, argmax and kthLargest rank NaN first for the same reason).
+ *
+ * @example
+ * ```ts
+ * mj.tensor([[1, 5], [3, NaN]]).max(1); // [5, NaN]
+ * ```
+ */
 export function max(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   return reduceOp("max", "max", x, axis, keepdims);
 }
 
+/**
+ * Minimum over `axis` (all axes when omitted). NaN propagates, as in max.
+ *
+ * @example
+ * ```ts
+ * mj.tensor([[1, 5], [3, NaN]]).min(1); // [1, NaN]
+ * ```
+ */
 export function min(x: Tensor, axis?: Axis, keepdims = false): Tensor {
   return reduceOp("min", "min", x, axis, keepdims);
 }
@@ -152,12 +169,18 @@ function argReduce(name: string, kind: "max" | "min", x: Tensor, axis: number, k
   return keepdims ? r : dropAxes(r, [a]);
 }
 
-/** Index of the maximum along `axis` (i32); ties resolve to the lowest index. */
+/**
+ * Index of the maximum along `axis` (i32); ties resolve to the lowest index, and a NaN wins (the
+ * first NaN's index), as max returns NaN.
+ */
 export function argmax(x: Tensor, axis = -1, keepdims = false): Tensor {
   return argReduce("argmax", "max", x, axis, keepdims);
 }
 
-/** Index of the minimum along `axis` (i32); ties resolve to the lowest index. */
+/**
+ * Index of the minimum along `axis` (i32); ties resolve to the lowest index, and a NaN wins (the
+ * first NaN's index), as min returns NaN.
+ */
 export function argmin(x: Tensor, axis = -1, keepdims = false): Tensor {
   return argReduce("argmin", "min", x, axis, keepdims);
 }

@@ -11,7 +11,7 @@ import { constant, describe, normAxis, prim } from "./prim.ts";
 /**
  * The `rank`-th largest value (1 = the maximum) along `axis`, for every other position; -inf
  * where the axis has fewer than `rank` elements. Equal values count separately (the 2nd largest
- * of [5, 5, 1] is 5).
+ * of [5, 5, 1] is 5); NaN counts as larger than +Infinity, as in topk.
  *
  * @example
  * ```ts

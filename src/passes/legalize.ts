@@ -156,12 +156,12 @@ function legalizeTopk(n: Node<"topk">, lim: LegalizeLimits): Node | undefined {
   const zeros = lead.map(() => [0, 0] as [number, number]);
   let y = x;
   if (S * C !== nLast) {
-    // Pads must rank after every real element: top-k orders NaN below -inf, so a float row
-    // pads with NaN (ties go to the lower index, so real NaNs still come before the pads);
-    // integer rows pad with the dtype's minimum, for the same reason.
+    // Pads must rank after every real element: a float row pads with -inf, an integer row
+    // with the dtype's minimum; ties go to the lower index, so real elements equal to the pad
+    // still come first.
     y = prim("pad", [y], {
       pads: [...zeros, [0, S * C - nLast]],
-      value: x.dtype === "f32" ? NaN : identityOf("max", x.dtype),
+      value: identityOf("max", x.dtype),
     });
   }
   y = reshape(y, [...lead, S, C]);

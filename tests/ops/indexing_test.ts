@@ -295,10 +295,16 @@ Deno.test("topk: 1-D, size-1 axes, 3-D, ints, infinities and NaN", async () => {
   await assertTensor(tu.values, [4294967295, 1], { dtype: "u32" });
   const inf = mj.tensor([-Infinity, 0, Infinity]).topk(3);
   await assertTensor(inf.indices, [2, 1, 0]);
-  // NaN ranks below every number, -inf included.
-  const nan = mj.tensor([NaN, -Infinity, 1]).topk(3);
-  await assertTensor(nan.indices, [2, 1, 0]);
-  await assertTensor(nan.values, [1, -Infinity, NaN]);
+  // NaN ranks above every number, +inf included: the rule of max and argmax.
+  const nan = mj.tensor([-Infinity, NaN, Infinity, 1, NaN]).topk(5);
+  await assertTensor(nan.indices, [1, 4, 2, 3, 0]);
+  await assertTensor(nan.values, [NaN, NaN, Infinity, 1, -Infinity]);
+  const row = mj.tensor([1, NaN, 3]);
+  await assertTensor(row.topk(1).indices, [1]);
+  await assertTensor(row.argmax(), [1], { dtype: "i32" });
+  await assertTensor(row.max(), [NaN]);
+  await assertTensor(mj.kthLargest(row, 1), [NaN]);
+  await assertTensor(mj.kthLargest(row, 2), [3]);
   // topk of a transposed tensor works on its logical last axis.
   const tt = mj.tensor([[1, 9], [8, 2], [5, 5]]).transpose().topk(2); // [[1,8,5],[9,2,5]]
   await assertTensor(tt.values, [8, 5, 9, 5], { shape: [2, 2] });

@@ -120,10 +120,11 @@ gpuTest("topk: rows with k·n > 16384 take the chunked path", async () => {
   const rnd = prng(26);
   const d = new Float32Array(3 * n);
   for (let i = 0; i < d.length; i++) d[i] = Math.floor(rnd() * 200) / 8; // many ties
-  // Row 1: all NaN but two values, so NaNs are picked and must come from the real row.
-  for (let i = n; i < 2 * n; i++) d[i] = NaN;
+  // Row 1: all -inf (the pad value) but two, so -infs are picked and must come from the real
+  // row, in index order, after the NaN (ranked first) and the 1.
+  for (let i = n; i < 2 * n; i++) d[i] = -Infinity;
   d[n + 4500] = 1;
-  d[n + 17] = -Infinity;
+  d[n + 17] = NaN;
   // Row 2: the largest values sit in the last, padded chunk and tie with the first chunk.
   d[2 * n + 5000] = 1e6;
   d[2 * n + 4999] = 1e6;
@@ -133,7 +134,7 @@ gpuTest("topk: rows with k·n > 16384 take the chunked path", async () => {
     const { values, indices } = mj.tensor(d, [3, n]).topk(4);
     return { values, indices, k1: mj.tensor(d, [3, n]).topk(1).indices };
   }, { exact: true });
-  assert.deepEqual(Array.from(idx.slice(4, 8)), [4500, 17, 0, 1]);
+  assert.deepEqual(Array.from(idx.slice(4, 8)), [17, 4500, 0, 1]);
   assert.deepEqual(Array.from(idx.slice(8, 12)).slice(0, 3), [3, 4999, 5000]);
   void x;
   // k = n = 200: k·n = 40,000 is one unchunked pass (still under the loop cap).
@@ -198,4 +199,32 @@ gpuTest("long cumsums (> 8192) run as blocked scans", async () => {
     fusion: "fused",
   });
   assert.equal(c[n - 1], n);
+});
+
+gpuTest("NaN rule: topk, argmax, max and kthLargest agree, NaNs of either sign", async () => {
+  // Columns with a positive NaN, a negative NaN (sign bit set, as x86 makes 0/0), none.
+  const bits = new Uint32Array([
+    0x3f800000,
+    0x7fc00000,
+    0x40400000, // 1, +NaN, 3
+    0xff800000,
+    0xffc00000,
+    0x7f800000, // -inf, -NaN, +inf
+    0x40000000,
+    0x40000000,
+    0xbf800000, // 2, 2, -1
+  ]);
+  const x = () => mj.bitcast(mj.tensor(bits, [3, 3], { dtype: "u32" }), "f32");
+  await check("NaN rule", () => ({
+    top: x().topk(2).indices,
+    arg: x().argmax(1),
+    argmin: x().argmin(1),
+    max: x().max(1),
+    kth1: mj.kthLargest(x(), 1, 1),
+    kth2: mj.kthLargest(x(), 2, 1),
+    colKth: mj.kthLargest(x(), 1, 0),
+  }), { exact: "value" });
+  mj.setBackend("webgpu");
+  assert.deepEqual([...await x().topk(2).indices.data()], [1, 2, 1, 2, 0, 1]);
+  assert.deepEqual([...await x().argmax(1).data()], [1, 1, 0]);
 });
