@@ -11,6 +11,7 @@ import { toposort } from "./ir/graph.ts";
 import type { Node } from "./ir/node.ts";
 import { ensureHost, newBufferNode } from "./ir/values.ts";
 import { evaluate } from "./interp/interpreter.ts";
+import { numericsChecked } from "./numerics.ts";
 
 export type BackendName = "cpu" | "webgpu";
 
@@ -49,7 +50,10 @@ export class CpuBackend implements Backend {
     if (missing.length) {
       await fetchLeaves(missing, (n) => this.#cache.has(n));
       checkNoParams(missing, (n) => this.#cache.has(n));
-      const vals = evaluate(missing, { bound: (n) => this.#cache.get(n) });
+      const vals = evaluate(missing, {
+        bound: (n) => this.#cache.get(n),
+        checkNumerics: numericsChecked(),
+      });
       missing.forEach((n, i) => this.#cache.set(n, vals[i]));
     }
     return nodes.map((n) => this.#cache.get(n)!.slice());
@@ -71,7 +75,10 @@ export class CpuBackend implements Backend {
     await Promise.all(args.map(ensureHost));
     const byParam = new Map(p.params.map((q, i) => [q, args[i].host!]));
     await fetchLeaves(p.roots, (n) => byParam.has(n));
-    const vals = evaluate(p.roots, { bound: (n) => byParam.get(n) });
+    const vals = evaluate(p.roots, {
+      bound: (n) => byParam.get(n),
+      checkNumerics: numericsChecked(),
+    });
     return p.roots.map((r, i) => newBufferNode(r.shape, r.dtype, vals[i]));
   }
 }

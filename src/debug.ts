@@ -5,6 +5,7 @@ import { treeTensors } from "./autodiff/tree.ts";
 import { type KernelProfile, profileRows, setProfiling } from "./runtime/profile.ts";
 
 export type { KernelProfile };
+export { checkNumerics } from "./numerics.ts";
 
 /**
  * The graph behind tensors, as SSA text (one node per line, sources first).

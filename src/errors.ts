@@ -50,6 +50,20 @@ function captureFrames(): string[] {
   }
 }
 
+/**
+ * The library function the user called (the frame just above the user's own), e.g. "ones" or
+ * "matmul" for a check deep inside the IR; undefined when the stack does not tell.
+ */
+export function calledOp(): string | undefined {
+  const frames = captureFrames();
+  const first = frames.findIndex(isUserFrame);
+  if (first < 1) return undefined;
+  const m = frames[first - 1].match(/^at (?:async )?(?:new )?([\w$.]+) \(/);
+  if (!m) return undefined;
+  const name = m[1].replace(/^(Tensor|Object|Module)\./, "");
+  return /^[A-Za-z_$][\w$]*$/.test(name) ? name : undefined;
+}
+
 /** The first stack frame outside the library, as "file:line:col", or undefined. */
 export function userCallSite(): string | undefined {
   const user = captureFrames().find(isUserFrame);

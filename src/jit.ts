@@ -10,6 +10,7 @@ import { newBufferNode } from "./ir/values.ts";
 import { fail } from "./errors.ts";
 import { Tensor } from "./tensor.ts";
 import { fusionEnabled } from "./runtime/webgpu.ts";
+import { numericsChecked } from "./numerics.ts";
 
 interface Entry {
   params: Node[];
@@ -56,7 +57,12 @@ export function jit<A extends unknown[], R>(
   return async (...args: A): Promise<R> => {
     const backend = await getBackend();
     const flat = flatten(args);
-    const sig: string[] = [await backendName(), fusionEnabled() ? "F" : "U", flat.paths.join("|")];
+    const sig: string[] = [
+      await backendName(),
+      fusionEnabled() ? "F" : "U",
+      numericsChecked() ? "N" : "",
+      flat.paths.join("|"),
+    ];
     for (const l of flat.leaves) {
       if (l instanceof Tensor) sig.push(`T${l.dtype}[${l.shape}]`);
       else if (typeof l === "number") sig.push("N");

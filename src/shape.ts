@@ -1,6 +1,13 @@
 /** Shape helpers shared by the IR, the front end and the backends. */
 export type Shape = readonly number[];
 
+/**
+ * The most elements a tensor may have: kernels index with 32-bit signed integers, so a larger
+ * tensor would silently wrap (a sum of 1e10 ones came out 4230196224). Every backend refuses it
+ * when the node is built.
+ */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+
 export function prod(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;

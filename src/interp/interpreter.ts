@@ -7,12 +7,16 @@ import { toposort } from "../ir/graph.ts";
 import type { Node } from "../ir/node.ts";
 import type { OpName } from "../ir/ops.ts";
 import { type EvalContext, type Kernel, KERNELS } from "./kernels.ts";
+import { checkHostAllocation, describeValue } from "../memory.ts";
+import { NumericsTracker, scanHost } from "../numerics.ts";
 
 export interface EvaluateOptions {
   /** Hold f32 values in float64 (for finite-difference checks). */
   wide?: boolean;
   /** Values known before evaluation (params of a step, cached results); evaluation stops there. */
   bound?: (n: Node) => TypedArray | undefined;
+  /** Raise the first op that produces NaN or an infinity (mj.debug.checkNumerics). */
+  checkNumerics?: boolean;
 }
 
 function widen(v: TypedArray, n: Node, wide: boolean): TypedArray {
@@ -53,15 +57,37 @@ export function evaluate(roots: readonly Node[], opts: EvaluateOptions = {}): Ty
   }
   const rootSet = new Set(roots);
   const values = new Map<Node, TypedArray>();
+  const numerics = opts.checkNumerics ? new NumericsTracker() : null;
+  const track = (n: Node, v: TypedArray) => {
+    if (!numerics || n.dtype !== "f32") return;
+    const { flags, first } = scanHost(v);
+    numerics.seen(n, flags, first);
+  };
   for (const n of order) {
     const pre = known.get(n);
     if (pre) {
       values.set(n, widen(pre, n, wide));
+      track(n, pre);
       continue;
     }
     const inputs = n.src.map((s) => values.get(s)!);
+    const itemBytes = wide && n.dtype === "f32" ? 8 : n.dtype === "bool" ? 1 : 4;
+    if (n.size * itemBytes > 2 ** 24) {
+      const root = roots[0];
+      const value = `${n.op} ${describeValue(n.dtype, n.shape)}`;
+      checkHostAllocation(
+        root.op,
+        rootSet.has(n)
+          ? `the result ${value}`
+          : `the intermediate ${value} of ${root.op} ${describeValue(root.dtype, root.shape)}`,
+        n.size * itemBytes,
+      );
+    }
     const kernel = KERNELS[n.op] as Kernel<OpName>;
-    values.set(n, kernel(n, inputs, ctx));
+    const value = kernel(n, inputs, ctx);
+    values.set(n, value);
+    // Constants are non-finite on purpose (masks); what they lead to is judged downstream.
+    if (n.op !== "const") track(n, value);
     for (const s of n.src) {
       const left = uses.get(s)! - 1;
       uses.set(s, left);

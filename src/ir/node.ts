@@ -6,6 +6,9 @@
 import type { DType, TypedArray } from "../dtype.ts";
 import type { Shape } from "../shape.ts";
 import { type Inferred, type OpArgs, type OpName, OPS } from "./ops.ts";
+import { calledOp, fail } from "../errors.ts";
+import { recordSite } from "../numerics.ts";
+import { fmtShape, MAX_ELEMENTS, prod } from "../shape.ts";
 
 let nextSerial = 0;
 
@@ -102,6 +105,15 @@ export function makeNode<K extends OpName>(op: K, src: readonly Node[], arg: OpA
     throw new Error(`IR invariant violated in ${op}: ${src.length} sources, expected ${def.arity}`);
   }
   const inf: Inferred = def.infer(src, arg);
+  const size = prod(inf.shape);
+  if (size > MAX_ELEMENTS) {
+    fail(
+      calledOp() ?? op,
+      `the result would have shape ${fmtShape(inf.shape)}, ${size.toLocaleString("en-US")} ` +
+        `elements; moejit indexes tensors with 32-bit integers, so a tensor holds at most ` +
+        `${MAX_ELEMENTS.toLocaleString("en-US")} elements`,
+    );
+  }
   const desc = `${op}|${inf.dtype}|${inf.shape.join(",")}|${argText(arg)}|${
     src.map((s) => s.key).join(",")
   }`;
@@ -111,6 +123,7 @@ export function makeNode<K extends OpName>(op: K, src: readonly Node[], arg: OpA
   interned.set(desc, new WeakRef(node));
   finalizer.register(node, desc);
   createHooks.get(op)?.(node);
+  recordSite(node);
   return node;
 }
 

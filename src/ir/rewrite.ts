@@ -2,6 +2,7 @@
 import { toposort } from "./graph.ts";
 import { makeNode, type Node } from "./node.ts";
 import { indexCheckLabel, labelIndexCheck } from "./checks.ts";
+import { copySite } from "../numerics.ts";
 
 /**
  * Rebuilds the graph of `roots` bottom-up. Each node is first rebuilt over its rewritten sources
@@ -25,7 +26,9 @@ export function rewriteGraph(
         if (n.op === "checkIndex") labelIndexCheck(m, indexCheckLabel(n), true);
       }
     }
-    map.set(n, rule(m) ?? m);
+    const r = rule(m) ?? m;
+    copySite(n, r);
+    map.set(n, r);
   }
   return { roots: roots.map((r) => map.get(r)!), map };
 }

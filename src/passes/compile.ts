@@ -26,6 +26,7 @@ import { groupedMatmulShader, groupedWgradShader } from "../../codegen/templates
 import { fillShader, scatterAddShader } from "../../codegen/templates/scatter.ts";
 import { scanShader } from "../../codegen/templates/scan.ts";
 import { segmentSumShader } from "../../codegen/templates/segment.ts";
+import { finiteCheckShader } from "../../codegen/templates/finite.ts";
 import { topkShader } from "../../codegen/templates/topk.ts";
 import {
   attentionBackwardKVShader,
@@ -44,7 +45,9 @@ import { stats } from "../runtime/stats.ts";
 import type { Node } from "../ir/node.ts";
 import { toposort } from "../ir/graph.ts";
 import type { OpArgs } from "../ir/ops.ts";
-import { prod } from "../shape.ts";
+import { fmtShape, prod } from "../shape.ts";
+import { fail } from "../errors.ts";
+import { formatBytes } from "../memory.ts";
 import { DEFAULT_LIMITS, legalize, type LegalizeLimits } from "./legalize.ts";
 import { type MatmulOperand, type PlannedKernel, schedule, throughIdentity } from "./schedule.ts";
 
@@ -55,6 +58,13 @@ export interface CompileOptions {
   limits?: LegalizeLimits;
   /** Alignment of a binding's offset into a buffer (the error buffer's regions); default 256. */
   errorAlign?: number;
+  /** The largest buffer a kernel may bind (bytes), and the limit's name for the error. */
+  maxBufferBytes?: { bytes: number; name: string };
+  /**
+   * Run one op per kernel and test every f32 value for NaN/Inf by its bits
+   * (mj.debug.checkNumerics): a finite-check launch follows each value's producer.
+   */
+  checkNumerics?: boolean;
 }
 
 export interface Launch {
@@ -70,11 +80,15 @@ export interface Launch {
    * then the error buffer), and where its region of the step's error buffer starts (bytes).
    */
   checks?: Node[];
+  /** The value a numerics-check launch tests (its error region holds two words). */
+  finite?: Node;
   errorOffset?: number;
 }
 
 export interface SlotInfo {
   bytes: number;
+  /** The value the slot holds. */
+  node: Node;
   kind: "input" | "output" | "temp";
   /** Index into the step's inputs / outputs, or the physical temp buffer. */
   index: number;
@@ -107,7 +121,11 @@ export function compileStep(
   const forced = new Set<Node>();
   for (let attempt = 0;; attempt++) {
     if (attempt > 10000) throw new Error("internal: scheduling did not converge");
-    const sched = schedule(legal, isInput, { fuse: opts.fuse, forced });
+    const sched = schedule(legal, isInput, {
+      fuse: opts.fuse && !opts.checkNumerics,
+      realizeConstants: opts.checkNumerics,
+      forced,
+    });
     try {
       return build(roots, legal, sched.inputs, sched.realized, sched.kernels, isInput, opts);
     } catch (e) {
@@ -144,7 +162,7 @@ function build(
   const slots: SlotInfo[] = [];
   inputs.forEach((n, i) => {
     slotOf.set(n, slots.length);
-    slots.push({ bytes: bytesOf(n), kind: "input", index: i, label: `input ${i}` });
+    slots.push({ bytes: bytesOf(n), node: n, kind: "input", index: i, label: `input ${i}` });
   });
   const outputs = [...new Set(roots)];
   for (const k of kernels) {
@@ -152,6 +170,7 @@ function build(
     const outIndex = outputs.indexOf(k.root);
     slots.push({
       bytes: bytesOf(k.root),
+      node: k.root,
       kind: outIndex >= 0 ? "output" : "temp",
       index: outIndex,
       label: `${k.root.op}${JSON.stringify(k.root.shape)}`,
@@ -169,6 +188,15 @@ function build(
     nodeByKey ??= new Map(toposort(roots, isInput).map((n) => [n.key, n]));
     return nodeByKey.get(key);
   };
+  const finiteCheck = (n: Node) => {
+    const slot = slotOf.get(n);
+    if (!opts.checkNumerics || n.dtype !== "f32" || n.size === 0 || slot === undefined) return;
+    const program = finiteCheckShader(`${n.op}${JSON.stringify(n.shape)}`, n.size, 0);
+    const li = launches.length;
+    lastUse.set(slot, li);
+    launches.push({ program, slots: [slot], work: n.size, finite: n });
+  };
+  inputs.forEach(finiteCheck);
   for (const k of kernels) {
     let made = cachedKernel(
       k,
@@ -184,7 +212,13 @@ function build(
       // The kernel's scratch buffers become temporaries of this step.
       const base = slots.length;
       scratch.forEach((bytes, i) =>
-        slots.push({ bytes, kind: "temp", index: -1, label: `scratch ${i} of ${k.root.op}` })
+        slots.push({
+          bytes,
+          node: k.root,
+          kind: "temp",
+          index: -1,
+          label: `scratch ${i} of ${k.root.op}`,
+        })
       );
       made = made.map((l) => ({ ...l, slots: l.slots.map((s) => (s < 0 ? base - s - 1 : s)) }));
     }
@@ -193,7 +227,9 @@ function build(
       for (const s of l.slots) lastUse.set(s, li);
       launches.push(l);
     }
+    finiteCheck(k.root);
   }
+  if (opts.maxBufferBytes) checkBufferSizes(slots, opts.maxBufferBytes);
   const temps = planMemory(slots, launches, lastUse);
   const errorBytes = placeErrorRegions(launches, opts.errorAlign ?? 256);
   const outputSlots = userRoots.map((_, i) => {
@@ -212,6 +248,26 @@ function build(
   };
 }
 
+/** The u32 words of the error buffer a launch writes: two per index check, two for a value test. */
+export function errorWords(l: Launch): number {
+  return l.checks ? 2 * l.checks.length : l.finite ? 2 : 0;
+}
+
+/** Refuses, before anything is allocated, a value larger than one buffer binding may be. */
+function checkBufferSizes(slots: SlotInfo[], limit: { bytes: number; name: string }): void {
+  for (const s of slots) {
+    if (s.bytes <= limit.bytes) continue;
+    const n = s.node;
+    const what = s.kind === "input" ? "the input" : "the result";
+    fail(
+      n.op,
+      `${what} ${n.dtype}${fmtShape(n.shape)} takes ${formatBytes(s.bytes)}, more than this ` +
+        `device binds in one buffer (${limit.name} = ${formatBytes(limit.bytes)}); ` +
+        `use smaller tensors, or the native or cpu backend`,
+    );
+  }
+}
+
 /**
  * Gives every launch that checks indices its own region of the step's error buffer (two words
  * per check, at an offset the device can bind), so kernels stay independent of the step they
@@ -220,9 +276,10 @@ function build(
 function placeErrorRegions(launches: Launch[], align: number): number {
   let bytes = 0;
   for (const l of launches) {
-    if (!l.checks?.length) continue;
+    const words = errorWords(l);
+    if (!words) continue;
     l.errorOffset = bytes;
-    bytes += Math.ceil((8 * l.checks.length) / align) * align;
+    bytes += Math.ceil((4 * words) / align) * align;
   }
   return bytes;
 }

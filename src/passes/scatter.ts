@@ -15,10 +15,26 @@ import { iotaAlong } from "../ops/meta.ts";
 
 const T = (n: Node) => new Tensor(n);
 
-/** Positions per chunk of the counting sort (the in-chunk rank loops over a chunk). */
-const CHUNK = 256;
 /** Entries of the per-chunk digit histogram, which bounds the digit width of each pass. */
 const HIST_BUDGET = 1 << 21;
+
+/**
+ * The chunk length and digit width of the sort of R keys of `bitsNeeded` bits. A pass costs
+ * about R·(C + 12) (each position's in-chunk rank loops over its chunk; a dozen small kernels
+ * touch every position), and smaller chunks mean more of them, so narrower digits and more
+ * passes: the cheapest total wins.
+ */
+function sortPlan(R: number, bitsNeeded: number): { C: number; bits: number } {
+  let best = { C: 1, bits: 1, cost: Infinity };
+  for (const C0 of [8, 16, 32, 64, 128, 256]) {
+    const C = Math.min(C0, R);
+    const S = Math.ceil(R / C);
+    const bits = Math.max(1, Math.min(bitsNeeded, Math.floor(Math.log2(HIST_BUDGET / S))));
+    const cost = Math.ceil(bitsNeeded / bits) * R * (C + 12);
+    if (cost < best.cost) best = { C, bits, cost };
+  }
+  return best;
+}
 
 function i32Const(v: number, shape: readonly number[]): Tensor {
   return prim("const", [], { value: v, shape: [...shape], dtype: "i32" });
@@ -48,14 +64,13 @@ export function stableOrder(keys: Tensor, K: number): { order: Tensor; offsets: 
   const counts = scatterInt(i32Const(1, [R]), 0, keys, [K]);
   const scan = cumsumExclusive(prim("pad", [counts], { pads: [[0, 1]], value: 0 }), 0);
   if (R === 0) return { order: keys, offsets: scan };
-  const C = Math.min(CHUNK, R);
+  const bitsNeeded = Math.max(1, Math.ceil(Math.log2(K + 1)));
+  const { C, bits } = sortPlan(R, bitsNeeded);
   const S = Math.ceil(R / C);
   const Rp = S * C;
   // Pads get the key K, past every real one, so they sort last and are cut off.
   let cur = Rp === R ? keys : prim("pad", [keys], { pads: [[0, Rp - R]], value: K });
   let pos = iotaAlong([Rp], 0, "i32");
-  const bitsNeeded = Math.max(1, Math.ceil(Math.log2(K + 1)));
-  const bits = Math.max(1, Math.min(bitsNeeded, Math.floor(Math.log2(HIST_BUDGET / S))));
   const inChunk = iotaAlong([S, C, C], 1, "i32");
   const other = iotaAlong([S, C, C], 2, "i32");
   const earlier = lt(other, inChunk); // [s, c, c']: c' < c

@@ -18,6 +18,11 @@ import { consumers, toposort } from "../ir/graph.ts";
 
 export interface ScheduleOptions {
   fuse: boolean;
+  /**
+   * Realize constants too (with fusion off): a kernel then reads them from a buffer, so a driver
+   * that assumes finite math cannot fold x·0 or x/0 away before the numerics check sees them.
+   */
+  realizeConstants?: boolean;
   /** Nodes that must be realized (from earlier lowering conflicts). */
   forced?: ReadonlySet<Node>;
 }
@@ -226,7 +231,7 @@ export function schedule(
   const rowOperands = new Map<Node, RowOperand>();
   for (const n of order) {
     if (isInput(n)) continue;
-    if (!opts.fuse && !isLeafConst(n)) realize(n);
+    if (!opts.fuse && (!isLeafConst(n) || opts.realizeConstants)) realize(n);
     // An index check runs once, as its own kernel, whether or not a consumer's value ends up
     // depending on the index (a gather from a constant does not), so it always reports.
     if (n.op === "checkIndex") realize(n);

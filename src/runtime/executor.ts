@@ -4,7 +4,7 @@
  * submission and mapped together (one host round trip).
  */
 import type { TypedArray } from "../dtype.ts";
-import type { StepProgram } from "../passes/compile.ts";
+import { errorWords, type StepProgram } from "../passes/compile.ts";
 import type { Node } from "../ir/node.ts";
 import type { BufferPool } from "./buffers.ts";
 import type { IndexErrorLog } from "./index_errors.ts";
@@ -87,11 +87,12 @@ export async function runStep(
         binding,
         resource: { buffer },
       }));
-      if (l.checks) {
+      const words = errorWords(l);
+      if (words) {
         // The launch's own region of the step's error buffer.
         entries.push({
           binding: entries.length,
-          resource: { buffer: st.errors!, offset: l.errorOffset ?? 0, size: 8 * l.checks.length },
+          resource: { buffer: st.errors!, offset: l.errorOffset ?? 0, size: 4 * words },
         });
       }
       const group = device.createBindGroup({

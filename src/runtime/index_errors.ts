@@ -9,6 +9,7 @@ import { MoejitError } from "../errors.ts";
 import { indexCheckLabel, indexErrorText } from "../ir/checks.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import type { StepProgram } from "../passes/compile.ts";
+import { NumericsTracker } from "../numerics.ts";
 
 /** Error buffers staged for a readback: call `raise` once they are mapped. */
 export interface StagedErrors {
@@ -52,11 +53,20 @@ export class IndexErrorLog {
   }
 }
 
-/** Throws the first failed check recorded in a step's error buffer `words`, if any. */
+/**
+ * Throws the first failure recorded in a step's error buffer `words`, in launch order: an
+ * out-of-range index, or (under mj.debug.checkNumerics) the first op that produced NaN or an
+ * infinity.
+ */
 export function raiseFirst(prog: StepProgram, words: Uint32Array): void {
+  const numerics = new NumericsTracker();
   for (const l of prog.launches) {
-    if (!l.checks) continue;
     const base = (l.errorOffset ?? 0) / 4;
+    if (l.finite) {
+      numerics.seen(l.finite, words[base], words[base] ? ~words[base + 1] >>> 0 : -1);
+      continue;
+    }
+    if (!l.checks) continue;
     for (let id = 0; id < l.checks.length; id++) {
       if (!words[base + 2 * id]) continue;
       const node = l.checks[id];

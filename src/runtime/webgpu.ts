@@ -14,6 +14,7 @@ import { newBufferNode, registerHostFetcher } from "../ir/values.ts";
 import { compileStep, type StepProgram } from "../passes/compile.ts";
 import { BufferPool, Residency } from "./buffers.ts";
 import { IndexErrorLog } from "./index_errors.ts";
+import { numericsChecked } from "../numerics.ts";
 import { submitAndRead } from "./readback.ts";
 import { acquireGpu, type DeviceInfo, type Gpu, NO_ADAPTER_HELP } from "./device.ts";
 import { runStep } from "./executor.ts";
@@ -81,7 +82,8 @@ export class WebGpuBackend implements Backend {
   /** Compiles (or finds) the program for roots over `param` inputs and captured values. */
   async #program(roots: readonly Node[]): Promise<StepProgram> {
     const g = await this.#gpu;
-    const key = `${fusion ? "F" : "U"}|${roots.map((r) => r.key).join(",")}`;
+    const checked = numericsChecked();
+    const key = `${fusion ? "F" : "U"}${checked ? "N" : ""}|${roots.map((r) => r.key).join(",")}`;
     let prog = this.#steps.get(key);
     if (!prog) {
       const maxBindings = g.info.limits.maxStorageBuffersPerShaderStage ?? 8;
@@ -89,6 +91,8 @@ export class WebGpuBackend implements Backend {
         fuse: fusion,
         maxBindings,
         errorAlign: g.info.limits.minStorageBufferOffsetAlignment ?? 256,
+        maxBufferBytes: maxBinding(g.info.limits),
+        checkNumerics: checked,
       });
       this.#steps.set(key, prog);
       stats.stepsCompiled++;
@@ -230,6 +234,15 @@ export class WebGpuBackend implements Backend {
       return leaf;
     });
   }
+}
+
+/** The largest buffer a kernel can bind on this device, and the limit that says so. */
+function maxBinding(limits: Record<string, number>): { bytes: number; name: string } {
+  const binding = limits.maxStorageBufferBindingSize ?? 134217728;
+  const buffer = limits.maxBufferSize ?? 268435456;
+  return binding <= buffer
+    ? { bytes: binding, name: "maxStorageBufferBindingSize" }
+    : { bytes: buffer, name: "maxBufferSize" };
 }
 
 let instance: WebGpuBackend | null = null;
