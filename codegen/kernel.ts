@@ -43,11 +43,15 @@ export function hasChecks(exps: readonly Exp[]): boolean {
   return found;
 }
 
-/** A generated shader, ready for a pipeline and a dispatch. */
-export interface ShaderProgram {
+/**
+ * A generated kernel, ready to run: a WGSL compute shader (a pipeline and a dispatch of `grid`
+ * workgroups) or a C function (`code` defines `KERNEL_NAME`, its parameters the bindings in
+ * order; `grid` is unused).
+ */
+export interface KernelProgram {
   label: string;
   code: string;
-  /** Binding i of the shader is `bindings[i]`. */
+  /** Binding i of the kernel is `bindings[i]`. */
   bindings: Binding[];
   grid: [number, number, number];
 }
@@ -147,7 +151,7 @@ export function invocationIndex(grid: [number, number, number]): string {
   return grid[1] > 1 ? `i32(gid.x + gid.y * ${grid[0] * WORKGROUP}u)` : `i32(gid.x)`;
 }
 
-export function elementwiseShader(k: ElementwiseKernel): ShaderProgram {
+export function elementwiseShader(k: ElementwiseKernel): KernelProgram {
   const bindings = collectBindings([k.value], k.out);
   const grid = foldGrid(Math.ceil(k.n / WORKGROUP));
   const em = new Emitter((s) => `buf${s}`);
@@ -188,7 +192,7 @@ function combine(kind: ReduceKind, type: ScalarType, acc: string, v: string): st
   return `${kind}(${acc}, ${v})`;
 }
 
-export function rowShader(k: RowKernel): ShaderProgram {
+export function rowShader(k: RowKernel): KernelProgram {
   const roots = [...k.reductions.map((r) => r.value), k.output.value, k.output.index];
   const bindings = collectBindings(roots, k.out);
   const grid = foldGrid(Math.ceil(k.rows / WORKGROUP));

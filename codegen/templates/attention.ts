@@ -26,7 +26,7 @@ import {
   type Binding,
   bindingDecls,
   foldGrid,
-  type ShaderProgram,
+  type KernelProgram,
   uniqueBindings,
 } from "../kernel.ts";
 
@@ -124,7 +124,7 @@ function program(
   R: number,
   bindings: Binding[],
   body: (rowDecls: string) => string,
-): ShaderProgram {
+): KernelProgram {
   const span = GROUP * R;
   const perBatch = Math.ceil(rows / span);
   const grid = foldGrid(batch * perBatch);
@@ -154,7 +154,7 @@ function storeVec(buf: number, base: string, v: string, scaled = ""): string {
 }
 
 /** The forward kernel: R query rows per invocation. */
-export function attentionForwardShader(s: AttentionForwardSpec): ShaderProgram {
+export function attentionForwardShader(s: AttentionForwardSpec): KernelProgram {
   const n = s.Dh / 4, R = rowsPer(s), span = GROUP * R;
   const shift = s.Sk - s.S; // query i sees keys j ≤ i + shift
   // The loop bound is the workgroup's (uniform); later keys of earlier rows are masked.
@@ -223,7 +223,7 @@ function backwardBindings(s: AttentionBackwardSpec): Binding[] {
 }
 
 /** dq: R query rows per invocation. */
-export function attentionBackwardQShader(s: AttentionBackwardSpec): ShaderProgram {
+export function attentionBackwardQShader(s: AttentionBackwardSpec): KernelProgram {
   const n = s.Dh / 4, R = rowsPer(s), span = GROUP * R;
   const shift = s.Sk - s.S;
   const hi = s.causal ? `min(r0 + ${span + shift}i, ${s.Sk}i)` : `${s.Sk}i`;
@@ -269,7 +269,7 @@ ${
 }
 
 /** dk | dv: R key rows per invocation. */
-export function attentionBackwardKVShader(s: AttentionBackwardSpec): ShaderProgram {
+export function attentionBackwardKVShader(s: AttentionBackwardSpec): KernelProgram {
   const n = s.Dh / 4, R = rowsPer(s);
   const shift = s.Sk - s.S; // key j is seen by queries i ≥ j − shift
   const lo = s.causal ? `max(r0 - ${shift}i, 0i)` : "0i";

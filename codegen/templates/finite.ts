@@ -9,11 +9,11 @@ import {
   ERROR_BINDING,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   WORKGROUP,
 } from "../kernel.ts";
 
-export function finiteCheckShader(label: string, n: number, slot: number): ShaderProgram {
+export function finiteCheckShader(label: string, n: number, slot: number): KernelProgram {
   const bindings = [{ slot, type: "u32" as const, write: false }, ERROR_BINDING];
   const grid = foldGrid(Math.ceil(n / WORKGROUP));
   const code = `${bindingDecls(bindings)}

@@ -16,8 +16,8 @@ import type { Exp } from "../exp.ts";
 import {
   type Binding,
   bindingDecls,
+  type KernelProgram,
   MAX_GRID,
-  type ShaderProgram,
   uniqueBindings,
 } from "../kernel.ts";
 
@@ -63,7 +63,7 @@ function grid2(total: number): { y: number; z: number } {
   return { y: Math.ceil(total / z), z };
 }
 
-export function groupedMatmulShader(s: GroupedSpec): ShaderProgram {
+export function groupedMatmulShader(s: GroupedSpec): KernelProgram {
   const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
   const extra = new Map<number, Binding>();
   const epi = epilogueFn(s.epilogue, extra);
@@ -208,7 +208,7 @@ ${
   };
 }
 
-export function groupedWgradShader(s: WgradSpec): ShaderProgram {
+export function groupedWgradShader(s: WgradSpec): KernelProgram {
   const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
   const bindings: Binding[] = uniqueBindings([
     { slot: s.a, type: "f32", write: false, vec4: vec },

@@ -22,8 +22,8 @@ import { type Exp, walk } from "../exp.ts";
 import {
   type Binding,
   bindingDecls,
+  type KernelProgram,
   MAX_GRID,
-  type ShaderProgram,
   uniqueBindings,
 } from "../kernel.ts";
 
@@ -382,7 +382,7 @@ ${
 `;
 }
 
-export function matmulShader(s: MatmulSpec): ShaderProgram {
+export function matmulShader(s: MatmulSpec): KernelProgram {
   const variant = variantOf(s);
   const vec = variant !== "scalar";
   const extra = new Map<number, Binding>();

@@ -10,7 +10,7 @@ import {
   bindingDecls,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   WORKGROUP,
 } from "../kernel.ts";
 
@@ -26,7 +26,7 @@ export interface ScanSpec {
   out: number;
 }
 
-export function scanShader(s: ScanSpec): ShaderProgram {
+export function scanShader(s: ScanSpec): KernelProgram {
   const bindings: Binding[] = [
     { slot: s.x, type: s.type, write: false },
     { slot: s.out, type: s.type, write: true },

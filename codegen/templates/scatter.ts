@@ -11,7 +11,7 @@ import {
   bindingDecls,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   WORKGROUP,
 } from "../kernel.ts";
 
@@ -34,7 +34,7 @@ export function fillShader(
   n: number,
   slot: number,
   type: ScalarType,
-): ShaderProgram {
+): KernelProgram {
   const bindings: Binding[] = [{ slot, type, write: true }];
   const grid = foldGrid(Math.ceil(n / WORKGROUP));
   const code = `${bindingDecls(bindings)}
@@ -48,7 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   return { label, code, bindings, grid };
 }
 
-export function scatterAddShader(s: ScatterSpec): ShaderProgram {
+export function scatterAddShader(s: ScatterSpec): KernelProgram {
   if (s.type !== "i32" && s.type !== "u32") {
     throw new Error(`internal: a ${s.type} scatter-add reached the atomic template`);
   }

@@ -10,7 +10,7 @@ import {
   bindingDecls,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   uniqueBindings,
   WORKGROUP,
 } from "../kernel.ts";
@@ -27,7 +27,7 @@ export interface SegmentSumSpec {
   out: number;
 }
 
-export function segmentSumShader(s: SegmentSumSpec): ShaderProgram {
+export function segmentSumShader(s: SegmentSumSpec): KernelProgram {
   const vec = s.L % 4 === 0 && s.L > 0;
   const W = vec ? s.L / 4 : s.L;
   const T = vec ? "vec4<f32>" : "f32";

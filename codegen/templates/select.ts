@@ -14,7 +14,7 @@ import {
   bindingDecls,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   WORKGROUP,
 } from "../kernel.ts";
 
@@ -65,7 +65,7 @@ fn oval(k: u32) -> f32 {
 }`;
 
 /** A kernel with one invocation per column. */
-function perColumn(label: string, bindings: Binding[], cols: number, body: string): ShaderProgram {
+function perColumn(label: string, bindings: Binding[], cols: number, body: string): KernelProgram {
   const grid = foldGrid(Math.ceil(cols / WORKGROUP));
   const code = `${bindingDecls(bindings)}
 ${KEY_FNS}
@@ -79,7 +79,7 @@ ${body}
   return { label, code, bindings, grid };
 }
 
-export function radixSelectPrograms(s: SelectSpec): ShaderProgram[] {
+export function radixSelectPrograms(s: SelectSpec): KernelProgram[] {
   const chunks = selectChunks(s.n);
   const { cols } = s;
   const x: Binding = { slot: s.x, type: "f32", write: false };
@@ -99,7 +99,7 @@ export function radixSelectPrograms(s: SelectSpec): ShaderProgram[] {
   );
   const histBindings = [x, stateR, histW];
   const groups = chunks * cols;
-  const hist: ShaderProgram = {
+  const hist: KernelProgram = {
     label: `${s.label} (histogram)`,
     bindings: histBindings,
     grid: [Math.min(groups, 65535), Math.ceil(groups / 65535), 1],

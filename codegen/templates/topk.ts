@@ -11,7 +11,7 @@ import {
   bindingDecls,
   foldGrid,
   invocationIndex,
-  type ShaderProgram,
+  type KernelProgram,
   WORKGROUP,
 } from "../kernel.ts";
 
@@ -25,7 +25,7 @@ export interface TopkSpec {
   out: number;
 }
 
-export function topkShader(s: TopkSpec): ShaderProgram {
+export function topkShader(s: TopkSpec): KernelProgram {
   const bindings: Binding[] = [
     { slot: s.x, type: s.type, write: false },
     { slot: s.out, type: "i32", write: true },

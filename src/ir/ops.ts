@@ -128,12 +128,38 @@ export interface Inferred {
   dtype: DType;
 }
 
+/**
+ * The kernel template that runs a routine op (src/passes/kernels/ lowers each kind; codegen/
+ * emits it for WGSL and C). `fused` kernels are everything else: elementwise and row kernels.
+ */
+export type KernelKind =
+  | "fused"
+  | "matmul"
+  | "grouped"
+  | "wgrad"
+  | "segmentSum"
+  | "topk"
+  | "kthLargest"
+  | "cumsum"
+  | "scatterAdd"
+  | "attention"
+  | "attentionBwdQ"
+  | "attentionBwdKV";
+
 export interface OpDef<K extends OpName> {
   category: Category;
   /** Shape and dtype of the result; throws on inconsistent input (internal invariant). */
   infer(src: readonly Node[], arg: OpArgs[K]): Inferred;
   /** Number of sources; -1 for variadic. */
   arity: number;
+  /**
+   * Routines only: the template that runs the op as its own kernel over realized inputs, and
+   * whether elementwise consumers may fuse into its write (an epilogue: matmul-like templates).
+   */
+  kernel?: KernelKind;
+  epilogue?: boolean;
+  /** ALU cost of recomputing the op inside a consumer (default 1; transcendentals 4). */
+  cost?: number;
 }
 
 class IRError extends Error {
@@ -184,10 +210,11 @@ function leaf<K extends "const" | "buffer" | "param" | "iota">(): OpDef<K> {
   };
 }
 
-function unary<K extends OpName>(op: K, floatOnly: boolean): OpDef<K> {
+function unary<K extends OpName>(op: K, floatOnly: boolean, cost = 1): OpDef<K> {
   return {
     category: "unary",
     arity: 1,
+    cost,
     infer: (s) => {
       if (floatOnly && !isFloat(s[0].dtype)) {
         throw new IRError(op, `needs a float operand, got ${s[0].dtype}${fmtShape(s[0].shape)}`);
@@ -256,14 +283,14 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
 
   neg: unary("neg", false),
-  exp: unary("exp", true),
-  log: unary("log", true),
-  sqrt: unary("sqrt", true),
-  recip: unary("recip", true),
-  sin: unary("sin", true),
-  cos: unary("cos", true),
-  tanh: unary("tanh", true),
-  erf: unary("erf", true),
+  exp: unary("exp", true, 4),
+  log: unary("log", true, 4),
+  sqrt: unary("sqrt", true, 4),
+  recip: unary("recip", true, 4),
+  sin: unary("sin", true, 4),
+  cos: unary("cos", true, 4),
+  tanh: unary("tanh", true, 4),
+  erf: unary("erf", true, 4),
   abs: unary("abs", false),
   floor: unary("floor", true),
   not: unary("not", false),
@@ -292,7 +319,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   sub: binary("sub", "same"),
   mul: binary("mul", "same"),
   div: binary("div", "same"),
-  pow: binary("pow", "same"),
+  pow: { ...binary("pow", "same"), cost: 4 },
   max: binary("max", "same"),
   min: binary("min", "same"),
   mod: binary("mod", "same"),
@@ -402,6 +429,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   scatterAdd: {
     category: "routine",
+    kernel: "scatterAdd",
     arity: 2,
     infer: (s, a) => {
       const [upd, idx] = s;
@@ -417,6 +445,8 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   groupedMatmul: {
     category: "routine",
+    kernel: "grouped",
+    epilogue: true,
     arity: 3,
     infer: (s) => {
       const [a, b, off] = s;
@@ -431,6 +461,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   groupedWgrad: {
     category: "routine",
+    kernel: "wgrad",
     arity: 3,
     infer: (s, arg) => {
       const [a, g, off] = s;
@@ -447,6 +478,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   segmentSum: {
     category: "routine",
+    kernel: "segmentSum",
     arity: 3,
     infer: (s, arg) => {
       const [x, order, off] = s;
@@ -464,6 +496,8 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   matmul: {
     category: "routine",
+    kernel: "matmul",
+    epilogue: true,
     arity: 2,
     infer: (s) => {
       const [a, b] = s;
@@ -479,6 +513,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   attention: {
     category: "routine",
+    kernel: "attention",
     arity: 3,
     infer: (s, a) => {
       const [S, Sk, Dh] = attentionDims("attention", s);
@@ -490,6 +525,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   attentionBwdQ: {
     category: "routine",
+    kernel: "attentionBwdQ",
     arity: 6,
     infer: (s) => {
       attentionDims("attentionBwdQ", s);
@@ -499,6 +535,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   attentionBwdKV: {
     category: "routine",
+    kernel: "attentionBwdKV",
     arity: 6,
     infer: (s) => {
       const [, , Dh] = attentionDims("attentionBwdKV", s);
@@ -508,6 +545,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   kthLargest: {
     category: "routine",
+    kernel: "kthLargest",
     arity: 1,
     infer: (s, a) => {
       if (s[0].shape.length !== 2 || s[0].dtype !== "f32") {
@@ -521,6 +559,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   topk: {
     category: "routine",
+    kernel: "topk",
     arity: 1,
     infer: (s, a) => {
       const n = s[0].shape[s[0].shape.length - 1];
@@ -532,6 +571,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   cumsum: {
     category: "routine",
+    kernel: "cumsum",
     arity: 1,
     infer: (s, a) => {
       checkAxis("cumsum", a.axis, s[0].shape.length);

@@ -12,8 +12,8 @@
  * Without fusion every op is its own kernel (the reference for fused-vs-unfused tests).
  */
 import type { Node } from "../ir/node.ts";
-import type { OpArgs } from "../ir/ops.ts";
-import { categoryOf } from "../ir/ops.ts";
+import type { KernelKind, OpArgs, OpName } from "../ir/ops.ts";
+import { categoryOf, IDENTITY_OPS, OPS } from "../ir/ops.ts";
 import { consumers, toposort } from "../ir/graph.ts";
 
 export interface ScheduleOptions {
@@ -23,6 +23,16 @@ export interface ScheduleOptions {
    * that assumes finite math cannot fold x·0 or x/0 away before the numerics check sees them.
    */
   realizeConstants?: boolean;
+  /**
+   * Fuse cheap elementwise producers into matmul reads (default true). The C target reads
+   * operands through BLAS, which takes no hooks.
+   */
+  prologues?: boolean;
+  /**
+   * Copy a small transposed B so that x·Wᵀ runs as NN (default true): NT reads run at half
+   * speed on llvmpipe; BLAS takes either layout at full speed.
+   */
+  transposeCopies?: boolean;
   /** Nodes that must be realized (from earlier lowering conflicts). */
   forced?: ReadonlySet<Node>;
 }
@@ -100,13 +110,25 @@ export interface RowOperand {
   rowIndex?: Node;
 }
 
+/** Templates that need nothing but their root: they read its sources as realized values. */
+export type SimpleKernelKind = Exclude<KernelKind, "fused" | "matmul" | "grouped" | "wgrad">;
+
+/** A template kernel of a routine whose sources it reads as realized values. */
+export interface SimpleKernel {
+  kind: SimpleKernelKind;
+  root: Node;
+}
+
 export type PlannedKernel =
   | { kind: "fused"; root: Node }
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
   | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
   | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
-  | { kind: "topk" | "kthLargest" | "cumsum" | "scatterAdd" | "segmentSum"; root: Node }
-  | { kind: "attention" | "attentionBwdQ" | "attentionBwdKV"; root: Node };
+  | SimpleKernel;
+
+/** The planned kernel of a given kind. */
+export type KernelOf<K extends KernelKind> = K extends SimpleKernelKind ? SimpleKernel
+  : Extract<PlannedKernel, { kind: K }>;
 
 export interface Schedule {
   /** Input leaves, in first-use order. */
@@ -115,23 +137,11 @@ export interface Schedule {
   kernels: PlannedKernel[];
 }
 
-const ROUTINES = new Set([
-  "matmul",
-  "groupedMatmul",
-  "groupedWgrad",
-  "topk",
-  "kthLargest",
-  "attention",
-  "attentionBwdQ",
-  "attentionBwdKV",
-  "cumsum",
-  "scatterAdd",
-  "segmentSum",
-]);
-/** Routines whose single elementwise consumer can fuse into their write. */
-const MATMULS = new Set(["matmul", "groupedMatmul"]);
-const IDENTITY = new Set(["stopgrad", "mark", "arg", "custom"]);
-const TRANSCENDENTAL = new Set(["exp", "log", "sqrt", "sin", "cos", "tanh", "erf", "pow", "recip"]);
+/** Ops that run as a template kernel of their own (the op table says which). */
+const isRoutine = (op: OpName) => OPS[op].kernel !== undefined;
+/** Routines whose elementwise consumers can fuse into their write (matmul-like templates). */
+const isMatmul = (op: OpName) => OPS[op].epilogue === true;
+const IDENTITY = IDENTITY_OPS;
 
 /** The value under identity wrappers (mark, stopgrad, custom, arg): what a routine really reads. */
 export function throughIdentity(n: Node): Node {
@@ -235,9 +245,10 @@ export function schedule(
     // An index check runs once, as its own kernel, whether or not a consumer's value ends up
     // depending on the index (a gather from a constant does not), so it always reports.
     if (n.op === "checkIndex") realize(n);
-    if (ROUTINES.has(n.op)) {
-      if (!MATMULS.has(n.op)) realize(n);
-      if (n.op === "groupedMatmul" || n.op === "groupedWgrad") {
+    if (isRoutine(n.op)) {
+      if (!isMatmul(n.op)) realize(n);
+      const kind = OPS[n.op].kernel;
+      if (kind === "grouped" || kind === "wgrad") {
         const g = opts.fuse ? gatheredRows(n.src[0]) : null;
         const a: RowOperand = g ?? { node: throughIdentity(n.src[0]) };
         realize(a.node);
@@ -245,7 +256,7 @@ export function schedule(
         if (a.rowIndex) a.rowIndex = throughIdentity(a.rowIndex);
         rowOperands.set(n, a);
         n.src.slice(1).forEach((s) => realize(throughIdentity(s)));
-      } else if (n.op === "matmul") {
+      } else if (kind === "matmul") {
         const ops = n.src.map((s, i): MatmulOperand => {
           const o = matmulOperand(s);
           const view = throughIdentity(s);
@@ -254,6 +265,7 @@ export function schedule(
           const r = n.shape.length;
           const work = n.size * n.src[0].shape[r - 1]; // multiply-adds
           if (
+            opts.transposeCopies !== false &&
             i === 1 && o.transposed && !o.batchBroadcast && swapsLastTwo(view) &&
             o.node.size <= SMALL_TRANSPOSE && work >= MIN_TRANSPOSE_WORK
           ) {
@@ -261,7 +273,7 @@ export function schedule(
             return { node: view, batchBroadcast: false, transposed: false };
           }
           // A cheap elementwise producer over one realized base fuses into the reads.
-          const base = opts.fuse ? prologueBase(o.node, isLeaf) : null;
+          const base = opts.fuse && opts.prologues !== false ? prologueBase(o.node, isLeaf) : null;
           const budget = work <= PROLOGUE_TRANSCENDENTAL_WORK
             ? PROLOGUE_TRANSCENDENTAL_COST
             : PROLOGUE_COST;
@@ -290,13 +302,13 @@ export function schedule(
     }
     const f = new Set<Node>();
     for (const c of users.get(n) ?? []) for (const k of feeds.get(c) ?? []) f.add(k);
-    const loops = n.op === "reduce" || MATMULS.has(n.op);
+    const loops = n.op === "reduce" || isMatmul(n.op);
     if (f.size > 1 && (loops || cost(n, realized, isInput) > 8)) {
       realize(n);
       feeds.set(n, new Set([n]));
       continue;
     }
-    if (MATMULS.has(n.op)) {
+    if (isMatmul(n.op)) {
       // Epilogue fusion: every consumer elementwise, f32, on the matmul's own shape, and all of
       // them inside one kernel (GELU reads its input twice: x·Φ(x) is still one epilogue).
       const us = users.get(n) ?? [];
@@ -325,15 +337,12 @@ export function schedule(
   const kernels: PlannedKernel[] = [];
   for (const n of order) {
     if (!realized.has(n)) continue;
-    if (
-      n.op === "topk" || n.op === "kthLargest" || n.op === "cumsum" || n.op === "scatterAdd" ||
-      n.op === "segmentSum" ||
-      n.op === "attention" || n.op === "attentionBwdQ" || n.op === "attentionBwdKV"
-    ) {
-      kernels.push({ kind: n.op, root: n });
+    const kind = OPS[n.op].kernel;
+    if (kind && kind !== "matmul" && kind !== "grouped" && kind !== "wgrad") {
+      kernels.push({ kind, root: n });
       continue;
     }
-    if (n.op === "groupedWgrad") {
+    if (kind === "wgrad") {
       kernels.push({
         kind: "wgrad",
         root: n,
@@ -343,8 +352,8 @@ export function schedule(
       });
       continue;
     }
-    const mm = MATMULS.has(n.op) ? n : fusedMatmul(n, realized);
-    if (mm && mm.op === "groupedMatmul") {
+    const mm = isMatmul(n.op) ? n : fusedMatmul(n, realized);
+    if (mm && OPS[mm.op].kernel === "grouped") {
       kernels.push({
         kind: "grouped",
         root: n,
@@ -378,7 +387,7 @@ function fusedMatmul(root: Node, realized: ReadonlySet<Node>): Node | null {
     if (seen.has(n)) return;
     seen.add(n);
     if (n !== root && realized.has(n)) return;
-    if (MATMULS.has(n.op)) found = n;
+    if (isMatmul(n.op)) found = n;
     else n.src.forEach(visit);
   };
   visit(root);
@@ -404,13 +413,9 @@ function cost(
   // reverse pass asks, and counting them as expensive would realize every cheap op on top of
   // a matmul. (A reduction that cannot be read where it is needed fails lowering and is
   // realized then.)
-  else if (n.op === "reduce" || ROUTINES.has(n.op)) c = 0;
+  else if (n.op === "reduce" || isRoutine(n.op)) c = 0;
   else {
-    const own = categoryOf(n.op) === "movement" || IDENTITY.has(n.op)
-      ? 0
-      : TRANSCENDENTAL.has(n.op)
-      ? 4
-      : 1;
+    const own = categoryOf(n.op) === "movement" || IDENTITY.has(n.op) ? 0 : OPS[n.op].cost ?? 1;
     c = own;
     for (const s of n.src) c += cost(s, realized, isInput, memo);
   }

@@ -3,7 +3,7 @@
  * (MOEJIT_DEBUG_DIR, default ./moejit-debug), one file per kernel, so users can read what runs.
  */
 import { envVar } from "../env.ts";
-import type { StepProgram } from "../passes/compile.ts";
+import type { StepProgram } from "../passes/step_program.ts";
 
 export function debugDump(prog: StepProgram, stepNumber: number): void {
   console.error(`moejit: compiled step ${stepNumber}: ${prog.describe()}`);

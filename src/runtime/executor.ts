@@ -4,7 +4,7 @@
  * submission and mapped together (one host round trip).
  */
 import type { TypedArray } from "../dtype.ts";
-import { errorWords, type StepProgram } from "../passes/compile.ts";
+import { errorWords, type StepProgram } from "../passes/step_program.ts";
 import type { Node } from "../ir/node.ts";
 import type { BufferPool } from "./buffers.ts";
 import type { IndexErrorLog } from "./index_errors.ts";

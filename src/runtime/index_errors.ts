@@ -8,7 +8,7 @@
 import { MoejitError } from "../errors.ts";
 import { indexCheckLabel, indexErrorText } from "../ir/checks.ts";
 import type { OpArgs } from "../ir/ops.ts";
-import type { StepProgram } from "../passes/compile.ts";
+import type { StepProgram } from "../passes/step_program.ts";
 import { NumericsTracker } from "../numerics.ts";
 
 /** Error buffers staged for a readback: call `raise` once they are mapped. */

@@ -3,7 +3,7 @@
  * shader error report: every compilation runs inside an error scope, and a failure throws with
  * the WGSL, numbered, and the op that produced it.
  */
-import type { ShaderProgram } from "../../codegen/kernel.ts";
+import type { KernelProgram } from "../../codegen/kernel.ts";
 import { stats } from "./stats.ts";
 
 export class ShaderError extends Error {
@@ -22,7 +22,7 @@ function numbered(code: string): string {
 const cache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
 /** Compiles (or finds) the pipeline for a program's WGSL. */
-export function pipelineFor(device: GPUDevice, p: ShaderProgram): Promise<GPUComputePipeline> {
+export function pipelineFor(device: GPUDevice, p: KernelProgram): Promise<GPUComputePipeline> {
   let m = cache.get(device);
   if (!m) cache.set(device, m = new Map());
   let pending = m.get(p.code);

@@ -98,7 +98,7 @@ Deno.test("gather errors", async () => {
   assert.throws(() => x.gather(1, [[0]] as Any), /gather: expected the index to be a Tensor/);
   await assert.rejects(
     () => x.gather(1, i32([[3], [0]])).data(),
-    /gather: index 3 is out of range for axis 1 \(size 3\); expected an integer in 0\.\.2\n    at your call: .*indexing_test\.ts/,
+    /gather: index 3 is out of range for axis 1 \(size 3\); expected an integer in 0\.\.2\n {4}at your call: .*indexing_test\.ts/,
   );
   await assert.rejects(
     () => x.gather(1, i32([[0], [-1]])).data(),
