@@ -26,6 +26,8 @@ const playground = {
   error: "",
   /** The last checkpoint built (model.safetensors bytes), for tests. */
   checkpoint: null as Uint8Array | null,
+  /** Its config.json text. */
+  checkpointConfig: "",
 };
 Object.assign(globalThis, { playground });
 
@@ -128,6 +130,7 @@ function onMessage(m: FromWorker): void {
       break;
     case "checkpoint":
       playground.checkpoint = m.model;
+      playground.checkpointConfig = m.config;
       download("model.safetensors", m.model as BlobPart, "application/octet-stream");
       download("config.json", m.config, "application/json");
       break;

@@ -67,6 +67,8 @@ function compareOutputs(
   }
 }
 
+const sorted = (xs: string[]) => [...xs].sort();
+
 async function pageOf(browser: Chromium, server: StaticServer, path: string): Promise<Page> {
   return await browser.open(new URL(path, server.url).href);
 }
@@ -181,12 +183,32 @@ Deno.test({
         30_000,
       );
       const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      const config = playgroundConfig(options);
-      const { tensors } = mj.io.decodeSafetensors(bytes, "the playground's model.safetensors");
-      const host = mj.io.fromHfTensors(tensors, config, "the playground's checkpoint");
-      const shapes = mj.nn.parameterShapes(config);
-      assert.deepEqual(Object.keys(host).sort(), shapes.map(([p]) => p).sort());
-      for (const v of Object.values(host)) assert.ok(v.every(Number.isFinite));
+      const dir = await Deno.makeTempDir({ prefix: "moejit-playground-checkpoint-" });
+      try {
+        await Deno.writeFile(`${dir}/model.safetensors`, bytes);
+        await Deno.writeTextFile(
+          `${dir}/config.json`,
+          await page.evaluate<string>("playground.checkpointConfig"),
+        );
+        const ck = await mj.io.loadCheckpoint<mj.nn.Params>(dir, {
+          expect: playgroundConfig(options),
+        });
+        const { paths, leaves } = mj.treeFlatten(ck.params);
+        const shapes = mj.nn.parameterShapes(ck.config);
+        assert.deepEqual(sorted(paths.filter((_, i) => leaves[i])), sorted(shapes.map(([p]) => p)));
+        const loss = mj.nn.crossEntropy(
+          mj.nn.forward(
+            ck.params,
+            mj.tensor([[67, 97, 108, 108]], [1, 4], { dtype: "i32" }),
+            ck.config,
+          )
+            .logits.reshape([-1, 256]),
+          mj.tensor([97, 108, 108, 32], [4], { dtype: "i32" }),
+        );
+        assert.ok(Number.isFinite(await loss.item()));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
     });
 
     await t.step("(c) without WebGPU the playground says so and how to enable it", async () => {
