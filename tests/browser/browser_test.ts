@@ -113,7 +113,7 @@ Deno.test({
 
     await t.step("(a) op, kernel and MoE layer test vectors match Deno's", async () => {
       // Both sides at once: Chromium works in its own process while Deno computes.
-      const inBrowser = vectors.evaluate<Record<string, Outputs>>("moejitTest.runCases()", 90_000);
+      const inBrowser = vectors.evaluate<Record<string, Outputs>>("moejitTest.runCases()", 240_000);
       mj.setBackend(denoBackend);
       const inDeno = await runCases();
       const got = await inBrowser;
@@ -126,7 +126,7 @@ Deno.test({
       for (const estimator of ["sparsemixer", "default"] as const) {
         const inBrowser = vectors.evaluate<Outputs>(
           `moejitTest.trainingStep(${JSON.stringify(estimator)})`,
-          90_000,
+          240_000,
         );
         mj.setBackend(denoBackend);
         const inDeno = await trainingStep(estimator);
@@ -148,11 +148,11 @@ Deno.test({
         document.querySelector("#train").click();
       })()`);
       // The page answers while the worker trains (the page never waits on the GPU).
-      await page.waitFor(`playground.records.length >= 2`, 60_000);
+      await page.waitFor(`playground.records.length >= 2`, 120_000);
       const t0 = performance.now();
       assert.equal(await page.evaluate("1 + 1"), 2);
-      assert.ok(performance.now() - t0 < 2_000, "the page stays responsive while training");
-      await page.waitFor(`["done", "error"].includes(playground.state)`, 90_000, 500);
+      assert.ok(performance.now() - t0 < 5_000, "the page stays responsive while training");
+      await page.waitFor(`["done", "error"].includes(playground.state)`, 240_000, 500);
       assert.equal(await page.evaluate("playground.error"), "");
       const ce = await page.evaluate<number[]>("playground.records.map((r) => r.ce)");
       assert.ok(ce.length >= 20, `logged ${ce.length} steps`);
