@@ -1,9 +1,10 @@
 /**
  * A compiled step against the device's limits, read from the device (SwiftShader in Chromium
  * allows 10 storage buffers per stage and 256 invocations per workgroup; llvmpipe in Deno
- * more): workgroup sizes, grid sizes, buffer and binding sizes, workgroup memory. Fusion already
- * keeps bindings within maxStorageBuffersPerShaderStage; anything else past a limit is an
- * error naming the kernel and the limit here, instead of a device validation error later.
+ * more): workgroup sizes, workgroup memory, storage buffers per stage, grid sizes. Fusion keeps
+ * bindings within maxStorageBuffersPerShaderStage and compileStep refuses values past the
+ * binding size; anything else past a limit is an error naming the kernel and the limit here,
+ * instead of a device validation error at dispatch.
  */
 import { fail } from "../errors.ts";
 import type { StepProgram } from "../passes/compile.ts";
@@ -44,16 +45,6 @@ export function checkDeviceLimits(prog: StepProgram, limits: Record<string, numb
       fail("webgpu", `${what} needs ${need} but this device allows ${limit(k)} (${k})`);
     }
   };
-  const binding = Math.min(limit("maxStorageBufferBindingSize"), limit("maxBufferSize"));
-  prog.slots.forEach((s) => {
-    if (s.bytes > binding) {
-      fail(
-        "webgpu",
-        `${s.label} needs a buffer of ${s.bytes} bytes but this device binds at most ${binding} ` +
-          "(maxStorageBufferBindingSize); split the tensor or use smaller shapes",
-      );
-    }
-  });
   for (const l of prog.launches) {
     const kernel = `kernel "${l.program.label}"`;
     const { size, shared } = shaderFootprint(l.program.code);
@@ -74,14 +65,6 @@ export function checkDeviceLimits(prog: StepProgram, limits: Record<string, numb
     if (l.work > 0) {
       for (const g of l.program.grid) {
         over(`${kernel}: a grid dimension`, g, "maxComputeWorkgroupsPerDimension");
-      }
-    }
-    for (const b of l.scratch ?? []) {
-      if (b > binding) {
-        fail(
-          "webgpu",
-          `${kernel} needs scratch of ${b} bytes; this device binds at most ${binding}`,
-        );
       }
     }
   }
