@@ -5,11 +5,15 @@
  */
 import { type Exp, type ScalarType, walk } from "./exp.ts";
 
-/** WGSL text of an f32 constant, spelling non-finite values by their bits. */
+/**
+ * WGSL text of an f32 constant. Non-finite values are spelled by their bits through a call of
+ * the helper mj_f32_bits (the caller emits it): WGSL forbids const-expressions that evaluate to
+ * ±inf or NaN, and Chromium's Tint rejects `bitcast<f32>(0x7f800000u)` (naga accepts it).
+ */
 export function f32Literal(v: number): string {
-  if (Number.isNaN(v)) return "bitcast<f32>(0x7fc00000u)";
-  if (v === Infinity) return "bitcast<f32>(0x7f800000u)";
-  if (v === -Infinity) return "bitcast<f32>(0xff800000u)";
+  if (Number.isNaN(v)) return "mj_f32_bits(0x7fc00000u)";
+  if (v === Infinity) return "mj_f32_bits(0x7f800000u)";
+  if (v === -Infinity) return "mj_f32_bits(0xff800000u)";
   const f = Math.fround(v);
   if (Object.is(f, -0)) return "(-0.0)";
   let s = String(f);
@@ -44,6 +48,10 @@ export function storageType(t: ScalarType): string {
 
 /** Helper functions emitted on demand. */
 const HELPERS: Record<string, string> = {
+  mj_f32_bits: `fn mj_f32_bits(b: u32) -> f32 {
+  // A call is never a const-expression, so non-finite bit patterns are allowed here.
+  return bitcast<f32>(b);
+}`,
   mj_isnan: `fn mj_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }`,
   mj_erf: `fn mj_erf(x: f32) -> f32 {
   // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
@@ -72,10 +80,10 @@ const HELPERS: Record<string, string> = {
   if (mj_isnan(b)) { return b; }
   if (b == 0.0) { return 1.0; }
   if (mj_isnan(a)) { return a; }
-  let inf = bitcast<f32>(0x7f800000u);
+  let inf = mj_f32_bits(0x7f800000u);
   let m = abs(a);
   if ((bitcast<u32>(b) & 0x7fffffffu) == 0x7f800000u) {
-    if (m == 1.0) { return bitcast<f32>(0x7fc00000u); }
+    if (m == 1.0) { return mj_f32_bits(0x7fc00000u); }
     return select(0.0, inf, (m > 1.0) == (b > 0.0));
   }
   var r: f32;
@@ -88,7 +96,7 @@ const HELPERS: Record<string, string> = {
   }
   if ((bitcast<u32>(a) >> 31u) == 0u) { return r; }
   let integer = floor(b) == b;
-  if (!integer) { return select(bitcast<f32>(0x7fc00000u), r, m == 0.0 || m == inf); }
+  if (!integer) { return select(mj_f32_bits(0x7fc00000u), r, m == 0.0 || m == inf); }
   // An odd integer: half of it is not an integer (|b| >= 2^24 is always even).
   return select(r, -r, floor(b * 0.5) != b * 0.5);
 }`,
@@ -235,6 +243,7 @@ export class Emitter {
     const [a, b, c] = e.args;
     switch (e.op) {
       case "const":
+        if (e.type === "f32" && !Number.isFinite(e.value)) this.helpers.add("mj_f32_bits");
         return literal(e.value, e.type);
       case "var":
         return e.attr as string;
@@ -262,6 +271,7 @@ export class Emitter {
         return `${e.op}(${r(a)}, ${r(b)})`;
       case "pow":
         this.helpers.add("mj_isnan");
+        this.helpers.add("mj_f32_bits");
         this.helpers.add("mj_pow");
         return `mj_pow(${r(a)}, ${r(b)})`;
       case "neg":

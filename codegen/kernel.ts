@@ -204,10 +204,12 @@ export function rowShader(k: RowKernel): KernelProgram {
     const body = em.segment(true, ["r"]);
     const v = em.render(red.value, body);
     em.line(body, `${red.acc} = ${combine(red.kind, red.type, red.acc, v)};`);
+    const init = accInit(red.kind, red.type);
+    if (init.includes("mj_f32_bits")) em.helpers.add("mj_f32_bits"); // ±inf for max/min
     parts.push({
       seg: body,
       pre: [
-        `var ${red.acc} = ${accInit(red.kind, red.type)};`,
+        `var ${red.acc} = ${init};`,
         `for (var r = 0i; r < ${k.R}i; r++) {`,
       ],
       post: ["}"],

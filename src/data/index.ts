@@ -14,24 +14,11 @@
  * ```
  * @module
  */
-export {
-  BPE_ENCODINGS,
-  bpeTokenizer,
-  byteTokenizer,
-  tokenizerByName,
-  tokenizerNames,
-} from "./tokenizer.ts";
-export type { BpeEncoding, Tokenizer } from "./tokenizer.ts";
+export * from "./portable.ts";
+export { BPE_ENCODINGS, bpeTokenizer, tokenizerByName, tokenizerNames } from "./tokenizer.ts";
+export type { BpeEncoding } from "./tokenizer.ts";
 export { BUILTIN_CORPORA, loadCorpus } from "./corpus.ts";
 export type { BuiltinCorpus, Corpus } from "./corpus.ts";
-export {
-  batchTensors,
-  prepareData,
-  splitDocuments,
-  TokenDataset,
-  tokenize,
-  unigramPerplexity,
-} from "./dataset.ts";
-export type { Batch, EvalBatch, PreparedData, Split } from "./dataset.ts";
+export { prepareData } from "./dataset.ts";
 export { MixtureDataset, prepareMixture } from "./mixture.ts";
 export type { BatchSource, PreparedMixture } from "./mixture.ts";

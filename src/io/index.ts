@@ -18,34 +18,8 @@
  * ```
  * @module
  */
-export {
-  decodeSafetensors,
-  encodeSafetensors,
-  moejitDtype,
-  readSafetensors,
-  safetensorsDtype,
-  toMoejitData,
-  writeSafetensors,
-} from "./safetensors.ts";
-export type {
-  HostArray,
-  Safetensors,
-  SafetensorsDtype,
-  SafetensorsInput,
-  SafetensorsTensor,
-} from "./safetensors.ts";
-export {
-  fromHfTensors,
-  hfCompatibility,
-  hfConfigJson,
-  hfFamily,
-  hfLayout,
-  hfTensorShapes,
-  modelConfigFromHf,
-  SHAPE_FIELDS,
-  toHfTensors,
-} from "./hf.ts";
-export type { HfEntry, HfFamily, HfTensorIn } from "./hf.ts";
+export * from "./portable.ts";
+export { readSafetensors, writeSafetensors } from "./safetensors_file.ts";
 export {
   checkpointExists,
   configDifferences,
@@ -61,5 +35,3 @@ export type {
 export { encodeMetrics, MetricsLog, readMetrics } from "./metrics.ts";
 export type { MetricsRecord, MetricValue } from "./metrics.ts";
 export { appendLine, writeFileAtomic } from "./files.ts";
-export { barChart, heatmap, lineChart } from "./svg.ts";
-export type { BarChartOptions, HeatmapOptions, LineChartOptions, Series } from "./svg.ts";

@@ -14,10 +14,12 @@
  * and lays the data out by element size (largest first), then name, so every tensor is aligned
  * to its element size (the layout of the Rust implementation). The reader checks every rule
  * above and names the file and the problem when one is broken.
+ *
+ * Everything here works on bytes in memory (the browser bundle has it); reading and writing files
+ * is in safetensors_file.ts.
  */
 import { fail } from "../errors.ts";
 import type { DType } from "../dtype.ts";
-import { writeFileAtomic } from "./files.ts";
 
 /** Element types of the format (all of them can be read; see {@link encodeSafetensors}). */
 export type SafetensorsDtype =
@@ -446,24 +448,6 @@ export function encodeSafetensors(
   return out;
 }
 
-/**
- * Writes tensors to a safetensors file atomically (a temporary file renamed over `path`).
- *
- * @example
- * ```ts
- * await mj.io.writeSafetensors("out/w.safetensors", {
- *   w: { dtype: "F32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },
- * });
- * ```
- */
-export async function writeSafetensors(
-  path: string,
-  tensors: Record<string, SafetensorsInput>,
-  metadata: Record<string, string> = {},
-): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -647,26 +631,6 @@ export function decodeSafetensors(bytes: Uint8Array, sourceName = "<bytes>"): Sa
     };
   }
   return { metadata: { ...metadata }, tensors };
-}
-
-/**
- * Reads and checks a safetensors file; errors name the file and what is wrong with it.
- *
- * @example
- * ```ts
- * const { metadata, tensors } = await mj.io.readSafetensors("out/w.safetensors");
- * console.log(tensors.w.shape, tensors.w.data);
- * ```
- */
-export async function readSafetensors(path: string): Promise<Safetensors> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return fail("readSafetensors", `${path}: no such file`);
-    return fail("readSafetensors", `${path}: cannot read (${(e as Error).message})`);
-  }
-  return decodeSafetensors(bytes, path);
 }
 
 /**

@@ -10,16 +10,19 @@ export function debugDump(prog: StepProgram, stepNumber: number): void {
   const dir = `${envVar("MOEJIT_DEBUG_DIR") ?? "moejit-debug"}/step-${
     String(stepNumber).padStart(4, "0")
   }`;
+  // Looked up, not named: the browser bundle has this module too (where MOEJIT_DEBUG is never set).
+  const fs = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!fs) return;
   try {
-    Deno.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true });
     prog.launches.forEach((l, i) => {
       const name = `${dir}/k${String(i).padStart(3, "0")}.wgsl`;
-      Deno.writeTextFileSync(
+      fs.writeTextFileSync(
         name,
         `// ${l.program.label}\n// grid ${l.program.grid.join("x")}\n${l.program.code}`,
       );
     });
-    Deno.writeTextFileSync(`${dir}/schedule.txt`, prog.describe() + "\n");
+    fs.writeTextFileSync(`${dir}/schedule.txt`, prog.describe() + "\n");
     console.error(`moejit: wrote ${prog.launches.length} kernels to ${dir}/`);
   } catch (e) {
     console.error(`moejit: could not write kernels to ${dir}: ${(e as Error).message}`);

@@ -20,6 +20,7 @@ import { acquireGpu, type DeviceInfo, type Gpu, NO_ADAPTER_HELP } from "./device
 import { runStep } from "./executor.ts";
 import { stats } from "./stats.ts";
 import { debugDump } from "./debug_dump.ts";
+import { checkDeviceLimits } from "./limits.ts";
 
 /** Whether graphs are fused into few kernels (the default) or run one op per kernel. */
 let fusion = envVar("MOEJIT_FUSION") !== "0";
@@ -94,6 +95,7 @@ export class WebGpuBackend implements Backend {
         maxBufferBytes: maxBinding(g.info.limits),
         checkNumerics: checked,
       });
+      checkDeviceLimits(prog, g.info.limits);
       this.#steps.set(key, prog);
       stats.stepsCompiled++;
       if (envVar("MOEJIT_DEBUG")) debugDump(prog, stats.stepsCompiled);

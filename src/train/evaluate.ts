@@ -9,7 +9,7 @@ import type { Tensor } from "../tensor.ts";
 import type { ModelConfig } from "../nn/config.ts";
 import type { Params } from "../nn/model.ts";
 import type { LayerState } from "../moe/layer.ts";
-import { batchTensors, type TokenDataset } from "../data/dataset.ts";
+import { batchTensors, type TokenDataset } from "../data/token_dataset.ts";
 import { type EvalStep, evalStep } from "./step.ts";
 
 export interface EvaluateOptions {

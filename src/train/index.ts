@@ -12,12 +12,9 @@
  */
 export { train, TRAIN_DEFAULTS } from "./trainer.ts";
 export type { LayerBalance, LogRecord, TrainOptions, TrainResult } from "./trainer.ts";
-export { evalStep, initLayerState, LAYER_SCALARS, trainStep, unpackMetrics } from "./step.ts";
-export type { EvalStep, StepMetrics, TrainState, TrainStep, TrainStepOptions } from "./step.ts";
+export * from "./portable.ts";
 export { formatDuration, Progress } from "./progress.ts";
 export type { ProgressOptions } from "./progress.ts";
 export { writeReportPlots } from "./report.ts";
-export { evaluate } from "./evaluate.ts";
-export type { EvaluateOptions, Evaluation } from "./evaluate.ts";
 export { BAM_DEFAULTS, bamRecipe, bamTable } from "./bam.ts";
 export type { BamRecipeOptions, BamResult, BamRow } from "./bam.ts";

@@ -46,3 +46,18 @@ Deno.test("emit: more than 65,535 workgroups fold into a 2-D grid", () => {
   assert.match(k.code, /gid\.x \+ gid\.y \* \d+u/);
   assert.match(k.code, new RegExp(`if \\(gidx >= ${n}i\\) \\{ return; \\}`));
 });
+
+Deno.test("emit: non-finite constants are helper calls, never const-expressions (Tint rejects those)", () => {
+  const x = mj.tensor([1, 2, 3]);
+  const kernels = [
+    ...wgsl(x.max()), // -inf accumulator
+    ...wgsl(mj.where(x.gt(2), x, -Infinity)), // -inf literal
+    ...wgsl(x.pow(x)), // mj_pow's inf and NaN
+    ...wgsl(x.logsumexp(-1)),
+  ];
+  for (const k of kernels) {
+    assert.ok(!/bitcast<f32>\(0x(7f800000|ff800000|7fc00000)u\)/.test(k.code), k.code);
+    if (k.code.includes("mj_f32_bits(")) assert.match(k.code, /fn mj_f32_bits\(b: u32\) -> f32/);
+  }
+  assert.ok(kernels.some((k) => k.code.includes("mj_f32_bits(0xff800000u)")));
+});
