@@ -10,8 +10,16 @@
  *    `model.safetensors` bytes saved with it in `__metadata__`. Loading checks that hash, so a
  *    model and a training state from different saves are never paired.
  *
- * Every file is written atomically (temporary file + rename); a load validates every file before
- * it builds any tensor, so a corrupt checkpoint throws and returns nothing.
+ *  - `manifest.json`: the size and SHA-256 of every other file, written last.
+ *
+ * A save writes the whole directory next to the old one (`dir.partial`) and swaps it in by
+ * renames (files.ts, replaceDirectory), so a kill at any instant leaves a complete checkpoint, and
+ * a load first settles whatever state a kill left (recoverDirectory). A load checks every file
+ * against the manifest and the files against each other (config.json's Hugging Face keys against
+ * its "moejit" block and against the training state's copy of the configuration, the tensors'
+ * shapes against the configuration) before it builds any tensor, so a truncated, altered,
+ * missing or mismatched file throws, naming the file and the problem, and returns nothing.
+ * Checkpoints never hold NaN or ±Inf: a save of non-finite parameters or training state fails.
  */
 import { fail } from "../errors.ts";
 import { getBackend } from "../backend.ts";
@@ -20,7 +28,7 @@ import { Tensor } from "../tensor.ts";
 import { fromHost } from "../ops/creation.ts";
 import { flatten } from "../autodiff/tree.ts";
 import { type ModelConfig, modelConfig, parameterShapes } from "../nn/config.ts";
-import { writeFileAtomic } from "./files.ts";
+import { recoverDirectory, replaceDirectory, stagingPaths, writeFileSynced } from "./files.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -64,6 +72,11 @@ export interface Checkpoint<P = ParamTree> {
   params: P;
   /** The saved training state, or null when the checkpoint has none. */
   trainingState: { tensors: unknown; json: unknown } | null;
+  /**
+   * What the load did to settle a save that a crash interrupted (e.g. "recovered the previous
+   * copy (a save was interrupted) from out/run/checkpoint.old"); empty normally.
+   */
+  recovered: string[];
 }
 
 /** File names inside a checkpoint directory. */
@@ -71,14 +84,29 @@ export const MODEL_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
 export const STATE_FILE = "training_state.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
+export const MANIFEST_FILE = "manifest.json";
 
 const STATE_FORMAT = "1";
+const MANIFEST_FORMAT = "moejit.checkpoint-manifest/1";
 const META = {
   format: "moejit.format",
   tree: "moejit.tree",
   json: "moejit.json",
   hash: "moejit.model_sha256",
+  config: "moejit.config",
 };
+
+/** One file of a checkpoint as written: its name in the directory and its bytes. */
+interface CheckpointFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+/** `manifest.json`: every other file of the checkpoint with its size and SHA-256. */
+interface Manifest {
+  format: string;
+  files: Record<string, { bytes: number; sha256: string }>;
+}
 
 function join(dir: string, file: string): string {
   return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
@@ -139,10 +167,45 @@ function skeleton(op: string, tree: unknown, names: Map<Tensor, string>, path: s
   return tree;
 }
 
+/** The first NaN or ±Inf of a host array, as "NaN (element 3 of 8)", or null. */
+function firstNonFinite(v: ArrayLike<number>): string | null {
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i])) return `${v[i]} (element ${i} of ${v.length})`;
+  }
+  return null;
+}
+
+/** `manifest.json` for the files of a checkpoint. */
+async function manifestBytes(files: CheckpointFile[]): Promise<Uint8Array> {
+  const m: Manifest = { format: MANIFEST_FORMAT, files: {} };
+  for (const f of files) {
+    m.files[f.name] = { bytes: f.bytes.length, sha256: await sha256Hex(f.bytes) };
+  }
+  return new TextEncoder().encode(JSON.stringify(m, null, 2) + "\n");
+}
+
+/** Refuses to replace a directory that holds files but no checkpoint (a save replaces it whole). */
+async function refuseNonCheckpoint(dir: string): Promise<void> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  if (names.length === 0 || names.includes(MANIFEST_FILE) || names.includes(CONFIG_FILE)) return;
+  names.sort();
+  fail(
+    "saveCheckpoint",
+    `${dir} holds files that are not a checkpoint (${names.slice(0, 5).join(", ")}${
+      names.length > 5 ? ", …" : ""
+    }); a save replaces the directory whole, so give a new or empty directory`,
+  );
+}
+
 /**
- * Saves a checkpoint: `model.safetensors`, `config.json` and, when given,
- * `training_state.safetensors`, each written atomically (a stale training state from an earlier
- * save is removed when none is given). All tensors are read back in one batch.
+ * Saves a checkpoint: `model.safetensors`, `config.json`, `training_state.safetensors` when a
+ * training state is given, and `manifest.json` (size and SHA-256 of each). The directory is
+ * replaced whole and crash-safely: the files are written to `dir.partial` and swapped in by
+ * renames, so a kill at any point leaves the previous checkpoint or the new one complete
+ * (loadCheckpoint recovers either). An existing directory that holds files but no checkpoint
+ * is refused. Non-finite parameters or f32 training-state values are an error: a checkpoint
+ * never holds NaN or ±Inf. All tensors are read back in one batch.
  *
  * @example
  * ```ts
@@ -155,6 +218,7 @@ function skeleton(op: string, tree: unknown, names: Map<Tensor, string>, path: s
  */
 export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): Promise<void> {
   const op = "saveCheckpoint";
+  if (typeof dir !== "string" || dir === "") fail(op, `expected a directory path, got ${dir}`);
   if (!opts || typeof opts !== "object") fail(op, "expected { config, params, trainingState? }");
   for (const k of Object.keys(opts)) {
     if (!["config", "params", "trainingState"].includes(k)) {
@@ -218,6 +282,8 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
       [META.format]: STATE_FORMAT,
       [META.tree]: JSON.stringify(tree),
       [META.json]: JSON.stringify(ts.json ?? null),
+      // The configuration the state belongs to: a config.json edited later is caught on load.
+      [META.config]: JSON.stringify(config),
     };
   }
 
@@ -229,31 +295,47 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
   shapes.forEach(([p], i) => {
     const v = vals[i];
     host[p] = v instanceof Float32Array ? v : Float32Array.from(v as Float64Array);
+    const bad = firstNonFinite(host[p]);
+    if (bad) {
+      fail(op, `params.${p} holds ${bad}; a checkpoint with non-finite values is not written`);
+    }
   });
   const modelBytes = encodeSafetensors(toHfTensors(host, config));
-  let stateBytes: Uint8Array | null = null;
+  // The one list of the checkpoint's files: the manifest covers exactly what is written.
+  const files: CheckpointFile[] = [
+    { name: MODEL_FILE, bytes: modelBytes },
+    {
+      name: CONFIG_FILE,
+      bytes: new TextEncoder().encode(JSON.stringify(hfConfigJson(config), null, 2) + "\n"),
+    },
+  ];
   if (stateMeta) {
     const entries: Record<string, SafetensorsInput> = {};
     stateTensors.forEach((t, i) => {
       let v: TypedArray = vals[shapes.length + i];
       if (t.dtype === "f32" && !(v instanceof Float32Array)) v = Float32Array.from(v);
+      if (t.dtype === "f32") {
+        const bad = firstNonFinite(v);
+        if (bad) {
+          fail(
+            op,
+            `trainingState.tensors.${
+              stateNames[i]
+            } holds ${bad}; a checkpoint with non-finite values is not written`,
+          );
+        }
+      }
       entries[stateNames[i]] = { dtype: safetensorsDtype(t.dtype), shape: t.shape, data: v };
     });
     stateMeta[META.hash] = await sha256Hex(modelBytes);
-    stateBytes = encodeSafetensors(entries, stateMeta);
+    files.push({ name: STATE_FILE, bytes: encodeSafetensors(entries, stateMeta) });
   }
-  await writeFileAtomic(join(dir, MODEL_FILE), modelBytes);
-  await writeFileAtomic(
-    join(dir, CONFIG_FILE),
-    JSON.stringify(hfConfigJson(config), null, 2) + "\n",
-  );
-  if (stateBytes) {
-    await writeFileAtomic(join(dir, STATE_FILE), stateBytes);
-  } else {
-    await Deno.remove(join(dir, STATE_FILE)).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-  }
+  const manifest = await manifestBytes(files);
+  await replaceDirectory(dir, async (staging) => {
+    for (const f of files) await writeFileSynced(join(staging, f.name), f.bytes);
+    // Last: a directory with a manifest is complete.
+    await writeFileSynced(join(staging, MANIFEST_FILE), manifest);
+  }, { isComplete: (d) => isCompleteCheckpoint(d, dir), mayReplace: refuseNonCheckpoint, op });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,6 +360,208 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
+/** Reads one file of the checkpoint by name (`what` says what it holds, for errors). */
+type FileReader = (name: string, what: string) => Promise<Uint8Array>;
+
+/** Reads and checks `manifest.json`; null when the directory has none. */
+async function readManifest(dir: string): Promise<Manifest | null> {
+  const path = join(dir, MANIFEST_FILE);
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    return fail("loadCheckpoint", `${path}: cannot read (${(e as Error).message})`);
+  }
+  const bad = (msg: string): never => fail("loadCheckpoint", `${path}: ${msg}`);
+  let m: Manifest;
+  try {
+    m = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    return bad(`not valid JSON (${(e as Error).message}); the file is damaged`);
+  }
+  if (!isPlainObject(m) || m.format !== MANIFEST_FORMAT || !isPlainObject(m.files)) {
+    bad(`expected {"format": "${MANIFEST_FORMAT}", "files": {…}}; the file is damaged`);
+  }
+  for (const [name, f] of Object.entries(m.files)) {
+    if (name.includes("/") || name.includes("\\") || name === MANIFEST_FILE) {
+      bad(`lists ${JSON.stringify(name)}, which is not a file of the checkpoint`);
+    }
+    if (
+      !isPlainObject(f) || !Number.isInteger(f.bytes) || f.bytes < 0 ||
+      typeof f.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(f.sha256)
+    ) {
+      bad(`the entry of ${name} must be {"bytes": n, "sha256": "<64 hex digits>"}`);
+    }
+  }
+  return m;
+}
+
+/** Files a load reads by name; present but unlisted in a manifest, they are not of this save. */
+const KNOWN_FILES = [MODEL_FILE, CONFIG_FILE, STATE_FILE, INDEX_FILE];
+
+/**
+ * Reads every file the manifest lists and checks its size and SHA-256; returns the bytes of the
+ * files that check out and one line per problem (missing, truncated, longer, altered, unlisted).
+ */
+async function checkAgainstManifest(
+  dir: string,
+  m: Manifest,
+): Promise<{ files: Map<string, Uint8Array>; problems: Map<string, string> }> {
+  const files = new Map<string, Uint8Array>();
+  const problems = new Map<string, string>();
+  for (const name of Object.keys(m.files).sort()) {
+    const path = join(dir, name), want = m.files[name];
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      problems.set(
+        name,
+        e instanceof Deno.errors.NotFound
+          ? `${path} is missing (${MANIFEST_FILE} lists it)`
+          : `${path}: cannot read (${(e as Error).message})`,
+      );
+      continue;
+    }
+    if (bytes.length < want.bytes) {
+      problems.set(
+        name,
+        `${path} is truncated or was changed after the save: ${bytes.length} bytes, ${MANIFEST_FILE} records ${want.bytes}`,
+      );
+      continue;
+    }
+    if (bytes.length > want.bytes) {
+      problems.set(
+        name,
+        `${path} was changed after the save: ${bytes.length} bytes, ${MANIFEST_FILE} records ${want.bytes}`,
+      );
+      continue;
+    }
+    const got = await sha256Hex(bytes);
+    if (got !== want.sha256) {
+      problems.set(
+        name,
+        `${path} is corrupt: its SHA-256 is ${got.slice(0, 16)}…, ${MANIFEST_FILE} records ${
+          want.sha256.slice(0, 16)
+        }… (changed after the save)`,
+      );
+      continue;
+    }
+    files.set(name, bytes);
+  }
+  for (const name of KNOWN_FILES) {
+    if (!(name in m.files) && (await isFile(join(dir, name)))) {
+      problems.set(name, `${join(dir, name)} is not listed in ${MANIFEST_FILE} (not of this save)`);
+    }
+  }
+  return { files, problems };
+}
+
+/**
+ * True when `d` is a whole checkpoint: its manifest checks out, or it has none and is not the
+ * staging copy of `target` (a checkpoint written before manifests existed counts when its
+ * config.json and weights are there).
+ */
+async function isCompleteCheckpoint(d: string, target: string): Promise<boolean> {
+  try {
+    const m = await readManifest(d);
+    if (m === null) return d !== stagingPaths(target).partial && (await checkpointExists(d));
+    return (await checkAgainstManifest(d, m)).problems.size === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Hugging Face keys of config.json that disagree with its "moejit" block. */
+function hfKeyDifferences(json: Record<string, unknown>, config: ModelConfig): string[] {
+  if (json.moejit === undefined) return [];
+  const expected = hfConfigJson(config);
+  delete expected.moejit;
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(expected)) {
+    if (k in json && JSON.stringify(json[k]) !== JSON.stringify(v)) {
+      const field = HF_FIELD[k];
+      out.push(
+        `${k} is ${JSON.stringify(json[k])} but the "moejit" block gives ${JSON.stringify(v)}${
+          field ? ` (moejit.config.${field})` : ""
+        }`,
+      );
+    }
+  }
+  return out;
+}
+
+/** The ModelConfig field behind each Hugging Face key, for messages. */
+const HF_FIELD: Record<string, string> = {
+  vocab_size: "vocabSize",
+  hidden_size: "dModel",
+  intermediate_size: "dFf",
+  num_hidden_layers: "nLayers",
+  num_attention_heads: "nHeads",
+  num_key_value_heads: "nHeads",
+  hidden_act: "activation",
+  max_position_embeddings: "maxSeqLen",
+  rms_norm_eps: "normEps",
+  rope_theta: "ropeTheta",
+  tie_word_embeddings: "tiedEmbeddings",
+  initializer_range: "initStd",
+  num_local_experts: "experts",
+  num_experts_per_tok: "topK",
+  router_jitter_noise: "jitterEps",
+};
+
+/** Fields in which config.json's configuration differs from the one saved with the state. */
+function stateConfigDifferences(config: ModelConfig, saved: unknown): string[] {
+  if (!isPlainObject(saved)) return [];
+  const keys = new Set([...Object.keys(config), ...Object.keys(saved)]);
+  const out: string[] = [];
+  for (const k of keys) {
+    const a = JSON.stringify((config as unknown as Record<string, unknown>)[k]);
+    const b = JSON.stringify(saved[k]);
+    if (a !== b) {
+      out.push(`${k} is ${a ?? "absent"} in ${CONFIG_FILE} but ${b ?? "absent"} in ${STATE_FILE}`);
+    }
+  }
+  return out;
+}
+
+/** The configuration saved in a training state's metadata, or undefined (older saves). */
+function savedStateConfig(st: Safetensors): unknown {
+  const text = st.metadata[META.config];
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why config.json disagrees with the rest, in words, computed leniently (for the message of an
+ * altered config.json): its HF keys against its "moejit" block, and the block against the
+ * configuration saved with the training state.
+ */
+function configFindings(configBytes: Uint8Array | undefined, stateBytes?: Uint8Array): string[] {
+  if (!configBytes) return [];
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(configBytes));
+  } catch (e) {
+    return [`not valid JSON (${(e as Error).message})`];
+  }
+  try {
+    const config = modelConfigFromHf(json);
+    const out = hfKeyDifferences(json as Record<string, unknown>, config);
+    if (stateBytes) {
+      out.push(...stateConfigDifferences(config, savedStateConfig(decodeSafetensors(stateBytes))));
+    }
+    return out;
+  } catch (e) {
+    return [(e as Error).message.split("\n")[0]];
+  }
+}
+
 /**
  * True when `dir` holds a checkpoint (`config.json` and `model.safetensors`); it is not
  * validated (loadCheckpoint does that).
@@ -299,14 +583,15 @@ export async function checkpointExists(dir: string): Promise<boolean> {
  */
 async function readModel(
   dir: string,
+  read: FileReader,
 ): Promise<{ bytes: Uint8Array; tensors: Safetensors["tensors"]; source: string }> {
   const single = join(dir, MODEL_FILE), indexPath = join(dir, INDEX_FILE);
   if ((await isFile(single)) || !(await isFile(indexPath))) {
-    const bytes = await readBytes(single, "the model weights");
+    const bytes = await read(MODEL_FILE, "the model weights");
     return { bytes, tensors: decodeSafetensors(bytes, single).tensors, source: single };
   }
   const bad = (msg: string): never => fail("loadCheckpoint", `${indexPath}: ${msg}`);
-  const bytes = await readBytes(indexPath, "the index of the weight shards");
+  const bytes = await read(INDEX_FILE, "the index of the weight shards");
   let index: { weight_map?: unknown };
   try {
     index = JSON.parse(new TextDecoder().decode(bytes));
@@ -324,7 +609,7 @@ async function readModel(
       bad(`shard ${JSON.stringify(file)} is not a plain file name`);
     }
     const path = join(dir, file);
-    const shard = decodeSafetensors(await readBytes(path, `a shard listed in ${INDEX_FILE}`), path);
+    const shard = decodeSafetensors(await read(file, `a shard listed in ${INDEX_FILE}`), path);
     for (const [name, t] of Object.entries(shard.tensors)) {
       if (wanted[name] !== file) {
         bad(
@@ -390,6 +675,7 @@ function parseState(
   st: Safetensors,
   path: string,
   modelHash: string,
+  config: ModelConfig,
 ): () => { tensors: unknown; json: unknown } {
   const bad = (msg: string): never => fail("loadCheckpoint", `${path}: ${msg}`);
   const m = st.metadata;
@@ -409,6 +695,10 @@ function parseState(
           modelHash.slice(0, 16)
         }…): the model and the training state come from different saves`,
     );
+  }
+  const diffs = stateConfigDifferences(config, savedStateConfig(st));
+  if (diffs.length) {
+    bad(`it was saved with another configuration than ${CONFIG_FILE} holds: ${diffs.join("; ")}`);
   }
   let tree: unknown, json: unknown;
   try {
@@ -469,9 +759,14 @@ function parseState(
 
 /**
  * Loads a checkpoint saved by {@link saveCheckpoint} (or a Hugging Face mixtral/phimoe/llama
- * directory with a single `model.safetensors`). With `expect`, the checkpoint's shape-relevant
- * fields must equal the run's (each difference is named). Every file is checked before any tensor
- * is built: a missing or corrupt file throws, naming the file and the problem.
+ * directory with a single `model.safetensors`). A save that a crash interrupted is settled first
+ * (the complete copy in `dir.partial` or `dir.old` becomes `dir`; see `recovered`). Every file is
+ * checked before any tensor is built: against `manifest.json` (size, SHA-256; required when the
+ * checkpoint has a training state), then for content — config.json's Hugging Face keys against
+ * its "moejit" block and against the configuration saved with the training state, tensor names
+ * and shapes against the configuration, the training state against the model file. A missing,
+ * truncated, altered or mismatched file throws, naming the file and the problem. With `expect`,
+ * the checkpoint's shape-relevant fields must equal the run's (each difference is named).
  *
  * @example
  * ```ts
@@ -485,20 +780,52 @@ export async function loadCheckpoint<P = ParamTree>(
   opts: { expect?: ModelConfig } = {},
 ): Promise<Checkpoint<P>> {
   const op = "loadCheckpoint";
+  if (typeof dir !== "string" || dir === "") fail(op, `expected a directory path, got ${dir}`);
   for (const k of Object.keys(opts)) {
     if (k !== "expect") fail(op, `unknown option ${JSON.stringify(k)}; expected expect`);
   }
-  try {
-    const s = await Deno.stat(dir);
-    if (!s.isDirectory) fail(op, `${dir} is not a directory`);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) fail(op, `checkpoint directory ${dir} does not exist`);
-    throw e;
+  const recovery = await recoverDirectory(dir, (d) => isCompleteCheckpoint(d, dir));
+  if (recovery.dir === null) {
+    fail(
+      op,
+      `checkpoint directory ${dir} does not exist${
+        recovery.notes.length ? ` (${recovery.notes.join("; ")})` : ""
+      }`,
+    );
   }
-  const configPath = join(dir, CONFIG_FILE);
-  const configText = new TextDecoder().decode(
-    await readBytes(configPath, "the model configuration"),
-  );
+  const at = recovery.dir;
+  if (!(await Deno.stat(at)).isDirectory) fail(op, `${at} is not a directory`);
+  // Files are checked against the manifest first; a checked file is not read twice.
+  const manifest = await readManifest(at);
+  let verified = new Map<string, Uint8Array>();
+  if (manifest) {
+    const checked = await checkAgainstManifest(at, manifest);
+    if (checked.problems.size) {
+      const lines = [...checked.problems.values()];
+      if (checked.problems.has(CONFIG_FILE)) {
+        // Say what an edited config.json changed, where that can be told.
+        const findings = configFindings(
+          await Deno.readFile(join(at, CONFIG_FILE)).catch(() => undefined),
+          checked.files.get(STATE_FILE),
+        );
+        if (findings.length) lines.push(`in ${CONFIG_FILE}: ${findings.join("; ")}`);
+      }
+      const kept = recovery.notes.length ? ` (${recovery.notes.join("; ")})` : "";
+      fail(op, `${lines.join("; ")}${kept}`);
+    }
+    verified = checked.files;
+  } else if (await isFile(join(at, STATE_FILE))) {
+    fail(
+      op,
+      `${join(at, MANIFEST_FILE)} is missing: every checkpoint with a training state has one, ` +
+        `and without it the files cannot be checked`,
+    );
+  }
+  const read: FileReader = async (name, what) =>
+    verified.get(name) ?? (await readBytes(join(at, name), what));
+
+  const configPath = join(at, CONFIG_FILE);
+  const configText = new TextDecoder().decode(await read(CONFIG_FILE, "the model configuration"));
   let json: unknown;
   try {
     json = JSON.parse(configText);
@@ -506,23 +833,37 @@ export async function loadCheckpoint<P = ParamTree>(
     return fail(op, `${configPath} is not valid JSON (${(e as Error).message})`);
   }
   const config = modelConfigFromHf(json, configPath);
+  const hfDiffs = hfKeyDifferences(json as Record<string, unknown>, config);
+  if (hfDiffs.length) {
+    fail(
+      op,
+      `${configPath}: the Hugging Face keys disagree with the "moejit" block: ${
+        hfDiffs.join("; ")
+      }`,
+    );
+  }
   if (opts.expect) {
     const diffs = configDifferences(config, modelConfig(opts.expect));
-    if (diffs.length) fail("resume", `${diffs.join("; ")} (checkpoint ${dir})`);
+    if (diffs.length) fail("resume", `${diffs.join("; ")} (checkpoint ${at})`);
   }
-  const { bytes: modelBytes, tensors, source } = await readModel(dir);
+  const { bytes: modelBytes, tensors, source } = await readModel(at, read);
   const host = fromHfTensors(tensors, config, source);
 
-  const statePath = join(dir, STATE_FILE);
+  const statePath = join(at, STATE_FILE);
   let buildState: (() => { tensors: unknown; json: unknown }) | null = null;
   if (await isFile(statePath)) {
-    const st = decodeSafetensors(await readBytes(statePath, "the training state"), statePath);
-    buildState = parseState(st, statePath, await sha256Hex(modelBytes));
+    const st = decodeSafetensors(await read(STATE_FILE, "the training state"), statePath);
+    buildState = parseState(st, statePath, await sha256Hex(modelBytes), config);
   }
 
   // Everything checked: build the tensors.
   const params = treeFromPaths(
     parameterShapes(config).map(([p, shape]) => [p, fromHost(host[p], shape, "f32")]),
   ) as P;
-  return { config, params, trainingState: buildState ? buildState() : null };
+  return {
+    config,
+    params,
+    trainingState: buildState ? buildState() : null,
+    recovered: recovery.notes,
+  };
 }

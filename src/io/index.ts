@@ -6,8 +6,11 @@
  *    {@link encodeSafetensors}, {@link decodeSafetensors};
  *  - the Hugging Face layout of the model (mixtral / phimoe / llama names and config.json):
  *    {@link hfConfigJson}, {@link modelConfigFromHf}, {@link toHfTensors}, {@link fromHfTensors};
- *  - checkpoints (model + config + training state, atomic writes, content-hash pairing):
- *    {@link saveCheckpoint}, {@link loadCheckpoint}, {@link checkpointExists};
+ *  - checkpoints (model + config + training state + a SHA-256 manifest, swapped in whole so a
+ *    kill never loses one, checked on load): {@link saveCheckpoint}, {@link loadCheckpoint},
+ *    {@link checkpointExists};
+ *  - crash-safe files and directories: {@link writeFileAtomic}, {@link replaceDirectory},
+ *    {@link recoverDirectory};
  *  - JSONL metrics: {@link MetricsLog}, {@link readMetrics}.
  *
  * @example
@@ -34,4 +37,12 @@ export type {
 } from "./checkpoint.ts";
 export { encodeMetrics, MetricsLog, readMetrics } from "./metrics.ts";
 export type { MetricsRecord, MetricValue } from "./metrics.ts";
-export { appendLine, writeFileAtomic } from "./files.ts";
+export {
+  appendLine,
+  recoverDirectory,
+  replaceDirectory,
+  syncDirectory,
+  writeFileAtomic,
+  writeFileSynced,
+} from "./files.ts";
+export type { Recovery } from "./files.ts";

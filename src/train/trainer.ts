@@ -249,31 +249,6 @@ function join(dir: string, file: string): string {
   return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
 }
 
-/**
- * Saves a checkpoint so that a crash at any moment leaves either the previous checkpoint or the
- * new one whole: the files go to a sibling directory, which then replaces the old one.
- */
-async function saveCheckpointSafely(
-  dir: string,
-  payload: Parameters<typeof saveCheckpoint>[1],
-): Promise<void> {
-  const partial = `${dir}.partial`, old = `${dir}.old`;
-  await Deno.remove(partial, { recursive: true }).catch(() => {});
-  await saveCheckpoint(partial, payload);
-  await Deno.remove(old, { recursive: true }).catch(() => {});
-  const hadOld = await Deno.stat(dir).then(() => true, () => false);
-  if (hadOld) await Deno.rename(dir, old);
-  await Deno.rename(partial, dir);
-  if (hadOld) await Deno.remove(old, { recursive: true }).catch(() => {});
-}
-
-/** The checkpoint to resume from: `dir` itself, or the `.old` copy a crash mid-swap left. */
-async function resumeDir(dir: string): Promise<string> {
-  if (await checkpointExists(dir)) return dir;
-  if (await checkpointExists(`${dir}.old`)) return `${dir}.old`;
-  return dir; // loadCheckpoint names what is missing
-}
-
 /** What a run trains on and validates against, whatever form the data option took. */
 interface TrainData {
   name: string;
@@ -387,8 +362,8 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   let state: TrainState;
   let startStep = 0;
   if (opts.resume) {
-    const dir = await resumeDir(opts.resume);
-    const ck = await loadCheckpoint<Params>(dir);
+    const ck = await loadCheckpoint<Params>(opts.resume);
+    for (const note of ck.recovered) say(`${opts.resume}: ${note}`);
     const diffs = configDifferences(ck.config, config);
     if (diffs.length) fail("train", `cannot resume from ${opts.resume}: ${diffs.join("; ")}`);
     for (const k of Object.keys(opts.model ?? {}) as (keyof ModelConfig)[]) {
@@ -425,7 +400,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     const tensors = ts.tensors as { opt: AdamWState<Params>; layers: LayerState[] };
     startStep = json.step ?? 0;
     state = await realize({ params: ck.params, opt: tensors.opt, layers: tensors.layers ?? [] });
-    say(`resumed from ${dir} at step ${startStep}`);
+    say(`resumed from ${opts.resume} at step ${startStep}`);
   } else {
     const params = opts.init ? opts.init.params : initParams(config, o.seed);
     state = await realize({
@@ -460,7 +435,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const log = new MetricsLog(paths.metrics, { fresh: startStep === 0 });
 
   const checkpoint = async (at: number) => {
-    await saveCheckpointSafely(paths.checkpoint, {
+    await saveCheckpoint(paths.checkpoint, {
       config,
       params: state.params,
       trainingState: {

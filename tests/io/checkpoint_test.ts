@@ -232,7 +232,19 @@ Deno.test("checkpoint: resume config mismatch names each field", async () => {
   }
 });
 
-Deno.test("checkpoint: missing and corrupt files are named and nothing is returned", async () => {
+/** Loads `dir` expecting a named error matching `re`, and that nothing is returned. */
+async function assertLoadFails(dir: string, re: RegExp, what: string) {
+  let result: unknown = "unset";
+  await assert.rejects(async () => {
+    result = await io.loadCheckpoint(dir);
+  }, (e: Error) => {
+    assert.match(e.message, re, what);
+    return true;
+  });
+  assert.equal(result, "unset", `${what}: nothing returned`);
+}
+
+Deno.test("checkpoint: missing and corrupt files are named against the manifest and nothing is returned", async () => {
   const config = modelConfig(small);
   const { dir, cleanup } = await tempDir();
   try {
@@ -246,12 +258,109 @@ Deno.test("checkpoint: missing and corrupt files are named and nothing is return
       params,
       trainingState: { tensors: { m: mj.zeros([4]) }, json: { step: 1 } },
     });
+    const manifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+    assert.deepEqual(Object.keys(manifest.files).sort(), [
+      "config.json",
+      "model.safetensors",
+      "training_state.safetensors",
+    ]);
+    const saved: Record<string, Uint8Array> = {};
+    for (const f of [...Object.keys(manifest.files), "manifest.json"]) {
+      saved[f] = await Deno.readFile(`${dir}/${f}`);
+    }
+    const restore = async () => {
+      for (const [f, b] of Object.entries(saved)) await Deno.writeFile(`${dir}/${f}`, b);
+    };
+    const model = saved["model.safetensors"], state = saved["training_state.safetensors"];
+    const flip = (b: Uint8Array, at: number) => {
+      const c = b.slice();
+      c[at] ^= 0x01;
+      return c;
+    };
+    const cases: [string, () => Promise<void>, RegExp][] = [
+      [
+        "truncated model",
+        () => Deno.writeFile(`${dir}/model.safetensors`, model.subarray(0, model.length - 10)),
+        new RegExp(
+          `model\\.safetensors is truncated or was changed after the save: ${
+            model.length - 10
+          } bytes, manifest\\.json records ${model.length}`,
+        ),
+      ],
+      [
+        "empty model",
+        () => Deno.writeFile(`${dir}/model.safetensors`, new Uint8Array(0)),
+        /model\.safetensors is truncated or was changed after the save: 0 bytes/,
+      ],
+      [
+        "model with trailing bytes",
+        () => Deno.writeFile(`${dir}/model.safetensors`, new Uint8Array([...model, 0, 0])),
+        /model\.safetensors was changed after the save: \d+ bytes, manifest\.json records \d+/,
+      ],
+      [
+        "a flipped bit in the model's data",
+        () => Deno.writeFile(`${dir}/model.safetensors`, flip(model, model.length - 1)),
+        /model\.safetensors is corrupt: its SHA-256 is [0-9a-f]{16}…, manifest\.json records [0-9a-f]{16}… \(changed after the save\)/,
+      ],
+      [
+        "a flipped bit in the training state's data",
+        () => Deno.writeFile(`${dir}/training_state.safetensors`, flip(state, state.length - 2)),
+        /training_state\.safetensors is corrupt: its SHA-256/,
+      ],
+      [
+        "truncated state",
+        () =>
+          Deno.writeFile(`${dir}/training_state.safetensors`, state.subarray(0, state.length - 3)),
+        /training_state\.safetensors is truncated or was changed after the save/,
+      ],
+      [
+        "missing model",
+        () => Deno.remove(`${dir}/model.safetensors`),
+        /model\.safetensors is missing \(manifest\.json lists it\)/,
+      ],
+      [
+        "missing config",
+        () => Deno.remove(`${dir}/config.json`),
+        /config\.json is missing \(manifest\.json lists it\)/,
+      ],
+      [
+        "missing manifest (with a training state)",
+        () => Deno.remove(`${dir}/manifest.json`),
+        /manifest\.json is missing: every checkpoint with a training state has one/,
+      ],
+      [
+        "damaged manifest",
+        () => Deno.writeTextFile(`${dir}/manifest.json`, "{ not json"),
+        /manifest\.json: not valid JSON .*damaged/,
+      ],
+      [
+        "config not JSON",
+        () => Deno.writeTextFile(`${dir}/config.json`, "{ not json"),
+        /config\.json is truncated or was changed after the save: 10 bytes, .*; in config\.json: not valid JSON/,
+      ],
+    ];
+    for (const [what, breakIt, re] of cases) {
+      await breakIt();
+      await assertLoadFails(dir, re, what);
+      await restore();
+    }
+    assert.equal((await io.loadCheckpoint(dir)).trainingState?.json && true, true);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("checkpoint: without a manifest (a Hugging Face directory), broken files are still named", async () => {
+  const config = modelConfig(small);
+  const { dir, cleanup } = await tempDir();
+  try {
+    await io.saveCheckpoint(dir, { config, params: randomParams(config, 4).params });
+    await Deno.remove(`${dir}/manifest.json`);
+    assert.ok((await io.loadCheckpoint(dir)).params);
     const model = await Deno.readFile(`${dir}/model.safetensors`);
-    const state = await Deno.readFile(`${dir}/training_state.safetensors`);
     const configText = await Deno.readTextFile(`${dir}/config.json`);
     const restore = async () => {
       await Deno.writeFile(`${dir}/model.safetensors`, model);
-      await Deno.writeFile(`${dir}/training_state.safetensors`, state);
       await Deno.writeTextFile(`${dir}/config.json`, configText);
     };
     const cases: [string, () => Promise<void>, RegExp][] = [
@@ -296,25 +405,84 @@ Deno.test("checkpoint: missing and corrupt files are named and nothing is return
         /model\.safetensors: tensor model\.layers\.0\.block_sparse_moe\.experts\.0\.w1\.weight: shape \[8, 16\] found, \[4, 16\] expected/,
       ],
       [
-        "truncated state",
+        "Hugging Face keys that disagree with the moejit block",
         () =>
-          Deno.writeFile(`${dir}/training_state.safetensors`, state.subarray(0, state.length - 3)),
-        /training_state\.safetensors: the tensor data ends .*truncated/,
+          Deno.writeTextFile(
+            `${dir}/config.json`,
+            JSON.stringify({ ...JSON.parse(configText), num_experts_per_tok: 1 }),
+          ),
+        /config\.json: the Hugging Face keys disagree with the "moejit" block: num_experts_per_tok is 1 but the "moejit" block gives 2 \(moejit\.config\.topK\)/,
       ],
     ];
     for (const [what, breakIt, re] of cases) {
       await breakIt();
-      let result: unknown = "unset";
-      await assert.rejects(async () => {
-        result = await io.loadCheckpoint(dir);
-      }, (e: Error) => {
-        assert.match(e.message, re, what);
-        return true;
-      });
-      assert.equal(result, "unset", `${what}: nothing returned`);
+      await assertLoadFails(dir, re, what);
       await restore();
     }
-    assert.equal((await io.loadCheckpoint(dir)).trainingState?.json && true, true);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("checkpoint: a config.json that disagrees with the training state is named", async () => {
+  const config = modelConfig({ ...small, estimator: "sparsemixer", topK: 2 });
+  const { dir, cleanup } = await tempDir();
+  try {
+    await io.saveCheckpoint(dir, {
+      config,
+      params: randomParams(config, 3).params,
+      trainingState: { json: { step: 3 } },
+    });
+    const original = await Deno.readTextFile(`${dir}/config.json`);
+    const edit = async (f: (j: Record<string, unknown>) => void) => {
+      const j = JSON.parse(original);
+      f(j);
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(j, null, 2));
+    };
+    // An edited estimator: the manifest catches the edit and the message says what changed.
+    await edit((j) => ((j.moejit as { config: ModelConfig }).config.estimator = "default"));
+    await assertLoadFails(
+      dir,
+      /config\.json (is truncated or )?was changed after the save: .*; in config\.json: .*estimator is "default" in config\.json but "sparsemixer" in training_state\.safetensors/,
+      "edited estimator",
+    );
+    // num_experts_per_tok: 1 against moejit.topK: 2.
+    await edit((j) => (j.num_experts_per_tok = 1));
+    await assertLoadFails(
+      dir,
+      /config\.json (is corrupt|was changed after the save|is truncated or was changed after the save).*; in config\.json: num_experts_per_tok is 1 but the "moejit" block gives 2 \(moejit\.config\.topK\)/,
+      "num_experts_per_tok",
+    );
+    // The same edits with the manifest rewritten to match (a hand-assembled directory): the
+    // content checks alone still refuse them.
+    const manifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+    const rehash = async () => {
+      const bytes = await Deno.readFile(`${dir}/config.json`);
+      const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      manifest.files["config.json"] = {
+        bytes: bytes.length,
+        sha256: Array.from(d, (b) => b.toString(16).padStart(2, "0")).join(""),
+      };
+      await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify(manifest));
+    };
+    await edit((j) => (j.num_experts_per_tok = 1));
+    await rehash();
+    await assertLoadFails(
+      dir,
+      /config\.json: the Hugging Face keys disagree with the "moejit" block: num_experts_per_tok is 1/,
+      "num_experts_per_tok, manifest rewritten",
+    );
+    // A whole, self-consistent config.json of another estimator.
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify(io.hfConfigJson(modelConfig({ ...config, estimator: "default" }))),
+    );
+    await rehash();
+    await assertLoadFails(
+      dir,
+      /training_state\.safetensors: it was saved with another configuration than config\.json holds: estimator is "default" in config\.json but "sparsemixer" in training_state\.safetensors/,
+      "estimator, manifest rewritten",
+    );
   } finally {
     await cleanup();
   }
@@ -339,6 +507,16 @@ Deno.test("checkpoint: a model and a training state from different saves are det
       `${other.dir}/training_state.safetensors`,
       `${dir}/training_state.safetensors`,
     );
+    await assert.rejects(
+      () => io.loadCheckpoint(dir),
+      /training_state\.safetensors is corrupt: its SHA-256/,
+    );
+    // With the manifest patched to match (a hand-assembled directory), the pairing check of the
+    // training state against the model file still refuses it.
+    const mine = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
+    const theirs = JSON.parse(await Deno.readTextFile(`${other.dir}/manifest.json`));
+    mine.files["training_state.safetensors"] = theirs.files["training_state.safetensors"];
+    await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify(mine));
     await assert.rejects(
       () => io.loadCheckpoint(dir),
       /training_state\.safetensors: it was saved with a different model\.safetensors .*different saves/,
