@@ -103,3 +103,49 @@ export class MoejitError extends Error {
 export function fail(op: string, message: string, site?: string): never {
   throw new MoejitError(op, message, site);
 }
+
+/**
+ * A value as an error message shows it: JSON for the plain parts, but NaN, ±Infinity, -0,
+ * undefined, bigints and functions as themselves (JSON.stringify would print NaN as `null`) and
+ * class instances by class name. Long arrays and deep trees are cut with "…".
+ *
+ * @example
+ * ```ts
+ * formatValue({ lr: NaN, steps: [1, Infinity] }); // '{"lr":NaN,"steps":[1,Infinity]}'
+ * ```
+ */
+export function formatValue(v: unknown, depth = 0): string {
+  switch (typeof v) {
+    case "number":
+      return Object.is(v, -0) ? "-0" : String(v);
+    case "string":
+      return JSON.stringify(v);
+    case "undefined":
+      return "undefined";
+    case "boolean":
+      return String(v);
+    case "bigint":
+      return `${v}n`;
+    case "function":
+      return v.name ? `function ${v.name}` : "a function";
+    case "symbol":
+      return String(v);
+  }
+  if (v === null) return "null";
+  if (depth >= 4) return "…";
+  if (Array.isArray(v)) {
+    const shown = v.slice(0, 16).map((x) => formatValue(x, depth + 1));
+    if (v.length > 16) shown.push(`… (${v.length} items)`);
+    return `[${shown.join(",")}]`;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) {
+    return `a ${(v as object).constructor?.name ?? "object"}`;
+  }
+  const entries = Object.entries(v as Record<string, unknown>);
+  const shown = entries.slice(0, 16).map(([k, x]) =>
+    `${JSON.stringify(k)}:${formatValue(x, depth + 1)}`
+  );
+  if (entries.length > 16) shown.push("…");
+  return `{${shown.join(",")}}`;
+}

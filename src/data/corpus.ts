@@ -3,7 +3,7 @@
  * loaded on first use with dynamic imports of pinned specifiers) and plain-text files or
  * folders on disk.
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 
 /** A named list of documents (chapters, speeches, e-mails, files). */
 export interface Corpus {
@@ -101,9 +101,81 @@ async function findTextFiles(root: string, rel = ""): Promise<string[]> {
 
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** Above this share of non-text bytes a file is refused; above NOTICE_SHARE it is warned about. */
+export const MAX_NON_TEXT_SHARE = 0.1;
+const NOTICE_SHARE = 0.001;
+
+/**
+ * The bytes of a file that are not text: control bytes other than tab, line feed, vertical
+ * tab, form feed and carriage return (NUL, DEL, …), and bytes outside valid UTF-8 sequences.
+ *
+ * @example
+ * ```ts
+ * nonTextBytes(new TextEncoder().encode("héllo\n")); // 0
+ * nonTextBytes(new Uint8Array([0, 0xff, 65]));        // 2
+ * ```
+ */
+export function nonTextBytes(b: Uint8Array): number {
+  let bad = 0;
+  for (let i = 0; i < b.length;) {
+    const c = b[i];
+    if (c < 0x80) {
+      if ((c < 0x20 && (c < 0x09 || c > 0x0d)) || c === 0x7f) bad++;
+      i++;
+      continue;
+    }
+    // A UTF-8 sequence: its length from the lead byte, and the range its second byte must be
+    // in (which rules out overlong forms and surrogates).
+    let n = 0, lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    }
+    let ok = n > 0 && i + n <= b.length && b[i + 1] >= lo && b[i + 1] <= hi;
+    for (let k = 2; ok && k < n; k++) ok = b[i + k] >= 0x80 && b[i + k] <= 0xbf;
+    if (ok) i += n;
+    else {
+      bad++;
+      i++;
+    }
+  }
+  return bad;
+}
+
+function percent(x: number): string {
+  return `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`;
+}
+
 async function readText(path: string): Promise<string> {
-  // Not fatal: invalid UTF-8 becomes U+FFFD; a leading byte-order mark is dropped.
-  return new TextDecoder("utf-8").decode(await Deno.readFile(path));
+  const bytes = await Deno.readFile(path);
+  // A binary file (an archive, an image, random bytes, UTF-16) would train without a word;
+  // it is refused. A few stray bytes (Latin-1 accents, a control character) only warn.
+  const share = bytes.length ? nonTextBytes(bytes) / bytes.length : 0;
+  if (share > MAX_NON_TEXT_SHARE) {
+    fail(
+      OP,
+      `${path} does not look like text: ${percent(share)} of its ${
+        bytes.length.toLocaleString("en-US")
+      } bytes are control bytes or not UTF-8 (at most ${
+        percent(MAX_NON_TEXT_SHARE)
+      } is accepted); give a UTF-8 text file`,
+    );
+  }
+  if (share > NOTICE_SHARE) {
+    console.warn(
+      `moejit: ${path}: ${
+        percent(share)
+      } of its bytes are control bytes or not UTF-8; they are read as U+FFFD`,
+    );
+  }
+  // Invalid UTF-8 becomes U+FFFD; a leading byte-order mark is dropped.
+  return new TextDecoder("utf-8").decode(bytes);
 }
 
 async function loadPath(path: string): Promise<Corpus> {
@@ -132,7 +204,9 @@ function looksLikePath(spec: string): boolean {
  * path: a text file (one document) or a folder (every .txt/.md file below it, recursively,
  * sorted by relative path, one document each). Built-in names win over same-named paths; write
  * "./sotu" for the folder. Documents are returned as they are (empty ones included), but a
- * corpus whose documents are all empty or whitespace is an error.
+ * corpus whose documents are all empty or whitespace is an error, and so is a file of which more
+ * than 10% of the bytes are control bytes or not UTF-8 (a binary file); a file with a few such
+ * bytes is read with a one-line warning giving their share.
  *
  * @example
  * ```ts
@@ -143,7 +217,7 @@ function looksLikePath(spec: string): boolean {
  */
 export async function loadCorpus(spec: string = "moby-dick"): Promise<Corpus> {
   if (typeof spec !== "string" || spec === "") {
-    fail(OP, `expected a corpus name or a path, got ${JSON.stringify(spec)}`);
+    fail(OP, `expected a corpus name or a path, got ${formatValue(spec)}`);
   }
   let corpus: Corpus;
   if ((BUILTIN_CORPORA as readonly string[]).includes(spec)) {
@@ -153,7 +227,7 @@ export async function loadCorpus(spec: string = "moby-dick"): Promise<Corpus> {
   } else {
     return fail(
       OP,
-      `unknown corpus ${JSON.stringify(spec)}; the built-in corpora are ${
+      `unknown corpus ${formatValue(spec)}; the built-in corpora are ${
         BUILTIN_CORPORA.join(", ")
       } (or give a path to a text file or a folder of .txt/.md files)`,
     );

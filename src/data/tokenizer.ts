@@ -3,7 +3,7 @@
  * the `gpt-tokenizer` npm package (loaded on first use with a dynamic import of a pinned
  * specifier, so that `mod.ts` stays importable from a URL).
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { byteTokenizer, isId, REPLACEMENT, type Tokenizer } from "./byte_tokenizer.ts";
 
 export { byteTokenizer } from "./byte_tokenizer.ts";
@@ -105,9 +105,7 @@ export async function bpeTokenizer(encoding: string = "cl100k_base"): Promise<To
   if (!(BPE_ENCODINGS as readonly string[]).includes(encoding)) {
     fail(
       "data.bpeTokenizer",
-      `unknown BPE encoding ${JSON.stringify(encoding)}; expected one of ${
-        BPE_ENCODINGS.join(", ")
-      }`,
+      `unknown BPE encoding ${formatValue(encoding)}; expected one of ${BPE_ENCODINGS.join(", ")}`,
     );
   }
   const api = encodingApi(await importEncoding(encoding as BpeEncoding), encoding);

@@ -18,7 +18,7 @@
  * Everything here works on bytes in memory (the browser bundle has it); reading and writing files
  * is in safetensors_file.ts.
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import type { DType } from "../dtype.ts";
 
 /** Element types of the format (all of them can be read; see {@link encodeSafetensors}). */
@@ -292,7 +292,7 @@ function tensorBytes(name: string, t: SafetensorsInput): Uint8Array {
     );
   }
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    fail(op, `${where}: shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
+    fail(op, `${where}: shape must be non-negative integers, got ${formatValue(t.shape)}`);
   }
   const n = t.shape.reduce((a, b) => a * b, 1);
   const d = t.data;
@@ -378,15 +378,13 @@ function tensorBytes(name: string, t: SafetensorsInput): Uint8Array {
 
 function checkMetadata(op: string, where: string, m: unknown): Record<string, string> {
   if (m === null || typeof m !== "object" || Array.isArray(m)) {
-    fail(op, `${where}: __metadata__ must be an object of strings, got ${JSON.stringify(m)}`);
+    fail(op, `${where}: __metadata__ must be an object of strings, got ${formatValue(m)}`);
   }
   for (const [k, v] of Object.entries(m)) {
     if (typeof v !== "string") {
       fail(
         op,
-        `${where}: __metadata__ value ${JSON.stringify(k)} must be a string, got ${
-          JSON.stringify(v)
-        }`,
+        `${where}: __metadata__ value ${JSON.stringify(k)} must be a string, got ${formatValue(v)}`,
       );
     }
   }

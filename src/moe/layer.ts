@@ -3,7 +3,7 @@
  * combine. SwiGLU experts (`down(silu(gate·x) ⊙ up·x)`) when params have `gate`, otherwise
  * `down(act(up·x))` with act = gelu or relu.
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { stopGradient } from "../ops/meta.ts";
 import { constant, describe } from "../ops/prim.ts";
@@ -180,14 +180,14 @@ export function layer(x: Tensor, params: MoeParams, opts: LayerOptions): LayerRe
     fail(
       "moe.layer",
       `params.omega is SparseMixer-v1's per-channel gate scale; the estimator is ${
-        JSON.stringify(estimator)
+        formatValue(estimator)
       }`,
     );
   }
   if (opts.default !== undefined && estimator !== "default") {
     fail(
       "moe.layer",
-      `option default configures estimator "default", not ${JSON.stringify(estimator)}`,
+      `option default configures estimator "default", not ${formatValue(estimator)}`,
     );
   }
   const { activation: _a, default: defaultOpts, state, expertGrad: _g, balance, ...routeOpts } =

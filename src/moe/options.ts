@@ -1,5 +1,5 @@
 /** Option checking shared by the MoE front end: unknown names and bad values are errors. */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 
 export function checkKeys(op: string, opts: object, known: readonly string[]): void {
   if (!opts || typeof opts !== "object") fail(op, `expected an options object, got ${typeof opts}`);
@@ -21,8 +21,8 @@ export function checkChoice<T extends string>(
   if (!choices.includes(v as T)) {
     fail(
       op,
-      `${name} must be one of ${choices.map((c) => JSON.stringify(c)).join(", ")}, got ${
-        JSON.stringify(v)
+      `${name} must be one of ${choices.map((c) => formatValue(c)).join(", ")}, got ${
+        formatValue(v)
       }`,
     );
   }

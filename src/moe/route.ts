@@ -8,7 +8,7 @@
  *  - "sparsemixer" / "sparsemixer-v1": GRIN's SparseMixer-v2 / its predecessor (§5);
  *  - a function: your own estimator (register its backward with mj.customVjp).
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { mark, stopGradient } from "../ops/meta.ts";
 import { checkIndex, gatherTrusted, oneHot } from "../ops/indexing.ts";
@@ -161,10 +161,10 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
   const score = checkChoice("moe.route", "score", opts.score, ["softmax", "sigmoid"], "softmax");
   const estimator = estimatorOf("moe.route", opts.estimator);
   if (opts.normalize !== undefined && typeof opts.normalize !== "boolean") {
-    fail("moe.route", `normalize must be a boolean, got ${JSON.stringify(opts.normalize)}`);
+    fail("moe.route", `normalize must be a boolean, got ${formatValue(opts.normalize)}`);
   }
   if (opts.training !== undefined && typeof opts.training !== "boolean") {
-    fail("moe.route", `training must be a boolean, got ${JSON.stringify(opts.training)}`);
+    fail("moe.route", `training must be a boolean, got ${formatValue(opts.training)}`);
   }
   if (opts.bias !== undefined) {
     if (
@@ -184,7 +184,7 @@ export function route(logits: Tensor, opts: RouteOptions): Routing {
     if (opts[key] !== undefined && !sampling && typeof estimator !== "function") {
       fail(
         "moe.route",
-        `option ${key} applies to the sparsemixer estimators, not ${JSON.stringify(estimator)}`,
+        `option ${key} applies to the sparsemixer estimators, not ${formatValue(estimator)}`,
       );
     }
   }

@@ -11,7 +11,7 @@
  * Expert 0 is the seed (BAM's "generalist"), experts 1… the specialised models in the order
  * given. Averages add the models in that order and divide by N, the same on every backend.
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { randn } from "../ops/creation.ts";
 import { stack } from "../ops/movement.ts";
@@ -94,7 +94,7 @@ export function upcycle(
     }
   }
   if (opts.method !== "bam" && opts.method !== "btx") {
-    fail(op, `method must be "bam" or "btx", got ${JSON.stringify(opts.method)}`);
+    fail(op, `method must be "bam" or "btx", got ${formatValue(opts.method)}`);
   }
   if (opts.method === "btx" && (opts.attention !== undefined || opts.attnTopK !== undefined)) {
     fail(op, `attention and attnTopK configure BAM's attention experts; BTX averages attention`);
@@ -111,7 +111,7 @@ export function upcycle(
     if (s.config.ffn !== "dense") {
       fail(
         op,
-        `${name(i)} has ffn ${JSON.stringify(s.config.ffn)}; upcycling starts from dense models`,
+        `${name(i)} has ffn ${formatValue(s.config.ffn)}; upcycling starts from dense models`,
       );
     }
     if (s.config.attnExperts !== 1) {
@@ -126,8 +126,8 @@ export function upcycle(
       if (s.config[k] !== seed.config[k]) {
         fail(
           op,
-          `${name(i)} has ${k} ${JSON.stringify(s.config[k])} but the seed model has ${
-            JSON.stringify(seed.config[k])
+          `${name(i)} has ${k} ${formatValue(s.config[k])} but the seed model has ${
+            formatValue(seed.config[k])
           }: every model must share the architecture`,
         );
       }

@@ -21,7 +21,7 @@
  * }
  * ```
  */
-import { fail, MoejitError } from "../errors.ts";
+import { fail, formatValue, MoejitError } from "../errors.ts";
 import {
   auxLoss,
   type AuxLossOptions,
@@ -90,7 +90,7 @@ export function balancerOf(spec: BalanceSpec, seqLen: number): Balancer {
     default:
       return fail(
         "modelConfig",
-        `unknown balancer ${JSON.stringify(spec)}; expected kind ${BALANCER_KINDS.join(", ")}`,
+        `unknown balancer ${formatValue(spec)}; expected kind ${BALANCER_KINDS.join(", ")}`,
       );
   }
 }
@@ -145,7 +145,7 @@ function checkBalanceSpec(b: unknown, where: string): void {
     fail(
       "modelConfig",
       `unknown balancer ${
-        JSON.stringify(b)
+        formatValue(b)
       } at ${where}; expected kind auxLoss, zLoss, lossFree or bip`,
     );
   }
@@ -261,7 +261,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
     fail(
       "modelConfig",
       `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]) or one such array per layer, got ${
-        JSON.stringify(partial.balance)
+        formatValue(partial.balance)
       }`,
     );
   }
@@ -276,7 +276,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-      fail("modelConfig", `${k} must be a positive integer, got ${JSON.stringify(v)}`);
+      fail("modelConfig", `${k} must be a positive integer, got ${formatValue(v)}`);
     }
   };
   for (
@@ -296,12 +296,12 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
     fail(
       "modelConfig",
       `attnTopK must be 0 (soft routing) or an integer in 1..attnExperts (${c.attnExperts}), got ${
-        JSON.stringify(c.attnTopK)
+        formatValue(c.attnTopK)
       }`,
     );
   }
   if (typeof c.normalizeTopK !== "boolean") {
-    fail("modelConfig", `normalizeTopK must be a boolean, got ${JSON.stringify(c.normalizeTopK)}`);
+    fail("modelConfig", `normalizeTopK must be a boolean, got ${formatValue(c.normalizeTopK)}`);
   }
   if (c.dModel % c.nHeads !== 0) {
     fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
@@ -319,8 +319,8 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
     if (!vals.includes(c[k] as T)) {
       fail(
         "modelConfig",
-        `${k} must be one of ${vals.map((v) => JSON.stringify(v)).join(", ")}, got ${
-          JSON.stringify(c[k])
+        `${k} must be one of ${vals.map((v) => formatValue(v)).join(", ")}, got ${
+          formatValue(c[k])
         }`,
       );
     }
@@ -335,7 +335,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
     fail(
       "modelConfig",
       `normalizeTopK does not apply to estimator ${
-        JSON.stringify(c.estimator)
+        formatValue(c.estimator)
       }: SparseMixer computes its own gate weights`,
     );
   }
@@ -347,7 +347,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   }
   for (const k of ["normEps", "ropeTheta", "initStd", "jitterEps"] as const) {
     if (typeof c[k] !== "number" || !(c[k] >= 0)) {
-      fail("modelConfig", `${k} must be a non-negative number, got ${JSON.stringify(c[k])}`);
+      fail("modelConfig", `${k} must be a non-negative number, got ${formatValue(c[k])}`);
     }
   }
   if (perLayer(c.balance)) {

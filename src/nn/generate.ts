@@ -4,6 +4,7 @@
  * padding changes nothing) and the position to read is a runtime input, so the whole generation
  * uses one compiled program however long the text grows.
  */
+import { yieldToEventLoop } from "../event_loop.ts";
 import { fail } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { jit } from "../jit.ts";
@@ -24,9 +25,11 @@ export interface GenerateOptions {
   state?: LayerState[];
   /** Called with each new token id as it is sampled (e.g. to stream text). */
   onToken?: (id: number) => void;
+  /** Stops the generation early (the tokens sampled so far are returned), e.g. on Ctrl-C. */
+  signal?: AbortSignal;
 }
 
-const KEYS = ["maxNewTokens", "temperature", "seed", "state", "onToken"];
+const KEYS = ["maxNewTokens", "temperature", "seed", "state", "onToken", "signal"];
 
 /** The compiled sampler's arguments: the window's logits at `pos`, temperature, noise key. */
 type SamplerArgs = [
@@ -63,7 +66,8 @@ function samplersFor(config: ModelConfig) {
 }
 
 /**
- * Continues `prompt` (token ids) by sampling `maxNewTokens` tokens; returns the new ids.
+ * Continues `prompt` (token ids) by sampling `maxNewTokens` tokens (fewer when `signal` aborts);
+ * returns the new ids.
  *
  * @example
  * ```ts
@@ -101,6 +105,10 @@ export async function generate(
   const text = [...prompt];
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
+    if (opts.signal) {
+      await yieldToEventLoop(); // lets an abort (a Ctrl-C handler) run
+      if (opts.signal.aborted) break;
+    }
     const ctx = text.slice(-W);
     const window = new Int32Array(W);
     window.set(ctx);

@@ -4,7 +4,7 @@
  * warmup + cosine learning-rate schedule computed on the host (pass its value into the jitted
  * step as a number: it becomes a runtime scalar, not a recompilation).
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { flatten } from "../autodiff/tree.ts";
 import { constant } from "../ops/prim.ts";
@@ -123,6 +123,25 @@ export function adamw(opts: AdamWOptions = {}): AdamW {
 }
 
 /**
+ * The global L2 norm of a tree of tensors (a scalar tensor): the square root of the sum of
+ * squares over every leaf.
+ *
+ * @example
+ * ```ts
+ * const norm = mj.optim.globalNorm(grads); // what clipGradNorm clips against
+ * ```
+ */
+export function globalNorm(tree: unknown): Tensor {
+  let sq: Tensor | null = null;
+  for (const g of flatten(tree).leaves) {
+    if (!(g instanceof Tensor)) continue;
+    const s = g.square().sum();
+    sq = sq ? sq.add(s) : s;
+  }
+  return sq ? sq.sqrt() : constant(0, [], "f32");
+}
+
+/**
  * Scales a gradient tree so its global L2 norm is at most `maxNorm`; returns the scaled tree and
  * the norm before clipping (a scalar tensor).
  *
@@ -134,13 +153,7 @@ export function adamw(opts: AdamWOptions = {}): AdamW {
 export function clipGradNorm<G>(grads: G, maxNorm: number): { grads: G; norm: Tensor } {
   if (!(maxNorm > 0)) fail("optim.clipGradNorm", `maxNorm must be positive, got ${maxNorm}`);
   const f = flatten(grads);
-  let sq: Tensor | null = null;
-  for (const g of f.leaves) {
-    if (!(g instanceof Tensor)) continue;
-    const s = g.square().sum();
-    sq = sq ? sq.add(s) : s;
-  }
-  const norm = sq ? sq.sqrt() : constant(0, [], "f32");
+  const norm = globalNorm(grads);
   const scale = norm.add(1e-6).reciprocal().mul(maxNorm).minimum(1);
   return {
     grads: f.rebuild(f.leaves.map((g) => (g instanceof Tensor ? g.mul(scale) : g))) as G,
@@ -173,7 +186,7 @@ export function cosineSchedule(o: CosineOptions): (step: number) => number {
   if (!(o.lr > 0) || !(minLr >= 0) || !(o.warmup >= 0) || !(o.total >= 1)) {
     fail(
       "optim.cosineSchedule",
-      `expected lr > 0, minLr ≥ 0, warmup ≥ 0, total ≥ 1, got ${JSON.stringify(o)}`,
+      `expected lr > 0, minLr ≥ 0, warmup ≥ 0, total ≥ 1, got ${formatValue(o)}`,
     );
   }
   return (step: number) => {

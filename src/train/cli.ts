@@ -5,7 +5,7 @@
  * examples import it directly.
  */
 import { parseArgs } from "node:util";
-import { MoejitError } from "../errors.ts";
+import { formatValue, MoejitError } from "../errors.ts";
 import { type BackendName, setBackend } from "../backend.ts";
 import {
   type BalanceConfig,
@@ -16,7 +16,14 @@ import {
 } from "../nn/config.ts";
 import { BUILTIN_CORPORA } from "../data/corpus.ts";
 import { aggregate } from "../moe/metrics.ts";
-import { train, TRAIN_DEFAULTS, type TrainOptions, type TrainResult } from "./trainer.ts";
+import {
+  runOptionProblem,
+  train,
+  TRAIN_DEFAULTS,
+  type TrainOptions,
+  type TrainResult,
+} from "./trainer.ts";
+import { TrainInterrupted } from "./interrupt.ts";
 
 const ESTIMATORS = ["sparsemixer", "sparsemixer-v1", "default", "dense", "topk"] as const;
 
@@ -311,9 +318,29 @@ export function usage(preset: CliPreset): string {
   }
   lines.push(
     "",
-    "Ctrl-C stops after the current step and writes a checkpoint; --resume continues from it.",
+    "Ctrl-C stops after the current step, writes a checkpoint and exits with status 130 (a second",
+    "Ctrl-C exits at once; the last checkpoint is intact); --resume continues from it with the",
+    "run's original learning-rate schedule (--steps only sets where to stop). A step whose loss or",
+    "gradient norm is NaN/Inf stops the run with status 1, keeping the last good checkpoint.",
   );
   return lines.join("\n");
+}
+
+/**
+ * `--flag -1` → `--flag=-1` for flags that take a value, so a negative number after a space is
+ * read as the value (as with `=`) rather than as an unknown option: there are no short flags,
+ * so a single-dash word after such a flag can only be its value.
+ */
+function joinDashValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const flag = a.startsWith("--") && !a.includes("=") ? FLAGS[a.slice(2)] : undefined;
+    if (flag && flag.kind !== "boolean" && i + 1 < args.length && /^-(?!-)./.test(args[i + 1])) {
+      out.push(`${a}=${args[++i]}`);
+    } else out.push(a);
+  }
+  return out;
 }
 
 /** Turns argv into train() options; throws CliError on anything it cannot read. */
@@ -324,7 +351,7 @@ export function parseCli(
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args,
+      args: joinDashValues(args),
       options: Object.fromEntries(
         Object.entries(FLAGS).map((
           [k, f],
@@ -364,19 +391,24 @@ export function parseCli(
       ) {
         throw new CliError(
           `--${name} expects ${f.kind === "int" ? "an integer" : "a number"}, got ${
-            JSON.stringify(raw)
+            formatValue(raw)
           }`,
         );
       }
       value = n;
+      // The same rules (and words) as train() applies to the option, under the flag's name.
+      const problem = "run" in f.target
+        ? runOptionProblem(f.target.run, n)
+        : n >= 1
+        ? null
+        : `must be an integer ≥ 1, got ${n}`;
+      if (problem) throw new CliError(`--${name} ${problem}`);
     }
     const t = f.target;
     if ("model" in t) {
       if (name === "estimator" && !ESTIMATORS.includes(value as (typeof ESTIMATORS)[number])) {
         throw new CliError(
-          `--estimator: unknown estimator ${JSON.stringify(value)}; expected ${
-            ESTIMATORS.join(", ")
-          }`,
+          `--estimator: unknown estimator ${formatValue(value)}; expected ${ESTIMATORS.join(", ")}`,
         );
       }
       (model as Record<string, unknown>)[t.model] = value;
@@ -384,9 +416,19 @@ export function parseCli(
     else if (t.special === "balance") model.balance = parseBalance(String(value));
     else if (t.special === "backend") {
       if (value !== "webgpu" && value !== "cpu") {
-        throw new CliError(`--backend: expected webgpu or cpu, got ${JSON.stringify(value)}`);
+        throw new CliError(`--backend: expected webgpu or cpu, got ${formatValue(value)}`);
       }
       backend = String(value);
+    }
+  }
+  if (!run.resume && run.minLr !== undefined) {
+    const lr = run.lr ?? TRAIN_DEFAULTS.lr;
+    if (run.minLr > lr) {
+      throw new CliError(
+        `--min-lr ${run.minLr} is above --lr ${lr}${
+          run.lr === undefined ? " (the default)" : ""
+        }: the learning rate decays from --lr to --min-lr`,
+      );
     }
   }
   if (run.resume) {
@@ -492,16 +534,29 @@ export async function runCli(args: string[], preset: CliPreset): Promise<TrainRe
     console.log(usage(preset));
     return null;
   }
+  let r: TrainResult;
   try {
     if (parsed.backend) setBackend(parsed.backend as BackendName);
-    const r = await train(parsed.options);
-    printSummary(r);
-    return r;
+    r = await train(parsed.options);
   } catch (e) {
+    const line = (e as Error).message?.replace(/\n\s*at your call:[^]*$/, "");
+    if (e instanceof TrainInterrupted) {
+      console.error(line.replace(/^train: /, ""));
+      Deno.exit(130);
+    }
     if (e instanceof MoejitError) {
-      console.error(`error: ${e.message.replace(/\n\s*at your call:.*$/, "")}`);
+      console.error(`error: ${line}`);
+      Deno.exit(1);
+    }
+    // A file-system or permission error outside the checks: one line, not a stack trace.
+    if (Object.values(Deno.errors).some((E) => e instanceof E)) {
+      console.error(`error: ${line}`);
       Deno.exit(1);
     }
     throw e;
   }
+  printSummary(r);
+  // 130, as for a process ended by SIGINT: a script running this knows the run is not finished.
+  if (r.interrupted) Deno.exit(130);
+  return r;
 }

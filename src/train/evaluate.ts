@@ -11,6 +11,7 @@ import type { Params } from "../nn/model.ts";
 import type { LayerState } from "../moe/layer.ts";
 import { batchTensors, type TokenDataset } from "../data/token_dataset.ts";
 import { type EvalStep, evalStep } from "./step.ts";
+import { yieldToEventLoop } from "../event_loop.ts";
 
 export interface EvaluateOptions {
   /** Sequences per batch (default 16). */
@@ -21,6 +22,11 @@ export interface EvaluateOptions {
   maxBatches?: number;
   /** MoE layer state from training (Default MoE's defaults, balancer state). */
   layers?: LayerState[];
+  /**
+   * Asked between batches (the event loop gets a turn first, so a Ctrl-C handler can run): true
+   * ends the evaluation early, over the batches done so far (at least one).
+   */
+  shouldStop?: () => boolean;
 }
 
 export interface Evaluation {
@@ -31,6 +37,10 @@ export interface Evaluation {
   tokens: number;
   /** Per MoE layer: (token, slot) pairs per expert, over the full batches. */
   counts: number[][];
+  /** Batches evaluated; fewer than planned when `shouldStop` ended the evaluation early. */
+  batches: number;
+  /** True when `shouldStop` ended the evaluation before every planned batch was done. */
+  stopped: boolean;
 }
 
 const steps = new WeakMap<ModelConfig, EvalStep>();
@@ -56,7 +66,15 @@ export async function evaluate(
   const layers = opts.layers ?? [];
   const batches = val.evalBatches(B, S, opts.maxBatches);
   const pending: { rows: number; out: { nll: Tensor; counts: Tensor[] } }[] = [];
+  let stopped = false;
   for (const b of batches) {
+    if (pending.length > 0 && opts.shouldStop) {
+      await yieldToEventLoop();
+      if (opts.shouldStop()) {
+        stopped = true;
+        break;
+      }
+    }
     // A short last batch is padded with its first window (those rows are not counted), so
     // every batch runs through the one compiled program.
     const x = new Int32Array(B * S), y = new Int32Array(B * S);
@@ -84,5 +102,5 @@ export async function evaluate(
     });
   }
   const loss = nll / tokens;
-  return { loss, ppl: Math.exp(loss), tokens, counts };
+  return { loss, ppl: Math.exp(loss), tokens, counts, batches: pending.length, stopped };
 }

@@ -3,6 +3,12 @@
  * `mj.jit` function — forward, cross-entropy plus balancer losses, backward, gradient clipping,
  * AdamW, MoE layer-state updates and the step's metrics — so it runs as one submission, and the
  * learning rate and step counter are runtime scalars (step 2 onward compiles nothing).
+ *
+ * Every step also tests its loss and global gradient norm for NaN/±Inf on their bits, inside
+ * the compiled program, and returns the result in its metrics vector: WGSL lets an
+ * implementation assume floats are finite (llvmpipe folds `x != x` to false), but an integer
+ * comparison of the bits cannot be folded away, so the check costs no extra readback and cannot
+ * be optimised out.
  */
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
@@ -16,7 +22,7 @@ import type { Routing } from "../moe/route.ts";
 import { type AttentionOptions, crossEntropy } from "../nn/layers.ts";
 import { forward, type Params } from "../nn/model.ts";
 import type { ModelConfig } from "../nn/config.ts";
-import { type AdamW, type AdamWState, clipGradNorm } from "../nn/optim.ts";
+import { type AdamW, type AdamWState, clipGradNorm, globalNorm } from "../nn/optim.ts";
 
 /** Scalar metrics per MoE layer, in the order they are packed into a step's metrics vector. */
 export const LAYER_SCALARS = [
@@ -43,6 +49,11 @@ export interface StepMetrics {
   ce: number;
   /** Global gradient norm before clipping. */
   grad_norm: number;
+  /**
+   * The quantities of the step that were NaN or ±Inf, tested on their bits in the step
+   * ("loss", "grad_norm"); empty for a healthy step.
+   */
+  nonFinite: ("loss" | "grad_norm")[];
   /** One record per MoE layer: LAYER_SCALARS plus tokens_per_expert. */
   layers: (Record<(typeof LAYER_SCALARS)[number], number> & { tokens_per_expert: number[] })[];
 }
@@ -50,7 +61,18 @@ export interface StepMetrics {
 /** The length of the packed metrics vector for a model. */
 function metricsLength(config: ModelConfig): number {
   const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
-  return 3 + moeLayers * (LAYER_SCALARS.length + config.experts);
+  return 4 + moeLayers * (LAYER_SCALARS.length + config.experts);
+}
+
+/**
+ * 1 where an f32 scalar is NaN or ±Inf, else 0 (f32), decided on its bits: the exponent field is
+ * all ones exactly when the magnitude bits are ≥ 0x7f800000. Integer comparisons survive a
+ * compiler that assumes finite floats.
+ */
+export function nonFiniteBits(x: Tensor): Tensor {
+  const bits = x.reshape([1]).bitcast("u32");
+  const positive = bits.ge(0x7f800000).logicalAnd(bits.lt(0x80000000));
+  return positive.logicalOr(bits.ge(0xff800000)).cast("f32");
 }
 
 /** All of a step's metrics in one f32 vector, so that reading them back is one small copy. */
@@ -60,7 +82,9 @@ function packMetrics(
   gradNorm: Tensor,
   routing: readonly Routing[],
 ): Tensor {
-  const parts = [loss.reshape([1]), ce.reshape([1]), gradNorm.reshape([1])];
+  // Bit 0: the loss is not finite; bit 1: the gradient norm is not finite.
+  const flags = nonFiniteBits(loss).add(nonFiniteBits(gradNorm).mul(2));
+  const parts = [loss.reshape([1]), ce.reshape([1]), gradNorm.reshape([1]), flags];
   for (const r of routing) {
     const m = layerMetrics(r);
     for (const name of LAYER_SCALARS) parts.push(m[name].cast("f32").reshape([1]));
@@ -77,8 +101,14 @@ export function unpackMetrics(v: ArrayLike<number>, config: ModelConfig): StepMe
       `internal: metrics vector has ${v.length} entries, expected ${metricsLength(config)}`,
     );
   }
-  const out: StepMetrics = { loss: v[0], ce: v[1], grad_norm: v[2], layers: [] };
-  let o = 3;
+  // The flags are the step's own bit tests (exact small integers); the host re-checks the values.
+  const flags = v[3];
+  const known = flags === 0 || flags === 1 || flags === 2 || flags === 3;
+  const nonFinite: StepMetrics["nonFinite"] = [];
+  if (!known || flags % 2 === 1 || !Number.isFinite(v[0])) nonFinite.push("loss");
+  if (!known || flags >= 2 || !Number.isFinite(v[2])) nonFinite.push("grad_norm");
+  const out: StepMetrics = { loss: v[0], ce: v[1], grad_norm: v[2], nonFinite, layers: [] };
+  let o = 4;
   const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
   for (let l = 0; l < moeLayers; l++) {
     const rec = {} as StepMetrics["layers"][number];
@@ -149,7 +179,8 @@ export function trainStep(config: ModelConfig, o: TrainStepOptions): TrainStep {
     const [loss, [g], aux] = valueAndGrad(lossFn, { hasAux: true })(s.params);
     const clipped = clip > 0 && Number.isFinite(clip) ? clipGradNorm(g as Params, clip) : null;
     const grads = clipped ? clipped.grads : (g as Params);
-    const gradNorm = clipped ? clipped.norm : constant(0, [], "f32");
+    // Computed without clipping too: every step's gradient norm is logged and checked.
+    const gradNorm = clipped ? clipped.norm : globalNorm(g);
     const upd = o.optimizer.update(s.params, grads, s.opt, lr, stepT);
     return {
       state: { params: upd.params, opt: upd.state, layers: aux.r.state },

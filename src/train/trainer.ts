@@ -8,7 +8,7 @@
  * layer states exactly, so a run stopped after N steps and resumed for M more reproduces the
  * N+M-step run (same backend).
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue, MoejitError } from "../errors.ts";
 import { backendName, getBackend } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { realize } from "../realize.ts";
@@ -37,6 +37,7 @@ import {
 import { MetricsLog, readMetrics } from "../io/metrics.ts";
 import { writeFileAtomic } from "../io/files.ts";
 import { evaluate } from "./evaluate.ts";
+import { StopRequests, TrainInterrupted, yieldToEventLoop } from "./interrupt.ts";
 import {
   initLayerState,
   type StepMetrics,
@@ -183,6 +184,8 @@ export interface TrainResult {
   layers: LayerState[];
   /** The last completed step. */
   step: number;
+  /** The learning-rate schedule the run followed (a resumed run keeps its checkpoint's). */
+  schedule: Schedule;
   /** True when the run was stopped early (signal or Ctrl-C). */
   interrupted: boolean;
   /** Validation loss (mean over domains) and its exp. */
@@ -205,6 +208,51 @@ export interface TrainResult {
   backend: string;
 }
 
+/** What each numeric option of a run accepts (the CLI checks its flags against the same rules). */
+export const NUMERIC_RUN_OPTIONS: Record<
+  string,
+  { integer: boolean; min: number; minExclusive?: boolean; max?: number }
+> = {
+  steps: { integer: true, min: 1 },
+  batch: { integer: true, min: 1 },
+  seq: { integer: true, min: 1 },
+  lr: { integer: false, min: 0, minExclusive: true },
+  minLr: { integer: false, min: 0 },
+  warmup: { integer: true, min: 0 },
+  weightDecay: { integer: false, min: 0 },
+  clip: { integer: false, min: 0 },
+  seed: { integer: true, min: 0, max: 2 ** 32 - 1 },
+  evalEvery: { integer: true, min: 0 },
+  evalBatches: { integer: true, min: 1 },
+  finalEvalBatches: { integer: true, min: 1 },
+  logEvery: { integer: true, min: 1 },
+  checkpointEvery: { integer: true, min: 0 },
+  samples: { integer: true, min: 0 },
+  sampleTokens: { integer: true, min: 0 },
+};
+
+/**
+ * What is wrong with a value of a numeric run option, as "must be an integer ≥ 1, got -1", or
+ * null when it is fine.
+ *
+ * @example
+ * ```ts
+ * runOptionProblem("steps", -1); // "must be an integer ≥ 1, got -1"
+ * ```
+ */
+export function runOptionProblem(name: string, v: unknown): string | null {
+  const rule = NUMERIC_RUN_OPTIONS[name];
+  if (!rule) return null;
+  const what = `${rule.integer ? "an integer" : "a finite number"} ${
+    rule.minExclusive ? ">" : "≥"
+  } ${rule.min}${rule.max !== undefined ? ` and ≤ ${rule.max}` : ""}`;
+  const ok = typeof v === "number" && Number.isFinite(v) &&
+    (!rule.integer || Number.isInteger(v)) &&
+    (rule.minExclusive ? v > rule.min : v >= rule.min) &&
+    (rule.max === undefined || v <= rule.max);
+  return ok ? null : `must be ${what}, got ${formatValue(v)}`;
+}
+
 function checkOptions(o: TrainOptions): void {
   for (const k of Object.keys(o)) {
     if (!OPTION_KEYS.includes(k)) {
@@ -214,35 +262,56 @@ function checkOptions(o: TrainOptions): void {
       );
     }
   }
-  const posInt = (k: string, v: unknown, min = 1) => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-      fail("train", `${k} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-    }
-  };
-  for (const k of ["steps", "batch", "seq"] as const) if (o[k] !== undefined) posInt(k, o[k]);
-  for (
-    const k of [
-      "evalEvery",
-      "evalBatches",
-      "finalEvalBatches",
-      "logEvery",
-      "checkpointEvery",
-      "samples",
-      "sampleTokens",
-      "warmup",
-    ] as const
-  ) {
-    if (o[k] !== undefined) {
-      posInt(k, o[k], k === "logEvery" || k === "evalBatches" || k === "finalEvalBatches" ? 1 : 0);
-    }
+  for (const k of Object.keys(NUMERIC_RUN_OPTIONS)) {
+    const v = (o as Record<string, unknown>)[k];
+    const problem = v === undefined ? null : runOptionProblem(k, v);
+    if (problem) fail("train", `${k} ${problem}`);
   }
-  for (const k of ["lr", "minLr", "weightDecay", "clip"] as const) {
-    const v = o[k];
-    if (v !== undefined && (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v))) {
-      fail("train", `${k} must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
-    }
+  if (typeof o.out === "string" && o.out.trim() === "") fail("train", `out must be a path, got ""`);
+}
+
+/** The learning-rate schedule of a run: warmup, then cosine from lr to minLr at step total. */
+export interface Schedule {
+  lr: number;
+  minLr: number;
+  warmup: number;
+  total: number;
+}
+
+function checkSchedule(s: Schedule, from: string): void {
+  if (s.minLr > s.lr) {
+    fail(
+      "train",
+      `minLr ${s.minLr} is above lr ${s.lr}${from}: the schedule decays from lr to minLr, so minLr must be ≤ lr`,
+    );
   }
-  if (o.lr !== undefined && !(o.lr > 0)) fail("train", `lr must be positive, got ${o.lr}`);
+}
+
+/**
+ * Makes sure the output directory can be written before anything else runs: one line naming
+ * the directory and the problem, never a stack trace from the first write.
+ */
+async function prepareOut(out: string): Promise<void> {
+  const bad = (msg: string): never => fail("train", `out ${out}: ${msg}`);
+  try {
+    const info = await Deno.stat(out);
+    if (!info.isDirectory) bad("it is a file, not a directory; give a directory for the outputs");
+  } catch (e) {
+    if (e instanceof MoejitError) throw e;
+    if (!(e instanceof Deno.errors.NotFound)) bad(`cannot use it (${(e as Error).message})`);
+  }
+  try {
+    await Deno.mkdir(out, { recursive: true });
+  } catch (e) {
+    bad(`cannot create the directory (${(e as Error).message.replace(/: mkdir .*$/, "")})`);
+  }
+  const probe = join(out, `.moejit-write-test-${Date.now().toString(36)}`);
+  try {
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (e) {
+    bad(`cannot write there (${(e as Error).message.replace(/: open .*$/, "")})`);
+  }
 }
 
 function join(dir: string, file: string): string {
@@ -292,12 +361,19 @@ async function evaluateAll(
   B: number,
   S: number,
   maxBatches: number,
+  shouldStop?: () => boolean,
 ) {
   const byDomain = [];
   for (const v of data.vals) {
     byDomain.push({
       name: v.name,
-      ...(await evaluate(params, config, v.set, { batch: B, seq: S, maxBatches, layers })),
+      ...(await evaluate(params, config, v.set, {
+        batch: B,
+        seq: S,
+        maxBatches,
+        layers,
+        shouldStop,
+      })),
     });
   }
   const loss = byDomain.reduce((a, d) => a + d.loss, 0) / byDomain.length;
@@ -308,7 +384,7 @@ async function evaluateAll(
       c.forEach((x, e) => (counts[l][e] += x));
     });
   }
-  return { loss, ppl: Math.exp(loss), byDomain, counts };
+  return { loss, ppl: Math.exp(loss), byDomain, counts, stopped: byDomain.some((d) => d.stopped) };
 }
 
 /** Reads the metrics vectors of the steps since the last log in one batch. */
@@ -317,9 +393,65 @@ async function readStepMetrics(pending: Tensor[], config: ModelConfig): Promise<
   return values.map((v) => unpackMetrics(v as Float32Array, config));
 }
 
+/** The first step of a batch of read-back metrics whose loss or gradient norm is not finite. */
+function firstNonFinite(ms: StepMetrics[], firstStep: number) {
+  const k = ms.findIndex((m) => m.nonFinite.length > 0);
+  return k < 0 ? null : { step: firstStep + k, metrics: ms[k] };
+}
+
+/** The schedule a resumed run follows: the checkpoint's, with what this run sets explicitly. */
+function resumedSchedule(
+  saved: Partial<Schedule> & { steps?: number },
+  opts: TrainOptions,
+  say: (line: string) => void,
+): Schedule {
+  // Checkpoints from before schedules were saved hold the run's steps and lr.
+  const total = saved.total ?? saved.steps ?? opts.steps ?? TRAIN_DEFAULTS.steps;
+  const lr = saved.lr ?? TRAIN_DEFAULTS.lr;
+  const was: Schedule = {
+    lr,
+    minLr: saved.minLr ?? lr / 10,
+    warmup: saved.warmup ?? Math.min(100, Math.round(total * 0.05)),
+    total,
+  };
+  const now: Schedule = {
+    lr: opts.lr ?? was.lr,
+    minLr: opts.minLr ?? (opts.lr !== undefined ? opts.lr / 10 : was.minLr),
+    warmup: opts.warmup ?? was.warmup,
+    total: was.total,
+  };
+  const changed = (["lr", "minLr", "warmup"] as const).filter((k) => now[k] !== was[k]);
+  if (changed.length) {
+    say(
+      `the schedule changes on resume: ${
+        changed.map((k) => `${k} ${was[k]} → ${now[k]}`).join(", ")
+      } (from the next step on)`,
+    );
+  }
+  const steps = opts.steps ?? TRAIN_DEFAULTS.steps;
+  if (steps !== total) {
+    say(
+      `resuming the ${total}-step schedule (warmup ${now.warmup}, lr ${now.lr} → ${now.minLr}); ` +
+        `steps ${steps} only sets where this run stops` +
+        (steps > total ? ` (past step ${total} the learning rate stays at ${now.minLr})` : ""),
+    );
+  }
+  return now;
+}
+
 /**
  * Trains the MoE language model. Everything has a default: `await train()` trains the default
  * small GRIN model (SparseMixer-v2, top-2 of 8 experts, aux loss) on Moby Dick, byte-level.
+ *
+ * Every step's loss and global gradient norm are tested for NaN/±Inf (on their bits, inside the
+ * compiled step, read back with the metrics); the first non-finite step stops the run with an
+ * error naming the step and the quantity, and the last checkpoint — written only after every
+ * step up to it checked out, and never with non-finite values — is kept. Ctrl-C (or `signal`)
+ * is honoured in every phase: before the first step the run ends with nothing written
+ * (`TrainInterrupted`); after it, the step in flight finishes, a checkpoint is written and the
+ * run returns with `interrupted: true`. A resumed run keeps the checkpoint's learning-rate
+ * schedule (`steps` only says where to stop; `lr`, `minLr`, `warmup` given explicitly change it,
+ * and the run says so).
  *
  * @example
  * ```ts
@@ -329,17 +461,41 @@ async function readStepMetrics(pending: Tensor[], config: ModelConfig): Promise<
  */
 export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   checkOptions(opts);
-  const o = { ...TRAIN_DEFAULTS, ...opts };
+  const o = { ...TRAIN_DEFAULTS, ...opts } as ResolvedOptions;
   const started = performance.now();
   const show = opts.progress ?? true;
   const say = (text: string) => show && console.error(text);
+  // From the first line on, Ctrl-C asks the run to stop at the next safe point.
+  const stop = new StopRequests({
+    signal: opts.signal,
+    sigint: opts.handleInterrupt ?? true,
+  });
+  try {
+    return await trainRun(opts, o, { started, show, say, stop });
+  } finally {
+    stop.dispose();
+  }
+}
 
-  const data = await trainData(o.data, o.tokenizer);
-  const B = o.batch, S = o.seq;
-  // Every split must hold a window; the errors name the split and the sizes.
-  data.train.batch(1, S, 0, o.seed);
-  for (const v of data.vals) v.set.evalBatches(1, S, 1);
+/** The options of a run with every default filled in. */
+type ResolvedOptions =
+  & Omit<TrainOptions, keyof typeof TRAIN_DEFAULTS>
+  & {
+    [K in keyof typeof TRAIN_DEFAULTS]-?: NonNullable<TrainOptions[K]>;
+  };
 
+async function trainRun(
+  opts: TrainOptions,
+  o: ResolvedOptions,
+  ctx: { started: number; show: boolean; say: (text: string) => void; stop: StopRequests },
+): Promise<TrainResult> {
+  const { started, show, say, stop } = ctx;
+  const stopBeforeTraining = async (phase: string) => {
+    await yieldToEventLoop();
+    if (stop.reason) {
+      throw new TrainInterrupted(`${stop.reason} ${phase}, before step 1: nothing was written`);
+    }
+  };
   if (opts.init && opts.model) {
     fail(
       "train",
@@ -347,6 +503,19 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     );
   }
   if (opts.init && opts.resume) fail("train", "give either init or resume, not both");
+  if (!opts.resume) {
+    checkSchedule({ lr: o.lr, minLr: opts.minLr ?? o.lr / 10, warmup: 0, total: o.steps }, "");
+  }
+  await prepareOut(o.out);
+
+  if (typeof o.data === "string") say(`loading ${o.data}…`);
+  const data = await trainData(o.data, o.tokenizer);
+  await stopBeforeTraining("while loading the data");
+  const B = o.batch, S = o.seq;
+  // Every split must hold a window; the errors name the split and the sizes.
+  data.train.batch(1, S, 0, o.seed);
+  for (const v of data.vals) v.set.evalBatches(1, S, 1);
+
   if (opts.init && opts.init.config.vocabSize !== data.tokenizer.vocabSize) {
     fail(
       "train",
@@ -361,6 +530,12 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const optimizer = adamw({ weightDecay: o.weightDecay });
   let state: TrainState;
   let startStep = 0;
+  let schedule: Schedule = {
+    lr: o.lr,
+    minLr: opts.minLr ?? o.lr / 10,
+    warmup: opts.warmup ?? Math.min(100, Math.round(o.steps * 0.05)),
+    total: o.steps,
+  };
   if (opts.resume) {
     const ck = await loadCheckpoint<Params>(opts.resume);
     for (const note of ck.recovered) say(`${opts.resume}: ${note}`);
@@ -371,8 +546,8 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         fail(
           "train",
           `cannot resume from ${opts.resume}: ${k} is ${
-            JSON.stringify(ck.config[k])
-          } in the checkpoint but ${JSON.stringify(config[k])} was asked`,
+            formatValue(ck.config[k])
+          } in the checkpoint but ${formatValue(config[k])} was asked`,
         );
       }
     }
@@ -384,7 +559,15 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         `cannot resume from ${opts.resume}: it has no training state (a model-only checkpoint); start a new run from it instead`,
       );
     }
-    const json = ts.json as { step?: number; seed?: number; batch?: number; seq?: number };
+    const json = ts.json as {
+      step?: number;
+      seed?: number;
+      batch?: number;
+      seq?: number;
+      steps?: number;
+      lr?: number;
+      schedule?: Partial<Schedule>;
+    };
     if (json.batch !== undefined && json.batch !== B) {
       fail(
         "train",
@@ -397,6 +580,12 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         `cannot resume from ${opts.resume}: seed is ${json.seed} in the checkpoint but ${o.seed} in this run`,
       );
     }
+    schedule = resumedSchedule(
+      { ...json.schedule, steps: json.steps, lr: json.schedule?.lr ?? json.lr },
+      opts,
+      say,
+    );
+    checkSchedule(schedule, ` (resuming ${opts.resume})`);
     const tensors = ts.tensors as { opt: AdamWState<Params>; layers: LayerState[] };
     startStep = json.step ?? 0;
     state = await realize({ params: ck.params, opt: tensors.opt, layers: tensors.layers ?? [] });
@@ -409,12 +598,12 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
       layers: opts.init?.layers ?? initLayerState(params, config),
     });
   }
+  await stopBeforeTraining("while building the model");
   if (startStep >= o.steps) {
     say(`the checkpoint is at step ${startStep}; nothing to train up to step ${o.steps}`);
   }
 
-  const warmup = opts.warmup ?? Math.min(100, Math.round(o.steps * 0.05));
-  const lrAt = cosineSchedule({ lr: o.lr, warmup, total: o.steps, minLr: opts.minLr ?? o.lr / 10 });
+  const lrAt = cosineSchedule(schedule);
   const step = trainStep(config, { optimizer, clip: o.clip, seed: o.seed });
 
   const out = o.out;
@@ -425,7 +614,6 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     plots: [] as string[],
     samples: undefined as string | undefined,
   };
-  await Deno.mkdir(out, { recursive: true });
   // A resumed run continues the log; lines past the checkpoint (logged before a crash) go.
   if (startStep > 0) {
     const rows = await readMetrics(paths.metrics).catch(() => [] as Record<string, unknown>[]);
@@ -434,34 +622,76 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   }
   const log = new MetricsLog(paths.metrics, { fresh: startStep === 0 });
 
-  const checkpoint = async (at: number) => {
-    await saveCheckpoint(paths.checkpoint, {
-      config,
-      params: state.params,
-      trainingState: {
-        tensors: { opt: state.opt, layers: state.layers },
-        json: {
-          step: at,
-          seed: o.seed,
-          batch: B,
-          seq: S,
-          steps: o.steps,
-          lr: o.lr,
-          tokenizer: data.tokenizer.name,
-          data: data.name,
-        },
-      },
-    });
+  // Steps whose metrics are computed but not yet read back, and the last checkpoint written.
+  const pending: Tensor[] = [];
+  let pendingFrom = startStep + 1;
+  let lastCheckpoint: number | null = startStep > 0 ? startStep : null;
+  const diverged = (step: number, m: StepMetrics): never => {
+    const what = m.nonFinite.map((q) =>
+      q === "loss" ? `the loss is ${m.loss}` : `the global gradient norm is ${m.grad_norm}`
+    ).join(" and ");
+    const kept = lastCheckpoint === null
+      ? "no checkpoint was written"
+      : `the last good checkpoint, ${paths.checkpoint} (step ${lastCheckpoint}), is kept`;
+    return fail(
+      "train",
+      `diverged at step ${step}: ${what}; stopped, ${kept}. ` +
+        `Try a lower learning rate (lr ${schedule.lr}) or a smaller gradient clip (clip ${o.clip})`,
+    );
+  };
+  /** Reads the pending steps' metrics and stops at the first non-finite one. */
+  const readPending = async (): Promise<StepMetrics[]> => {
+    const ms = await readStepMetrics(pending.splice(0), config);
+    const bad = firstNonFinite(ms, pendingFrom);
+    pendingFrom += ms.length;
+    if (bad) diverged(bad.step, bad.metrics);
+    return ms;
   };
 
-  // Ctrl-C: finish the step in flight, checkpoint, stop. A second Ctrl-C exits at once.
-  let stopReason: string | null = null;
-  const onSigint = () => {
-    if (stopReason) Deno.exit(130);
-    stopReason = "interrupted (Ctrl-C)";
+  const checkpoint = async (at: number) => {
+    // Only a state whose every step checked out is written; saveCheckpoint refuses NaN/Inf.
+    if (pending.length) {
+      const ms = await readStepMetrics([...pending], config);
+      const bad = firstNonFinite(ms, pendingFrom);
+      if (bad) diverged(bad.step, bad.metrics);
+    }
+    try {
+      await saveCheckpoint(paths.checkpoint, {
+        config,
+        params: state.params,
+        trainingState: {
+          tensors: { opt: state.opt, layers: state.layers },
+          json: {
+            step: at,
+            seed: o.seed,
+            batch: B,
+            seq: S,
+            steps: o.steps,
+            lr: schedule.lr,
+            schedule,
+            tokenizer: data.tokenizer.name,
+            data: data.name,
+          },
+        },
+      });
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (e instanceof MoejitError && /non-finite values is not written/.test(msg)) {
+        const kept = lastCheckpoint === null
+          ? "no checkpoint was written"
+          : `the last good checkpoint, ${paths.checkpoint} (step ${lastCheckpoint}), is kept`;
+        fail(
+          "train",
+          `diverged by step ${at}: ${
+            msg.split("\n")[0].replace(/^saveCheckpoint: /, "").replace(/; a checkpoint.*$/, "")
+          } (the loss and gradient norm were still finite); stopped, ${kept}. ` +
+            `Try a lower learning rate (lr ${schedule.lr})`,
+        );
+      }
+      throw e;
+    }
+    lastCheckpoint = at;
   };
-  const handleInterrupt = (opts.handleInterrupt ?? true) && Deno.build.os !== "windows";
-  if (handleInterrupt) Deno.addSignalListener("SIGINT", onSigint);
 
   const backend = await backendName();
   const nParams = parameterCount(config).total;
@@ -484,23 +714,29 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
       `batch ${B}×${S}, ${o.steps} steps`,
   );
   const progress = show ? new Progress({ total: o.steps, start: startStep }) : null;
-  const pending: Tensor[] = [];
   let lastLogAt = performance.now(), lastLogStep = startStep, lastLoss: number | undefined;
   let tokensSeen = 0, trainSeconds = 0;
   let lastMetrics: StepMetrics | null = null;
   let done = startStep;
+  let stopReason: string | null = null;
+  // Where a stop request was seen, for the closing line.
+  let stopPhase = "";
   try {
     for (let i = startStep + 1; i <= o.steps; i++) {
+      if (i === startStep + 1) progress?.log(`compiling the training step (step ${i})…`);
       const b = batchTensors(data.train.batch(B, S, i - 1, o.seed), B, S);
       const lr = lrAt(i);
       const r = await step(state, b.x, b.y, lr, i);
       state = r.state;
       pending.push(r.metrics);
       done = i;
-      const stop = stopReason ?? (opts.signal?.aborted ? "stopped (signal)" : null);
+      // A Ctrl-C handler runs only when the event loop gets a turn.
+      await yieldToEventLoop();
+      const stopNow = stop.reason;
+      if (stopNow) stopPhase = i === startStep + 1 ? "while compiling" : "while training";
       const evalNow = o.evalEvery > 0 && i % o.evalEvery === 0 && i < o.steps;
-      if (i % o.logEvery === 0 || i === o.steps || stop || evalNow) {
-        const ms = await readStepMetrics(pending.splice(0), config);
+      if (i % o.logEvery === 0 || i === o.steps || stopNow || evalNow) {
+        const ms = await readPending();
         const now = performance.now();
         const secs = (now - lastLogAt) / 1000;
         const tps = ((i - lastLogStep) * B * S) / Math.max(secs, 1e-9);
@@ -510,12 +746,6 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         lastLogStep = i;
         lastMetrics = ms[ms.length - 1];
         lastLoss = lastMetrics.loss;
-        if (!Number.isFinite(lastLoss)) {
-          fail(
-            "train",
-            `the loss is ${lastLoss} at step ${i}; try a lower --lr (now ${o.lr}) or a smaller --clip`,
-          );
-        }
         const record: LogRecord = {
           step: i,
           loss: lastMetrics.loss,
@@ -533,7 +763,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
           record.layers_mean = over.mean;
           record.layers_max = over.max;
         }
-        if (evalNow) {
+        if (evalNow && !stopNow) {
           const ev = await evaluateAll(
             data,
             state.params,
@@ -542,13 +772,22 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
             B,
             S,
             o.evalBatches,
+            () => stop.reason !== null,
           );
-          record.val_loss = ev.loss;
-          record.val_ppl = ev.ppl;
-          if (ev.byDomain.length > 1) {
-            record.val_ppl_by_domain = Object.fromEntries(ev.byDomain.map((d) => [d.name, d.ppl]));
+          if (ev.stopped) {
+            stopPhase = "during evaluation";
+          } else {
+            record.val_loss = ev.loss;
+            record.val_ppl = ev.ppl;
+            if (ev.byDomain.length > 1) {
+              record.val_ppl_by_domain = Object.fromEntries(
+                ev.byDomain.map((d) => [d.name, d.ppl]),
+              );
+            }
+            progress?.log(
+              `step ${i}: val loss ${ev.loss.toFixed(4)}, val ppl ${ev.ppl.toFixed(3)}`,
+            );
           }
-          progress?.log(`step ${i}: val loss ${ev.loss.toFixed(4)}, val ppl ${ev.ppl.toFixed(3)}`);
           lastLogAt = performance.now(); // evaluation time is not training throughput
         }
         await log.log(record as unknown as Record<string, never>);
@@ -557,26 +796,34 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
       } else {
         progress?.update(i, { loss: lastLoss });
       }
-      // A stop requested while this step was being logged (Ctrl-C, or a caller's onLog) ends the
-      // run here: the step is logged, and the checkpoint below holds it.
-      const late = stop ?? stopReason ?? (opts.signal?.aborted ? "stopped (signal)" : null);
-      if (late) {
-        stopReason = late;
+      // A stop requested while this step was being logged or evaluated (Ctrl-C, or a caller's
+      // onLog) ends the run here: the step is logged, and the checkpoint below holds it.
+      stopReason = stop.reason;
+      if (stopReason) {
+        stopPhase ||= "while logging";
         break;
       }
-      if (o.checkpointEvery > 0 && i % o.checkpointEvery === 0 && i < o.steps) await checkpoint(i);
+      if (o.checkpointEvery > 0 && i % o.checkpointEvery === 0 && i < o.steps) {
+        await checkpoint(i);
+        await yieldToEventLoop();
+        if (stop.reason) {
+          stopReason = stop.reason;
+          stopPhase = "while writing a checkpoint";
+          break;
+        }
+      }
     }
   } finally {
-    if (handleInterrupt) Deno.removeSignalListener("SIGINT", onSigint);
     progress?.done();
   }
   if (done > startStep || !(await checkpointExists(paths.checkpoint))) await checkpoint(done);
   if (stopReason) {
-    say(`${stopReason} after step ${done}: checkpoint written to ${paths.checkpoint}`);
+    say(`${stopReason} ${stopPhase} after step ${done}: checkpoint written to ${paths.checkpoint}`);
   }
 
-  // Final evaluation over the whole validation split.
-  // Interrupted runs evaluate on a sample of the split, so Ctrl-C exits within seconds.
+  // Final evaluation over the whole validation split. Interrupted runs evaluate on a sample of
+  // it, and a Ctrl-C during the evaluation ends it after the batch in flight.
+  await yieldToEventLoop();
   const ev = await evaluateAll(
     data,
     state.params,
@@ -584,8 +831,17 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     state.layers,
     B,
     S,
-    stopReason ? o.evalBatches : o.finalEvalBatches,
+    stopReason || stop.reason ? o.evalBatches : o.finalEvalBatches,
+    () => stop.reason !== null,
   );
+  if (!stopReason && stop.reason) {
+    stopReason = stop.reason;
+    say(
+      `${stopReason} during the final evaluation: it covers ${
+        ev.byDomain.length > 1 ? "the batches done per domain" : "the batches done"
+      }`,
+    );
+  }
   const valByDomain = ev.byDomain.map((d, i) => ({
     name: d.name,
     loss: d.loss,
@@ -622,7 +878,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const samples: { prompt: string; text: string }[] = [];
   if (o.samples > 0 && !stopReason) {
     const promptLen = Math.min(48, S - 1);
-    for (let s = 0; s < o.samples; s++) {
+    for (let s = 0; s < o.samples && !stop.reason; s++) {
       // Prompts from the validation split(s), round-robin over domains.
       const val = data.vals[s % data.vals.length].set;
       const at = Math.floor(((s + 0.5) / o.samples) * Math.max(1, val.length - promptLen));
@@ -631,6 +887,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
         maxNewTokens: o.sampleTokens,
         seed: o.seed + s,
         state: state.layers,
+        signal: stop.signal,
       });
       samples.push({ prompt: data.tokenizer.decode(prompt), text: data.tokenizer.decode(ids) });
     }
@@ -646,6 +903,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     params: state.params,
     layers: state.layers,
     step: done,
+    schedule,
     interrupted: stopReason !== null,
     valLoss: ev.loss,
     valPpl: ev.ppl,

@@ -5,7 +5,7 @@
  * Σ_{i∉A_t} π_{t,i} ê_i. ê is a constant for autodiff, so the router receives the dense
  * gradient ⟨∂L/∂y_t, E_i(x_t) or ê_i⟩ while experts keep their sparse gradient.
  */
-import { fail } from "../../errors.ts";
+import { fail, formatValue } from "../../errors.ts";
 import type { Tensor } from "../../tensor.ts";
 import { customVjp } from "../../autodiff/custom.ts";
 import { stopGradient } from "../../ops/meta.ts";
@@ -42,7 +42,7 @@ export function defaultConfig(o: DefaultOptions = {}): DefaultConfig {
   checkKeys("moe.layer default", o, DEFAULT_KEYS);
   const beta = o.beta ?? 0.9;
   if (typeof beta !== "number" || !(beta >= 0 && beta <= 1)) {
-    fail("moe.layer", `default.beta must be a number in [0, 1], got ${JSON.stringify(o.beta)}`);
+    fail("moe.layer", `default.beta must be a number in [0, 1], got ${formatValue(o.beta)}`);
   }
   return {
     beta,

@@ -12,7 +12,7 @@
  *    c-multiplication is ×2, then ordinary autodiff through the masked softmax;
  *  - eval: argmax selection, masked-softmax weights, c = 1.
  */
-import { fail } from "../../errors.ts";
+import { fail, formatValue } from "../../errors.ts";
 import { Tensor } from "../../tensor.ts";
 import { customVjp } from "../../autodiff/custom.ts";
 import { stopGradient } from "../../ops/meta.ts";
@@ -175,10 +175,10 @@ function selection(
 function checkCommon(opts: SparseMixerOptions, N: number): number {
   const eps = opts.jitterEps;
   if (eps !== undefined && (typeof eps !== "number" || !(eps >= 0))) {
-    fail("moe.route", `jitterEps must be a number ≥ 0, got ${JSON.stringify(eps)}`);
+    fail("moe.route", `jitterEps must be a number ≥ 0, got ${formatValue(eps)}`);
   }
   if (opts.training !== undefined && typeof opts.training !== "boolean") {
-    fail("moe.route", `training must be a boolean, got ${JSON.stringify(opts.training)}`);
+    fail("moe.route", `training must be a boolean, got ${formatValue(opts.training)}`);
   }
   if (
     opts.bias !== undefined &&
