@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { BUILTIN_CORPORA, loadCorpus } from "../../src/data/index.ts";
+import { nonTextBytes } from "../../src/data/corpus.ts";
 
 const total = (docs: string[]) => docs.reduce((a, d) => a + d.length, 0);
 
@@ -107,5 +108,58 @@ Deno.test("loadCorpus: error cases", async () => {
     await assert.rejects(() => loadCorpus(""), /expected a corpus name or a path/);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadCorpus: a binary file is refused with the share of non-text bytes; a few stray bytes warn", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-binary-" });
+  try {
+    // 200 KB of random bytes (a fixed generator, so the share is the same every run).
+    let a = 12345;
+    const bytes = Uint8Array.from({ length: 200_000 }, () => {
+      a = (Math.imul(a, 1103515245) + 12345) >>> 0;
+      return a >>> 24;
+    });
+    await Deno.writeFile(`${dir}/random.bin`, bytes);
+    await assert.rejects(
+      () => loadCorpus(`${dir}/random.bin`),
+      /data\.loadCorpus: .*random\.bin does not look like text: \d+\.\d% of its 200,000 bytes are control bytes or not UTF-8 \(at most 10\.0% is accepted\); give a UTF-8 text file/,
+    );
+    // UTF-16 text is half NUL bytes: refused too.
+    const utf16 = new Uint8Array(
+      new Uint16Array([..."plain words ".repeat(200)].map((c) => c.charCodeAt(0))).buffer,
+    );
+    await Deno.writeFile(`${dir}/utf16.txt`, utf16);
+    await assert.rejects(
+      () => loadCorpus(`${dir}/utf16.txt`),
+      /utf16\.txt does not look like text: 50\.0%/,
+    );
+    // Latin-1 accents (invalid UTF-8) in ordinary text, 1 byte in 20: read, with a warning.
+    const enc = new TextEncoder();
+    const latin1 = new Uint8Array(
+      Array.from({ length: 100 }, () => [...enc.encode("we met at the caf"), 0xe9, 0x2e, 0x20])
+        .flat(),
+    );
+    await Deno.writeFile(`${dir}/latin1.txt`, latin1);
+    const warned: string[] = [];
+    const warn = console.warn;
+    console.warn = (...a: unknown[]) => warned.push(a.join(" "));
+    try {
+      const c = await loadCorpus(`${dir}/latin1.txt`);
+      assert.ok(c.documents[0].endsWith("caf\uFFFD. "));
+    } finally {
+      console.warn = warn;
+    }
+    assert.equal(warned.length, 1);
+    assert.match(
+      warned[0],
+      /latin1\.txt: 5\.0% of its bytes are control bytes or not UTF-8; they are read as U\+FFFD/,
+    );
+    // Text (UTF-8 of every width, tabs, CR LF) counts no non-text bytes.
+    assert.equal(nonTextBytes(new TextEncoder().encode("a\tb\r\nc é € 𝄞 ünïcödé\f")), 0);
+    assert.equal(nonTextBytes(new Uint8Array([0, 0x7f, 0xff, 0xc0, 0x80, 0xed, 0xa0, 0x80])), 8);
+    assert.equal(nonTextBytes(new Uint8Array([0xe2, 0x82])), 2); // a cut sequence
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
