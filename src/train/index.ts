@@ -11,7 +11,8 @@
  * @module
  */
 export { train, TRAIN_DEFAULTS } from "./trainer.ts";
-export type { LayerBalance, LogRecord, TrainOptions, TrainResult } from "./trainer.ts";
+export type { LayerBalance, LogRecord, Schedule, TrainOptions, TrainResult } from "./trainer.ts";
+export { TrainInterrupted } from "./interrupt.ts";
 export * from "./portable.ts";
 export { formatDuration, Progress } from "./progress.ts";
 export type { ProgressOptions } from "./progress.ts";

@@ -61,16 +61,21 @@ export interface StepMetrics {
 /** The length of the packed metrics vector for a model. */
 function metricsLength(config: ModelConfig): number {
   const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
-  return 4 + moeLayers * (LAYER_SCALARS.length + config.experts);
+  return 6 + moeLayers * (LAYER_SCALARS.length + config.experts);
 }
 
 /**
- * 1 where an f32 scalar is NaN or ±Inf, else 0 (f32), decided on its bits: the exponent field is
- * all ones exactly when the magnitude bits are ≥ 0x7f800000. Integer comparisons survive a
- * compiler that assumes finite floats.
+ * 1 where an element of an f32 tensor is NaN or ±Inf, else 0 (f32), decided on its bits: the
+ * exponent field is all ones exactly when the bits lie in [0x7f800000, 0x80000000) or at or
+ * above 0xff800000. Integer comparisons survive a compiler that assumes finite floats.
+ *
+ * @example
+ * ```ts
+ * await nonFiniteBits(mj.tensor([1, NaN, -Infinity])).data(); // [0, 1, 1]
+ * ```
  */
 export function nonFiniteBits(x: Tensor): Tensor {
-  const bits = x.reshape([1]).bitcast("u32");
+  const bits = x.bitcast("u32");
   const positive = bits.ge(0x7f800000).logicalAnd(bits.lt(0x80000000));
   return positive.logicalOr(bits.ge(0xff800000)).cast("f32");
 }
@@ -82,9 +87,10 @@ function packMetrics(
   gradNorm: Tensor,
   routing: readonly Routing[],
 ): Tensor {
-  // Bit 0: the loss is not finite; bit 1: the gradient norm is not finite.
-  const flags = nonFiniteBits(loss).add(nonFiniteBits(gradNorm).mul(2));
-  const parts = [loss.reshape([1]), ce.reshape([1]), gradNorm.reshape([1]), flags];
+  // [loss, ce, grad norm, and 1 for each of them that is NaN or ±Inf]: the tests fuse into
+  // the kernel that packs the metrics (no extra kernel, no extra readback).
+  const head = concat([loss.reshape([1]), ce.reshape([1]), gradNorm.reshape([1])], 0);
+  const parts = [head, nonFiniteBits(head)];
   for (const r of routing) {
     const m = layerMetrics(r);
     for (const name of LAYER_SCALARS) parts.push(m[name].cast("f32").reshape([1]));
@@ -101,14 +107,12 @@ export function unpackMetrics(v: ArrayLike<number>, config: ModelConfig): StepMe
       `internal: metrics vector has ${v.length} entries, expected ${metricsLength(config)}`,
     );
   }
-  // The flags are the step's own bit tests (exact small integers); the host re-checks the values.
-  const flags = v[3];
-  const known = flags === 0 || flags === 1 || flags === 2 || flags === 3;
+  // The flags are the step's own bit tests (0 or 1); the host re-checks the values too.
   const nonFinite: StepMetrics["nonFinite"] = [];
-  if (!known || flags % 2 === 1 || !Number.isFinite(v[0])) nonFinite.push("loss");
-  if (!known || flags >= 2 || !Number.isFinite(v[2])) nonFinite.push("grad_norm");
+  if (v[3] !== 0 || !Number.isFinite(v[0])) nonFinite.push("loss");
+  if (v[5] !== 0 || !Number.isFinite(v[2])) nonFinite.push("grad_norm");
   const out: StepMetrics = { loss: v[0], ce: v[1], grad_norm: v[2], nonFinite, layers: [] };
-  let o = 4;
+  let o = 6;
   const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
   for (let l = 0; l < moeLayers; l++) {
     const rec = {} as StepMetrics["layers"][number];
