@@ -115,8 +115,13 @@ async function removeTree(path: string): Promise<void> {
 
 /** The sibling paths {@link replaceDirectory} stages a new copy in and retires the old one to. */
 export function stagingPaths(dir: string): { partial: string; old: string } {
-  const d = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
+  const d = trimSlashes(dir);
   return { partial: `${d}.partial`, old: `${d}.old` };
+}
+
+/** `dir` without trailing slashes (renames need the bare name). */
+function trimSlashes(dir: string): string {
+  return dir.length > 1 ? dir.replace(/\/+$/, "") || "/" : dir;
 }
 
 /** Where a directory stands after {@link recoverDirectory}. */
@@ -158,6 +163,7 @@ export async function recoverDirectory(
   dir: string,
   isComplete: (dir: string) => Promise<boolean>,
 ): Promise<Recovery> {
+  dir = trimSlashes(dir);
   const { partial, old } = stagingPaths(dir);
   const notes: string[] = [];
   const hasPartial = await exists(partial), hasOld = await exists(old);
@@ -231,6 +237,7 @@ export async function replaceDirectory(
     op?: string;
   },
 ): Promise<void> {
+  dir = trimSlashes(dir);
   const { partial, old } = stagingPaths(dir);
   const recovery = await recoverDirectory(dir, o.isComplete);
   if (!recovery.settled) {

@@ -41,10 +41,11 @@ export class StopRequests {
   readonly #signal?: AbortSignal;
   readonly #listener?: () => void;
   readonly #abort = new AbortController();
+  readonly #follow = () => this.#abort.abort();
 
   constructor(o: { signal?: AbortSignal; sigint: boolean }) {
     this.#signal = o.signal;
-    o.signal?.addEventListener("abort", () => this.#abort.abort(), { once: true });
+    o.signal?.addEventListener("abort", this.#follow, { once: true });
     if (o.sigint && Deno.build.os !== "windows") {
       this.#listener = () => {
         if (this.#reason) Deno.exit(130);
@@ -68,5 +69,6 @@ export class StopRequests {
   /** Removes the Ctrl-C handler (the default, exit at once, applies again). */
   dispose(): void {
     if (this.#listener) Deno.removeSignalListener("SIGINT", this.#listener);
+    this.#signal?.removeEventListener("abort", this.#follow);
   }
 }
