@@ -9,7 +9,7 @@ import { acquireGpu } from "../../src/runtime/device.ts";
 import { nonFiniteBits, unpackMetrics } from "../../src/train/step.ts";
 import { initParams } from "../../src/nn/model.ts";
 import { flatten } from "../../src/autodiff/tree.ts";
-import { assert } from "../helpers.ts";
+import { assert, SLOW } from "../helpers.ts";
 import { cli, cliDir, errorLines, tinyFlags } from "./cli_util.ts";
 
 const gpu = (await acquireGpu()) !== null;
@@ -177,7 +177,12 @@ Deno.test("divergence: saveCheckpoint refuses NaN/Inf parameters and state, and 
 });
 
 for (const backend of backends) {
-  Deno.test(`divergence (${backend}): --lr 1e30 exits 1 naming the step and the quantity, and writes no checkpoint`, async () => {
+  Deno.test({
+    name:
+      `divergence (${backend}): --lr 1e30 exits 1 naming the step and the quantity, and writes no checkpoint`,
+    // The WebGPU run adds a compile of several seconds: slow tier.
+    ignore: backend === "webgpu" && !SLOW,
+  }, async () => {
     const out = `${dir}/cli-${backend}`;
     const r = await cli([
       ...tinyFlags(corpus, backend),
