@@ -1,12 +1,13 @@
 /**
  * The training loop of the MoE language model, shared by the examples (grin.ts, default_moe.ts)
  * and usable on its own: data, the compiled step, AdamW with warmup + cosine, evaluation,
- * metrics (JSONL), plots (SVG), checkpoints (Hugging Face layout, atomic), resume, Ctrl-C.
+ * metrics (JSONL), plots (SVG), checkpoints (Hugging Face layout, crash-safe, checked), resume,
+ * Ctrl-C in every phase, and a stop at the first step whose loss or gradient norm is not finite.
  *
  * Reproducibility: batch i, the sampling noise of step i and the learning rate of step i are
- * pure functions of (seed, i), and the checkpoint holds the parameters, AdamW moments and MoE
- * layer states exactly, so a run stopped after N steps and resumed for M more reproduces the
- * N+M-step run (same backend).
+ * pure functions of (seed, i) and the saved schedule, and the checkpoint holds the parameters,
+ * AdamW moments and MoE layer states exactly, so a run stopped after N steps and resumed for M
+ * more reproduces the N+M-step run bit for bit (same backend).
  */
 import { fail, formatValue, MoejitError } from "../errors.ts";
 import { backendName, getBackend } from "../backend.ts";
@@ -60,13 +61,16 @@ export interface TrainOptions {
   data?: string | Corpus | PreparedData | PreparedMixture;
   /** "byte" or "bpe[:encoding]", or a Tokenizer. */
   tokenizer?: string | Tokenizer;
-  /** Optimizer steps in total (a resumed run continues up to this step). */
+  /**
+   * Optimizer steps in total (a resumed run continues up to this step; it keeps the checkpoint's
+   * schedule, so `steps` only sets where it stops).
+   */
   steps?: number;
   /** Sequences per batch. */
   batch?: number;
   /** Tokens per sequence (the model's maxSeqLen). */
   seq?: number;
-  /** Peak learning rate of the warmup + cosine schedule. */
+  /** Peak learning rate of the warmup + cosine schedule (given on resume: changes it). */
   lr?: number;
   /** Final learning rate (default lr/10). */
   minLr?: number;
@@ -100,9 +104,12 @@ export interface TrainOptions {
   samples?: number;
   /** Tokens per sample. */
   sampleTokens?: number;
-  /** Stop early (a checkpoint is written first), e.g. from an AbortController. */
+  /**
+   * Stop early, e.g. from an AbortController: after the step in flight (a checkpoint is written
+   * first), or, before the first step, at once with TrainInterrupted (nothing written).
+   */
   signal?: AbortSignal;
-  /** Install a Ctrl-C handler that checkpoints before exiting (default true). */
+  /** Install a Ctrl-C handler that stops the run as `signal` does (default true). */
   handleInterrupt?: boolean;
   /** Progress display: true (bar or plain lines), false (silent). */
   progress?: boolean;
