@@ -21,7 +21,7 @@
  * missing or mismatched file throws, naming the file and the problem, and returns nothing.
  * Checkpoints never hold NaN or ±Inf: a save of non-finite parameters or training state fails.
  */
-import { fail } from "../errors.ts";
+import { fail, MoejitError } from "../errors.ts";
 import { getBackend } from "../backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
 import { Tensor } from "../tensor.ts";
@@ -167,6 +167,20 @@ function skeleton(op: string, tree: unknown, names: Map<Tensor, string>, path: s
   return tree;
 }
 
+/**
+ * A save refused because a tensor holds NaN or ±Inf (`where`: e.g. "params.embed", `value`: e.g.
+ * "NaN (element 3 of 8)"); nothing was written.
+ */
+export class NonFiniteCheckpoint extends MoejitError {
+  constructor(readonly where: string, readonly value: string) {
+    super(
+      "saveCheckpoint",
+      `${where} holds ${value}; a checkpoint with non-finite values is not written`,
+    );
+    this.name = "NonFiniteCheckpoint";
+  }
+}
+
 /** The first NaN or ±Inf of a host array, as "NaN (element 3 of 8)", or null. */
 function firstNonFinite(v: ArrayLike<number>): string | null {
   for (let i = 0; i < v.length; i++) {
@@ -296,9 +310,7 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
     const v = vals[i];
     host[p] = v instanceof Float32Array ? v : Float32Array.from(v as Float64Array);
     const bad = firstNonFinite(host[p]);
-    if (bad) {
-      fail(op, `params.${p} holds ${bad}; a checkpoint with non-finite values is not written`);
-    }
+    if (bad) throw new NonFiniteCheckpoint(`params.${p}`, bad);
   });
   const modelBytes = encodeSafetensors(toHfTensors(host, config));
   // The one list of the checkpoint's files: the manifest covers exactly what is written.
@@ -316,14 +328,7 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
       if (t.dtype === "f32" && !(v instanceof Float32Array)) v = Float32Array.from(v);
       if (t.dtype === "f32") {
         const bad = firstNonFinite(v);
-        if (bad) {
-          fail(
-            op,
-            `trainingState.tensors.${
-              stateNames[i]
-            } holds ${bad}; a checkpoint with non-finite values is not written`,
-          );
-        }
+        if (bad) throw new NonFiniteCheckpoint(`trainingState.tensors.${stateNames[i]}`, bad);
       }
       entries[stateNames[i]] = { dtype: safetensorsDtype(t.dtype), shape: t.shape, data: v };
     });

@@ -27,6 +27,7 @@ export {
   checkpointExists,
   configDifferences,
   loadCheckpoint,
+  NonFiniteCheckpoint,
   saveCheckpoint,
 } from "./checkpoint.ts";
 export type {

@@ -33,6 +33,7 @@ import {
   checkpointExists,
   configDifferences,
   loadCheckpoint,
+  NonFiniteCheckpoint,
   saveCheckpoint,
 } from "../io/checkpoint.ts";
 import { MetricsLog, readMetrics } from "../io/metrics.ts";
@@ -682,17 +683,14 @@ async function trainRun(
         },
       });
     } catch (e) {
-      const msg = (e as Error).message;
-      if (e instanceof MoejitError && /non-finite values is not written/.test(msg)) {
+      if (e instanceof NonFiniteCheckpoint) {
         const kept = lastCheckpoint === null
           ? "no checkpoint was written"
           : `the last good checkpoint, ${paths.checkpoint} (step ${lastCheckpoint}), is kept`;
         fail(
           "train",
-          `diverged by step ${at}: ${
-            msg.split("\n")[0].replace(/^saveCheckpoint: /, "").replace(/; a checkpoint.*$/, "")
-          } (the loss and gradient norm were still finite); stopped, ${kept}. ` +
-            `Try a lower learning rate (lr ${schedule.lr})`,
+          `diverged by step ${at}: ${e.where} holds ${e.value} (the loss and gradient norm were ` +
+            `still finite); stopped, ${kept}. Try a lower learning rate (lr ${schedule.lr})`,
         );
       }
       throw e;

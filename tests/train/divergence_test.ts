@@ -147,6 +147,37 @@ for (const backend of backends) {
   });
 }
 
+Deno.test("divergence: parameters that overflow while the loss stays finite are not checkpointed", async () => {
+  mj.setBackend("cpu");
+  // Byte 0 never occurs in the corpus: with untied embeddings its row takes no part in the loss,
+  // and weight decay with lr·λ = 3 turns 3e38 into -6e38 = -Inf after one step.
+  const config = mj.nn.modelConfig({
+    ...TINY,
+    tiedEmbeddings: false,
+    vocabSize: 256,
+    maxSeqLen: 16,
+  });
+  const params = initParams(config, 0);
+  const embed = await params.embed.data();
+  embed.fill(3e38, 0, config.dModel);
+  const out = `${dir}/overflow`;
+  await assert.rejects(
+    () =>
+      mj.train.train({
+        ...quiet,
+        model: undefined,
+        init: { config, params: { ...params, embed: mj.tensor(embed, params.embed.shape) } },
+        out,
+        steps: 1,
+        lr: 1,
+        minLr: 1,
+        weightDecay: 3,
+      }),
+    /train: diverged by step 1: params\.embed holds -Infinity \(element 0 of 4096\) \(the loss and gradient norm were still finite\); stopped, no checkpoint was written/,
+  );
+  assert.equal(await Deno.stat(`${out}/checkpoint`).then(() => true, () => false), false);
+});
+
 Deno.test("divergence: saveCheckpoint refuses NaN/Inf parameters and state, and keeps the old checkpoint", async () => {
   mj.setBackend("cpu");
   const config = mj.nn.modelConfig({ ...TINY, vocabSize: 32, maxSeqLen: 8 });
