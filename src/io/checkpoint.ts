@@ -478,26 +478,30 @@ async function isCompleteCheckpoint(d: string, target: string): Promise<boolean>
   }
 }
 
-/** Hugging Face keys of config.json that disagree with its "moejit" block. */
+/**
+ * Hugging Face keys of config.json that disagree with its "moejit" block: the keys that restate
+ * a field of the configuration (HF_FIELD) and the family (`model_type`). Other keys (token ids,
+ * notes a writer adds) are not the configuration's to check.
+ */
 function hfKeyDifferences(json: Record<string, unknown>, config: ModelConfig): string[] {
   if (json.moejit === undefined) return [];
   const expected = hfConfigJson(config);
-  delete expected.moejit;
   const out: string[] = [];
-  for (const [k, v] of Object.entries(expected)) {
-    if (k in json && JSON.stringify(json[k]) !== JSON.stringify(v)) {
+  for (const k of ["model_type", ...Object.keys(HF_FIELD)]) {
+    if (!(k in expected) || !(k in json)) continue;
+    if (JSON.stringify(json[k]) !== JSON.stringify(expected[k])) {
       const field = HF_FIELD[k];
       out.push(
-        `${k} is ${JSON.stringify(json[k])} but the "moejit" block gives ${JSON.stringify(v)}${
-          field ? ` (moejit.config.${field})` : ""
-        }`,
+        `${k} is ${JSON.stringify(json[k])} but the "moejit" block gives ${
+          JSON.stringify(expected[k])
+        }${field ? ` (moejit.config.${field})` : ""}`,
       );
     }
   }
   return out;
 }
 
-/** The ModelConfig field behind each Hugging Face key, for messages. */
+/** The ModelConfig field behind each Hugging Face key that restates one. */
 const HF_FIELD: Record<string, string> = {
   vocab_size: "vocabSize",
   hidden_size: "dModel",
