@@ -121,9 +121,9 @@ export { customVjp } from "./src/autodiff/custom.ts";
 export type { CustomVjpSpec } from "./src/autodiff/custom.ts";
 export { flatten as treeFlatten, mapTensors, treeTensors } from "./src/autodiff/tree.ts";
 
-export { backendName, getBackend, setBackend } from "./src/backend.ts";
+export { backendName, getBackend, setBackend, setFusion } from "./src/backend.ts";
 export type { Backend, BackendName, Prepared } from "./src/backend.ts";
-export { backendInfo, setFusion } from "./src/runtime/webgpu.ts";
+export { backendInfo } from "./src/runtime/webgpu.ts";
 export type { DeviceInfo } from "./src/runtime/device.ts";
 export { snapshot as stats } from "./src/runtime/stats.ts";
 export type { Stats } from "./src/runtime/stats.ts";

@@ -157,10 +157,14 @@ interface Segment {
 }
 
 /**
- * Emits expressions into an ordered list of code segments. A top-level segment's lets are
- * visible to every later segment; a loop segment's lets only inside that loop.
+ * Emits expressions into an ordered list of code segments, for any target language: a
+ * subexpression used more than once becomes a named value (CSE on top of interning), placed in
+ * the outermost segment where all of its variables are defined, so loop-invariant work is
+ * hoisted out of reduction loops. A top-level segment's values are visible to every later
+ * segment; a loop segment's only inside that loop. Subclasses spell the operations.
  */
-export class Emitter {
+export abstract class ExpEmitter {
+  /** Helper functions the emitted code calls (the target decides what that means). */
   readonly helpers = new Set<string>();
   readonly #segments: Segment[] = [];
   readonly #placed = new Map<Exp, { seg: number; name: string }>();
@@ -212,7 +216,7 @@ export class Emitter {
     return seg;
   }
 
-  /** WGSL text for `e` as used in segment `at`. */
+  /** The text of `e` as used in segment `at`. */
   render(e: Exp, at: number): string {
     return this.#render(e, at, new Map());
   }
@@ -226,20 +230,32 @@ export class Emitter {
   #render(e: Exp, at: number, memo: Map<Exp, number>): string {
     const placed = this.#placed.get(e);
     if (placed && this.#visible(placed.seg, at)) return placed.name;
-    const text = this.#text(e, at, memo);
+    const text = this.text(e, (x) => this.#render(x, at, memo));
     const trivial = e.op === "const" || e.op === "var";
     if (trivial || (this.#uses.get(e) ?? 0) < 2) return text;
     let home = this.#home(e, at, memo);
     // Hoisting into an earlier loop segment would hide it from `at`; use `at` instead.
     if (home !== at && this.#segments[home].loop) home = at;
     const name = `t${this.#next++}`;
-    this.#segments[home].lines.push(`let ${name} = ${text};`);
+    this.#segments[home].lines.push(this.declare(name, e, text));
     this.#placed.set(e, { seg: home, name });
     return name;
   }
 
-  #text(e: Exp, at: number, memo: Map<Exp, number>): string {
-    const r = (x: Exp) => this.#render(x, at, memo);
+  /** The text of `e` itself; `r` renders its arguments. */
+  protected abstract text(e: Exp, r: (x: Exp) => string): string;
+
+  /** A statement naming `text` (the value of `e`). */
+  protected abstract declare(name: string, e: Exp, text: string): string;
+}
+
+/** Emits WGSL. */
+export class Emitter extends ExpEmitter {
+  protected declare(name: string, _e: Exp, text: string): string {
+    return `let ${name} = ${text};`;
+  }
+
+  protected text(e: Exp, r: (x: Exp) => string): string {
     const [a, b, c] = e.args;
     switch (e.op) {
       case "const":

@@ -2,7 +2,8 @@
  * Backends and their selection. A backend turns graph nodes into values: host arrays
  * (`realize`), value leaves that stay where they were computed (`materialize`), or the outputs
  * of a prepared (compiled) graph over parameter placeholders (`prepare` + `run`, used by jit).
- * `cpu` is the reference interpreter; `webgpu` compiles WGSL kernels.
+ * `cpu` is the reference interpreter; `webgpu` compiles WGSL kernels; `native` compiles C for
+ * the host's CPU.
  */
 import type { TypedArray } from "./dtype.ts";
 import { envVar } from "./env.ts";
@@ -13,7 +14,30 @@ import { ensureHost, newBufferNode } from "./ir/values.ts";
 import { evaluate } from "./interp/interpreter.ts";
 import { numericsChecked } from "./numerics.ts";
 
-export type BackendName = "cpu" | "webgpu";
+export type BackendName = "cpu" | "webgpu" | "native";
+
+const NAMES: readonly BackendName[] = ["native", "webgpu", "cpu"];
+
+/** Whether graphs are fused into few kernels (the default) or run one op per kernel. */
+let fusion = envVar("MOEJIT_FUSION") !== "0";
+
+/**
+ * Turns kernel fusion on (default) or off for the compiled backends. Unfused execution runs
+ * every op as its own kernel: slower, but a reference for checking the fuser.
+ *
+ * @example
+ * ```ts
+ * mj.setFusion(false); // one kernel per op from now on
+ * ```
+ */
+export function setFusion(on: boolean): void {
+  fusion = !!on;
+}
+
+/** Whether fusion is on (see setFusion). */
+export function fusionEnabled(): boolean {
+  return fusion;
+}
 
 /** A graph compiled for repeated runs with new parameter values. */
 export interface Prepared {
@@ -96,31 +120,41 @@ export function checkNoParams(roots: readonly Node[], bound: (n: Node) => boolea
   }
 }
 
+/** What a backend can say about itself before it is chosen. */
+export interface BackendProbe {
+  available: boolean;
+  /** WebGPU only: the adapter is a software rasterizer (llvmpipe, SwiftShader, a fallback). */
+  software?: boolean;
+  /** One line: the adapter or compiler found, or why there is none. */
+  detail: string;
+}
+
 const factories = new Map<BackendName, () => Backend>([["cpu", () => new CpuBackend()]]);
+const probes = new Map<BackendName, () => Promise<BackendProbe>>();
 const instances = new Map<BackendName, Backend>();
 let chosen: BackendName | null = null;
-let autoResolver: (() => Promise<BackendName>) | null = null;
 
-/** Makes a backend available (the WebGPU runtime registers itself with an auto-detector). */
+/** Makes a backend available, with a probe the automatic choice asks. */
 export function registerBackend(
   name: BackendName,
   factory: () => Backend,
-  detect?: () => Promise<BackendName>,
+  probe?: () => Promise<BackendProbe>,
 ): void {
   factories.set(name, factory);
   instances.delete(name);
-  if (detect) autoResolver = detect;
+  if (probe) probes.set(name, probe);
 }
 
 /**
- * Chooses where tensors are computed: `"webgpu"` (generated WGSL kernels) or `"cpu"` (the
- * reference interpreter). Without a call, moejit uses WebGPU when an adapter exists and falls
- * back to the CPU with a one-line warning (set `MOEJIT_BACKEND=webgpu` to make a missing
- * adapter an error instead).
+ * Chooses where tensors are computed: `"native"` (generated C, compiled by the system compiler,
+ * for the CPU), `"webgpu"` (generated WGSL kernels) or `"cpu"` (the reference interpreter).
+ * Without a call (or `MOEJIT_BACKEND`), moejit picks WebGPU on a hardware GPU adapter; on a
+ * software adapter (llvmpipe, SwiftShader) or none, the native backend when a C compiler works,
+ * else WebGPU, else the interpreter — and says which once on stderr.
  *
  * @example
  * ```ts
- * mj.setBackend("cpu");
+ * mj.setBackend("native");
  * ```
  */
 export function setBackend(name: BackendName): void {
@@ -135,16 +169,48 @@ export function setBackend(name: BackendName): void {
   chosen = name;
 }
 
+async function probe(name: BackendName): Promise<BackendProbe> {
+  const p = probes.get(name);
+  if (!p) return { available: name === "cpu", detail: `${name} is not available in this build` };
+  try {
+    return await p();
+  } catch (e) {
+    return { available: false, detail: (e as Error).message };
+  }
+}
+
+/** The automatic choice (see setBackend), said once on stderr unless a GPU is used. */
+async function chooseAutomatically(): Promise<BackendName> {
+  const gpu = await probe("webgpu");
+  if (gpu.available && !gpu.software) return "webgpu";
+  const native = await probe("native");
+  const why = gpu.available ? `the WebGPU adapter is software: ${gpu.detail}` : gpu.detail;
+  let name: BackendName, line: string;
+  if (native.available) {
+    name = "native";
+    line = `using the native CPU backend (${native.detail}); ${why}`;
+  } else if (gpu.available) {
+    name = "webgpu";
+    line = `using WebGPU on a software adapter (${gpu.detail}); the faster native backend ` +
+      `needs a C compiler: ${native.detail}`;
+  } else {
+    name = "cpu";
+    line = `using the CPU interpreter, which is slow: ${why}; and ${native.detail}`;
+  }
+  console.warn(`moejit: ${line}. Set MOEJIT_BACKEND (native, webgpu, cpu) to choose.`);
+  return name;
+}
+
 /** The name of the backend in use (resolving the automatic choice on first use). */
 export async function backendName(): Promise<BackendName> {
   if (chosen) return chosen;
   const env = envVar("MOEJIT_BACKEND");
-  if (env === "cpu" || env === "webgpu") {
-    chosen = env;
+  if (env && (NAMES as readonly string[]).includes(env)) {
+    chosen = env as BackendName;
   } else if (env) {
-    fail("backend", `MOEJIT_BACKEND=${env} is not a backend; expected cpu or webgpu`);
+    fail("backend", `MOEJIT_BACKEND=${env} is not a backend; expected ${NAMES.join(", ")}`);
   } else {
-    chosen = autoResolver ? await autoResolver() : "cpu";
+    chosen = await chooseAutomatically();
   }
   return chosen;
 }

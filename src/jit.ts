@@ -9,7 +9,7 @@ import { argText, makeNode, type Node } from "./ir/node.ts";
 import { newBufferNode } from "./ir/values.ts";
 import { fail } from "./errors.ts";
 import { Tensor } from "./tensor.ts";
-import { fusionEnabled } from "./runtime/webgpu.ts";
+import { fusionEnabled } from "./backend.ts";
 import { numericsChecked } from "./numerics.ts";
 
 interface Entry {

@@ -2,8 +2,8 @@
  * The WebGPU backend: compiles graphs to step programs (cached by signature), keeps values on
  * the device, and reads back only what the host asks for.
  */
-import type { Backend, BackendName, Prepared } from "../backend.ts";
-import { checkNoParams, registerBackend } from "../backend.ts";
+import type { Backend, BackendProbe, Prepared } from "../backend.ts";
+import { checkNoParams, fusionEnabled, registerBackend } from "../backend.ts";
 import type { TypedArray } from "../dtype.ts";
 import { envVar } from "../env.ts";
 import { fail } from "../errors.ts";
@@ -21,21 +21,6 @@ import { runStep } from "./executor.ts";
 import { stats } from "./stats.ts";
 import { debugDump } from "./debug_dump.ts";
 import { checkDeviceLimits } from "./limits.ts";
-
-/** Whether graphs are fused into few kernels (the default) or run one op per kernel. */
-let fusion = envVar("MOEJIT_FUSION") !== "0";
-
-/**
- * Turns kernel fusion on (default) or off. Unfused execution runs every op as its own kernel:
- * slower, but a reference for checking the fuser.
- */
-export function setFusion(on: boolean): void {
-  fusion = !!on;
-}
-
-export function fusionEnabled(): boolean {
-  return fusion;
-}
 
 interface WebGpuPrepared extends Prepared {
   readonly program: StepProgram;
@@ -84,12 +69,14 @@ export class WebGpuBackend implements Backend {
   async #program(roots: readonly Node[]): Promise<StepProgram> {
     const g = await this.#gpu;
     const checked = numericsChecked();
-    const key = `${fusion ? "F" : "U"}${checked ? "N" : ""}|${roots.map((r) => r.key).join(",")}`;
+    const key = `${fusionEnabled() ? "F" : "U"}${checked ? "N" : ""}|${
+      roots.map((r) => r.key).join(",")
+    }`;
     let prog = this.#steps.get(key);
     if (!prog) {
       const maxBindings = g.info.limits.maxStorageBuffersPerShaderStage ?? 8;
       prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
-        fuse: fusion,
+        fuse: fusionEnabled(),
         maxBindings,
         errorAlign: g.info.limits.minStorageBufferOffsetAlignment ?? 256,
         maxBufferBytes: maxBinding(g.info.limits),
@@ -254,21 +241,22 @@ function webgpu(): WebGpuBackend {
   return instance;
 }
 
-async function detect(): Promise<BackendName> {
+/** Software rasterizers: WebGPU runs there, but slower than native code on the same CPU. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|warp|basic render/i;
+
+async function probe(): Promise<BackendProbe> {
   const g = await acquireGpu();
-  if (g) return "webgpu";
-  console.warn(
-    `moejit: ${
-      NO_ADAPTER_HELP.replace(
-        "no WebGPU adapter was found. ",
-        "no WebGPU adapter; using the CPU interpreter. ",
-      )
-    }`,
-  );
-  return "cpu";
+  if (!g) return { available: false, detail: "no WebGPU adapter" };
+  const a = g.info.adapter;
+  const description = a.description || a.device || a.vendor || "unnamed adapter";
+  return {
+    available: true,
+    software: a.fallback || SOFTWARE_ADAPTER.test(`${a.description} ${a.device} ${a.vendor}`),
+    detail: description,
+  };
 }
 
-registerBackend("webgpu", webgpu, detect);
+registerBackend("webgpu", webgpu, probe);
 registerHostFetcher((n) => instance?.fetch(n));
 
 /**

@@ -1,6 +1,7 @@
 /**
- * Device selection and diagnostics, in subprocesses (the environment decides the adapter):
- * fallback to the interpreter with a one-line warning, a clear error when WebGPU is demanded,
+ * Device selection and diagnostics, in subprocesses (the environment decides the adapter and the
+ * compiler): the automatic choice (native on a software adapter or none when a compiler works,
+ * else WebGPU, else the interpreter) said in one line, a clear error when WebGPU is demanded,
  * adapter info, and MOEJIT_DEBUG's schedule and WGSL dump.
  */
 import * as mj from "../../mod.ts";
@@ -20,14 +21,48 @@ async function runFixture(env: Record<string, string>) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("device: without an adapter moejit falls back to the interpreter with a one-line warning", async () => {
+const HAS_CC = (await mj.nativeInfo()) !== null;
+
+Deno.test({
+  name: "device: without an adapter moejit uses the native backend, said in one line",
+  ignore: !HAS_CC,
+}, async () => {
   // An empty DENO_WEBGPU_BACKEND makes Deno find no adapter at all.
   const r = await runFixture({ DENO_WEBGPU_BACKEND: "" });
   assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { backend: "native", y: [3, 5, 7] });
+  const notes = r.stderr.split("\n").filter((l) => l.startsWith("moejit:"));
+  assert.equal(notes.length, 1);
+  assert.match(
+    notes[0],
+    /using the native CPU backend \(.*\); no WebGPU adapter\. Set MOEJIT_BACKEND/,
+  );
+});
+
+Deno.test({
+  name: "device: on a software adapter moejit prefers the native backend",
+  ignore: !HAS_CC || !(await acquireGpu())?.info.adapter.fallback,
+}, async () => {
+  const r = await runFixture({});
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).backend, "native");
+  assert.match(r.stderr, /moejit: using the native CPU backend .*the WebGPU adapter is software/);
+});
+
+Deno.test("device: with no adapter and no C compiler moejit falls back to the interpreter", async () => {
+  const r = await runFixture({
+    DENO_WEBGPU_BACKEND: "",
+    CC: "/nonexistent/cc",
+    PATH: "/nonexistent",
+  });
+  assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { backend: "cpu", y: [3, 5, 7] });
-  const warnings = r.stderr.split("\n").filter((l) => l.startsWith("moejit:"));
-  assert.equal(warnings.length, 1);
-  assert.match(warnings[0], /no WebGPU adapter.*CPU interpreter.*mesa-vulkan-drivers/);
+  const notes = r.stderr.split("\n").filter((l) => l.startsWith("moejit:"));
+  assert.equal(notes.length, 1);
+  assert.match(
+    notes[0],
+    /CPU interpreter, which is slow: no WebGPU adapter.*no working C compiler.*apt-get install gcc/,
+  );
 });
 
 Deno.test("device: MOEJIT_BACKEND=webgpu without an adapter is an error naming what to install", async () => {

@@ -5,7 +5,7 @@
  * (checked against a stable sort on the interpreter) to a whole jitted training step called 8
  * times.
  */
-import { assert, check, f32, gpuTest, i32, mj } from "./harness.ts";
+import { assert, backend, check, f32, gpuTest, i32, mj } from "./harness.ts";
 import { stableOrder } from "../../src/passes/scatter.ts";
 import { compileStep } from "../../src/passes/compile.ts";
 
@@ -35,7 +35,7 @@ gpuTest(
       const counts = new Array(K + 1).fill(0);
       for (const k of keys.data) counts[k + 1]++;
       for (let k = 1; k <= K; k++) counts[k] += counts[k - 1];
-      for (const b of ["cpu", "webgpu"] as const) {
+      for (const b of ["cpu", backend()] as const) {
         mj.setBackend(b);
         const { order, offsets } = stableOrder(keys(), K);
         assert.deepEqual([...await order.data()], want, `${b} R=${R} K=${K}`);
@@ -103,7 +103,7 @@ gpuTest("determinism: no kernel of a training step uses float atomics", () => {
 });
 
 gpuTest("determinism: a jitted training step called 8 times is bit-identical", async () => {
-  mj.setBackend("webgpu");
+  mj.setBackend(backend());
   const config = mj.nn.modelConfig({
     vocabSize: 96,
     dModel: 32,

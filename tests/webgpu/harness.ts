@@ -1,10 +1,12 @@
 /**
- * WebGPU-vs-interpreter harness. A test gives a builder that creates its input tensors afresh
- * (graph nodes are interned and the WebGPU backend caches realized roots, so rebuilding over new
- * buffer leaves is what makes every run really compute) and returns the tensors to compare. The
- * builder runs on the interpreter (the oracle), then on WebGPU with fusion on and, unless told
- * otherwise, with fusion off (one kernel per op); every output must match the oracle: exactly
- * for integer and bool outputs, within float tolerances for f32.
+ * Compiled-backend-vs-interpreter harness. A test gives a builder that creates its input
+ * tensors afresh (graph nodes are interned and the backends cache realized roots, so rebuilding
+ * over new buffer leaves is what makes every run really compute) and returns the tensors to
+ * compare. The builder runs on the interpreter (the oracle), then on the compiled backend under
+ * test (WebGPU or native) with fusion on and, unless told otherwise, with fusion off (one kernel
+ * per op); every output must match the oracle: exactly for integer and bool outputs, within
+ * float tolerances for f32. `gpuTest` registers a test once per compiled backend available
+ * (MOEJIT_TEST_BACKENDS=webgpu or =native narrows it).
  */
 import assert from "node:assert/strict";
 import * as mj from "../../mod.ts";
@@ -40,7 +42,7 @@ function flat(o: Outs): [string, mj.Tensor][] {
 }
 
 async function runOn(
-  backend: "cpu" | "webgpu",
+  backend: mj.BackendName,
   fused: boolean,
   build: () => Outs,
 ): Promise<{ names: string[]; tensors: mj.Tensor[]; values: TypedArray[] }> {
@@ -80,7 +82,7 @@ export function compareValues(
   const note = (i: number, extra = "") => {
     if (bad.length < 8) {
       bad.push(
-        `  at ${describeIndex(i, shape)} (flat ${i}): webgpu ${got[i]}, cpu ${want[i]}${extra}`,
+        `  at ${describeIndex(i, shape)} (flat ${i}): compiled ${got[i]}, cpu ${want[i]}${extra}`,
       );
     } else bad.push("");
   };
@@ -128,11 +130,11 @@ export async function check(
     : [true, false];
   try {
     for (const fused of modes) {
-      const gpu = await runOn("webgpu", fused, build);
+      const gpu = await runOn(backend(), fused, build);
       assert.deepEqual(gpu.names, ref.names, `${name}: output names`);
       gpu.tensors.forEach((t, i) => {
         const r = ref.tensors[i];
-        const what = `${name} [${fused ? "fused" : "unfused"}] output ${ref.names[i]}`;
+        const what = `${name} [${backend()} ${fused ? "fused" : "unfused"}] output ${ref.names[i]}`;
         assert.equal(t.dtype, r.dtype, `${what}: dtype`);
         assert.deepEqual(t.shape, r.shape, `${what}: shape`);
         const o = { ...opts, ...(opts.per?.[ref.names[i]] ?? {}) };
@@ -227,21 +229,64 @@ export function anyOf(dtype: DType, shape: readonly number[], seed: number): Inp
 
 /** Whether the WebGPU tier can run here (an adapter exists). */
 export const HAS_GPU: boolean = (await mj.backendInfo()) !== null;
+/** Whether the native tier can run here (a C compiler works). */
+export const HAS_NATIVE: boolean = (await mj.nativeInfo()) !== null;
+
+const wanted = (Deno.env.get("MOEJIT_TEST_BACKENDS") ?? "webgpu,native").split(",");
+
+/** The compiled backends tested here, and why each one that is not is skipped. */
+export const COMPILED: { name: "webgpu" | "native"; skip: string | null }[] = [
+  {
+    name: "webgpu",
+    skip: !wanted.includes("webgpu")
+      ? "not in MOEJIT_TEST_BACKENDS"
+      : HAS_GPU
+      ? null
+      : "no WebGPU adapter; see README, Machines without a GPU",
+  },
+  {
+    name: "native",
+    skip: !wanted.includes("native")
+      ? "not in MOEJIT_TEST_BACKENDS"
+      : HAS_NATIVE
+      ? null
+      : "no C compiler; see README, The native backend",
+  },
+];
+
+let current: "webgpu" | "native" = "webgpu";
+
+/** The compiled backend the running gpuTest is for. */
+export function backend(): "webgpu" | "native" {
+  return current;
+}
 
 /**
- * Deno.test for the WebGPU tier. Without an adapter the test is ignored, with the reason in its
- * name; `knownBug` does the same for a test that documents a bug outside this tier's files (say
- * where, so that the test is re-enabled with the fix).
+ * Deno.test for the compiled tiers: one test per compiled backend (`webgpu: …`, `native: …`),
+ * each run with `backend()` naming it. An unavailable backend's test is ignored with the reason
+ * in its name; `knownBug` does the same for a test that documents a bug outside this tier's files
+ * (say where, so that the test is re-enabled with the fix); `only` limits a test to the backends
+ * it is about (a WebGPU runtime detail, say).
  */
 export function gpuTest(
   name: string,
   fn: (t: Deno.TestContext) => Promise<void> | void,
-  opts: { knownBug?: string } = {},
+  opts: { knownBug?: string; only?: "webgpu" | "native" } = {},
 ): void {
-  const skip = !HAS_GPU
-    ? "no WebGPU adapter; see README, Machines without a GPU"
-    : opts.knownBug
-    ? `known bug: ${opts.knownBug}`
-    : null;
-  Deno.test({ name: `webgpu: ${name}${skip ? ` [skipped: ${skip}]` : ""}`, ignore: !!skip, fn });
+  for (const b of COMPILED) {
+    if (opts.only && opts.only !== b.name) continue;
+    const skip = b.skip ?? (opts.knownBug ? `known bug: ${opts.knownBug}` : null);
+    Deno.test({
+      name: `${b.name}: ${name}${skip ? ` [skipped: ${skip}]` : ""}`,
+      ignore: !!skip,
+      fn: async (t) => {
+        current = b.name;
+        try {
+          await fn(t);
+        } finally {
+          mj.setFusion(true);
+        }
+      },
+    });
+  }
 }

@@ -4,7 +4,7 @@
  * and on WebGPU alike. WGSL lets a driver assume finite math (llvmpipe folds x·0 and x/0 with a
  * constant zero to 0), so checked steps read constants from buffers.
  */
-import { assert, gpuTest, mj } from "./harness.ts";
+import { assert, backend, gpuTest, mj } from "./harness.ts";
 
 const SITE = /\n {4}at your call: .*numerics_test\.ts:\d+:\d+/;
 
@@ -12,7 +12,7 @@ async function onBoth(
   build: () => mj.Tensor,
   want: RegExp | null,
 ): Promise<void> {
-  for (const b of ["cpu", "webgpu"] as const) {
+  for (const b of ["cpu", backend()] as const) {
     mj.setBackend(b);
     const was = mj.debug.checkNumerics(true);
     try {
@@ -73,7 +73,7 @@ gpuTest("checkNumerics: infinities used on purpose (masks) only propagate", asyn
 gpuTest(
   "checkNumerics: jitted steps are checked too, and the switch is part of the step key",
   async () => {
-    for (const b of ["cpu", "webgpu"] as const) {
+    for (const b of ["cpu", backend()] as const) {
       mj.setBackend(b);
       const step = mj.jit((a: mj.Tensor) => a.sqrt().mul(3));
       // Off: the step runs and returns NaN where IEEE says so (or what the driver folds to).
@@ -96,7 +96,7 @@ gpuTest(
 gpuTest("checkNumerics: MOEJIT_CHECK_NUMERICS=1 turns it on for a whole run", async () => {
   const code = `
     import * as mj from "${new URL("../../mod.ts", import.meta.url).href}";
-    for (const b of ["cpu", "webgpu"]) {
+    for (const b of ["cpu", "${backend()}"]) {
       mj.setBackend(b);
       try { await mj.tensor([2, -2]).log().data(); console.log(b, "no error"); }
       catch (e) { console.log(b, e.message.split("\\n")[0]); }
@@ -109,5 +109,7 @@ gpuTest("checkNumerics: MOEJIT_CHECK_NUMERICS=1 turns it on for a whole run", as
   }).output();
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
   assert.equal(lines.length, 2, new TextDecoder().decode(out.stderr));
-  for (const l of lines) assert.match(l, /^(cpu|webgpu) log: produced NaN from inputs without NaN/);
+  for (const l of lines) {
+    assert.match(l, /^(cpu|webgpu|native) log: produced NaN from inputs without NaN/);
+  }
 });

@@ -4,13 +4,13 @@
  * step is compiled (naming the op, the shape and the limit); a host array past the memory
  * available is refused by the interpreter. Large tensors that fit stay right.
  */
-import { assert, gpuTest, mj } from "./harness.ts";
+import { assert, backend, gpuTest, mj } from "./harness.ts";
 import { SLOW } from "../helpers.ts";
 
 const TOO_BIG = /holds at most 2,147,483,647 elements\n {4}at your call: .*sizes_test\.ts/;
 
 gpuTest("sizes: tensors past 32-bit indexing are refused when built, naming the op", () => {
-  for (const b of ["cpu", "webgpu"] as const) {
+  for (const b of ["cpu", backend()] as const) {
     mj.setBackend(b);
     assert.throws(
       () => mj.ones([100000, 100000]).sum(),
@@ -32,7 +32,7 @@ gpuTest("sizes: tensors past 32-bit indexing are refused when built, naming the 
 gpuTest(
   "sizes: a value past the adapter's binding limit is a named error before allocation",
   async () => {
-    mj.setBackend("webgpu");
+    mj.setBackend(backend());
     const limit = (await mj.backendInfo())!.limits.maxStorageBufferBindingSize;
     const n = Math.floor(limit / 4) + 1024;
     const before = mj.stats().bytesAllocated;
@@ -50,6 +50,7 @@ gpuTest(
     const s = await mj.ones([n]).add(1).sum().item();
     assert.equal(s, 2 * n);
   },
+  { only: "webgpu" },
 );
 
 gpuTest("sizes: the interpreter refuses an array past the host memory available", async () => {
@@ -73,7 +74,7 @@ gpuTest("sizes: the interpreter refuses an array past the host memory available"
 
 gpuTest("sizes: a 400,000,000-element sum of ones is exact (slow tier)", async () => {
   if (!SLOW) return;
-  mj.setBackend("webgpu");
+  mj.setBackend(backend());
   assert.equal(await mj.ones([20000, 20000]).sum().item(), 4e8);
   assert.equal(await mj.ones([20000, 20000]).mean().item(), 1);
 });

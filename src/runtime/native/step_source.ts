@@ -1,0 +1,52 @@
+/**
+ * A compiled step as one C translation unit: the prelude, the matrix and attention routines,
+ * each distinct kernel function once (named by a hash of its text, so equal kernels share one
+ * definition), and `mj_step(B, E)`, which calls the launches in order with the step's buffer
+ * table B (one pointer per slot) and error buffer E.
+ */
+import { contentHash } from "../../ir/node.ts";
+import type { StepProgram } from "../../passes/step_program.ts";
+import { cStorageType } from "../../../codegen/c/emit.ts";
+import { PRELUDE_C } from "../../../codegen/c/prelude.ts";
+import { BLAS_C, SIMPLE_SGEMM_C } from "../../../codegen/c/blas.ts";
+import { ATTENTION_REFERENCE_C } from "../../../codegen/c/attention_reference.ts";
+
+/** The C source of a step program compiled for the C target. */
+export function stepSource(prog: StepProgram): string {
+  if (prog.target !== "c") throw new Error(`internal: a ${prog.target} step has no C source`);
+  const defs = new Map<string, string>();
+  const calls: string[] = [];
+  for (const l of prog.launches) {
+    const name = `k_${contentHash(l.program.code)}`;
+    if (!defs.has(name)) {
+      defs.set(
+        name,
+        `/* ${l.program.label.replaceAll("*/", "* /")} */\n` +
+          l.program.code.replace("KERNEL_NAME", name),
+      );
+    }
+    if (l.work === 0) continue;
+    let slot = 0;
+    const args = l.program.bindings.map((b) => {
+      if (b.errors) return `E + ${(l.errorOffset ?? 0) / 4}`;
+      const s = l.slots[slot++];
+      return `(${b.write ? "" : "const "}${cStorageType(b.type)}*)B[${s}]`;
+    });
+    calls.push(`  ${name}(${args.join(", ")});`);
+  }
+  return [
+    PRELUDE_C,
+    SIMPLE_SGEMM_C,
+    BLAS_C,
+    ATTENTION_REFERENCE_C,
+    ...defs.values(),
+    `static void mj_step_body(void** B, uint32_t* E) {\n  (void)B;\n  (void)E;\n${
+      calls.join("\n")
+    }\n}\n`,
+    `void mj_step(void** B, uint32_t* E) {
+  if (mj_rt_run) mj_rt_run(mj_step_body, B, E);
+  else mj_step_body(B, E);
+}
+`,
+  ].join("\n");
+}
