@@ -143,7 +143,7 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
       equal(
         "normalizeTopK",
         true,
-        "Mixtral renormalises the top-k softmax weights to sum to 1, this model uses them as they are (normalizeTopK true, --normalize-top-k true)",
+        "Mixtral renormalises the top-k softmax weights to sum to 1, this model uses them as they are (set normalizeTopK: true, or --normalize-top-k true)",
       ),
       NO_SELECTION_BIAS,
     ],

@@ -98,25 +98,25 @@ function moeFlags(out: ArgsText, c: ModelConfig) {
     case "dense":
       out.missing(
         'the "dense" router-gradient estimator',
-        "moejit evaluated every expert for the router's gradient; Megatron trains with the top-k gradient (same forward)",
+        "This run evaluated every expert for the router's gradient; Megatron trains with the top-k gradient (same forward)",
       );
       break;
     case "default":
       out.missing(
         "Default MoE",
-        "the router's gradient used EMA default outputs of the experts a token did not use; Megatron trains with the plain top-k gradient (same forward at inference)",
+        "The router's gradient used EMA default outputs of the experts a token did not use; Megatron trains with the plain top-k gradient (same forward at inference)",
       );
       break;
     case "sparsemixer":
       out.missing(
         "SparseMixer-v2 (GRIN)",
-        `this model samples its ${c.topK} expert(s) through an ε-mask (ε = ${c.jitterEps}) and weights them by the masked softmax, with SparseMixer's router gradient; the flags above are plain softmax top-k routing, a different function (PhiMoE in transformers does compute it)`,
+        `In training this model samples its experts (Gumbel-max under an ε-mask, ε = ${c.jitterEps}) with SparseMixer's router gradient; at inference it takes the argmax under the mask, weighted by the masked softmax. The flags above are plain softmax top-k routing, a different function (transformers' PhiMoE computes this one)`,
       );
       break;
     case "sparsemixer-v1":
       out.missing(
         "SparseMixer-v1",
-        "top-1 sampled routing with the mid-point gradient; the flags above are plain softmax top-1 routing, a different function",
+        "Top-1 routing sampled under an ε-mask, with the mid-point router gradient; the flags above are plain softmax top-1 routing, a different function",
       );
       break;
   }
@@ -155,7 +155,7 @@ function moeFlags(out: ArgsText, c: ModelConfig) {
     if ((lf.rule ?? "sign") === "sign") {
       out.missing(
         "an expert bias on a softmax router",
-        `this model's loss-free balancing is Megatron's expert-bias rule (b ← b + ${rate}·sign(mean load − load), for selection only), but Megatron-Core allows it with sigmoid scores only; the nearest is --moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-bias-update-rate ${rate}, a different router`,
+        `This model's loss-free balancing is Megatron's expert-bias rule (b ← b + ${rate}·sign(mean load − load), for selection only), but Megatron-Core allows it with sigmoid scores only; the nearest is --moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-bias-update-rate ${rate}, a different router`,
       );
     } else {
       out.missing(
@@ -235,7 +235,7 @@ export function megatronArgs(config: ModelConfig, run: RunInfo = {}): string {
   if (c.block === "parallel") {
     out.missing(
       "the parallel block",
-      "x + attn(norm x) + ffn(norm x) with one norm; Megatron-Core's GPT layer is pre-norm, attention then FFN",
+      "This model computes x + attn(norm x) + ffn(norm x) with one norm; Megatron-Core's GPT layer is pre-norm, attention then FFN",
     );
   }
   if (c.attnExperts > 1) {

@@ -136,14 +136,14 @@ export function modelCard(config: ModelConfig, run: RunInfo = {}): string {
   const c = modelConfig(config);
   const m = hfMatch(c);
   const { total, active } = parameterCount(c);
-  const kind = m.family ? m.family.title : `moejit (${m.modelType})`;
+  const kind = m.family ? m.family.title : "moejit";
   const lines: string[] = [
     "---",
     ...(m.family ? ["library_name: transformers"] : []),
     "tags:",
     "  - moejit",
     ...(c.ffn === "moe" ? ["  - mixture-of-experts"] : []),
-    `  - ${m.modelType}`,
+    ...(m.family ? [`  - ${m.modelType}`] : []),
     "---",
     "",
     `# ${kind} language model trained with moejit`,
