@@ -40,6 +40,8 @@ const TEXT = [
 const dir = await Deno.makeTempDir({ prefix: "moejit-hf-" });
 const corpus = `${dir}/corpus.txt`;
 await Deno.writeTextFile(corpus, TEXT);
+const bigCorpus = `${dir}/corpus-big.txt`;
+await Deno.writeTextFile(bigCorpus, TEXT.repeat(50));
 
 /** What each family's runs set; the rest is the tiny shape below. */
 const FAMILIES: Record<"phimoe" | "mixtral" | "llama", Partial<mj.nn.ModelConfig>> = {
@@ -223,10 +225,15 @@ Deno.test({
   for (const [script, flags, family] of EXAMPLES) {
     for (const vocab of ["byte", "bpe"]) {
       const out = `${dir}/cli-default-${family}-${vocab}`;
+      // With cl100k the default batch's logits (2048 × 100277 f32) exceed what llvmpipe binds
+      // in one buffer (128 MiB): two sequences per batch keep them at 100 MiB, and a corpus of
+      // ~30k tokens keeps the final evaluation (every validation window) short.
+      const batch = vocab === "bpe" ? ["--batch", "2", "--data", bigCorpus] : [];
       const { ckpt } = await runExample(
         script,
         [
           ...flags,
+          ...batch,
           "--steps",
           "3",
           "--eval-every",
