@@ -423,11 +423,11 @@ export function parseCli(
         ? runOptionProblem(f.target.run, n)
         : f.kind === "int"
         ? (n >= 1 ? null : `must be an integer ≥ 1, got ${n}`)
-        : (n >= 0 ? null : `must be a number ≥ 0, got ${n}`);
+        : (n >= 0 ? null : `must be a finite number ≥ 0, got ${n}`);
       if (problem) throw new CliError(`--${name} ${problem}`);
     } else if (f.kind === "bool") {
       if (raw !== "true" && raw !== "false") {
-        throw new CliError(`--${name} expects true or false, got ${formatValue(raw)}`);
+        throw new CliError(`--${name} must be true or false, got ${formatValue(raw)}`);
       }
       value = raw === "true";
     }

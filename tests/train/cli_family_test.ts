@@ -60,9 +60,15 @@ Deno.test("cli: a flag that leaves the family is kept, and the model is labelled
   assert.equal(eps.config.jitterEps, 0.05);
   assert.equal(eps.type, "phimoe");
   assert.throws(
+    () => parseCli(["--jitter-eps", "-0.5"], GRIN),
+    (e: unknown) =>
+      e instanceof CliError &&
+      /--jitter-eps must be a finite number ≥ 0, got -0\.5/.test(e.message),
+  );
+  assert.throws(
     () => parseCli(["--normalize-top-k", "yes"], DEFAULT_MOE),
     (e: unknown) =>
-      e instanceof CliError && /--normalize-top-k expects true or false, got "yes"/.test(e.message),
+      e instanceof CliError && /--normalize-top-k must be true or false, got "yes"/.test(e.message),
   );
 });
 
