@@ -14,6 +14,11 @@ export interface Tokenizer {
   encode(text: string): Int32Array;
   /** Text of `ids`; never throws: invalid UTF-8 and unknown ids become U+FFFD. */
   decode(ids: ArrayLike<number>): string;
+  /**
+   * The id of the encoding's `<|endoftext|>` (a checkpoint's bos/eos id); absent where the
+   * tokenizer has no special token (bytes).
+   */
+  readonly endOfText?: number;
 }
 
 /** UTF-8 of U+FFFD, what decoders emit for ids and bytes they cannot decode. */

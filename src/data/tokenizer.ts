@@ -98,6 +98,7 @@ function idRange(api: EncodingApi, encoding: string): number {
  * ```ts
  * const tok = await mj.data.bpeTokenizer("cl100k_base");
  * tok.vocabSize; // 100277
+ * tok.endOfText; // 100257
  * tok.decode(tok.encode("Call me Ishmael.")); // "Call me Ishmael."
  * ```
  */
@@ -116,9 +117,11 @@ export async function bpeTokenizer(encoding: string = "cl100k_base"): Promise<To
   );
   const utf8 = new TextEncoder();
   const name = `bpe:${encoding}`;
+  const endOfText = api.specialTokensEncoder?.get("<|endoftext|>");
   return {
     name,
     vocabSize,
+    ...(endOfText !== undefined ? { endOfText } : {}),
     encode(text: string): Int32Array {
       if (typeof text !== "string") {
         fail("data.bpeTokenizer.encode", `expected a string, got ${typeof text}`);

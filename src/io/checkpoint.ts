@@ -3,7 +3,10 @@
  *
  *  - `model.safetensors`: the parameters under Hugging Face names (F32, `__metadata__` exactly
  *    `{"format": "pt"}`, see hf.ts), loadable by the HF stack for the stock combinations;
- *  - `config.json`: the family's HF keys plus the full ModelConfig under `"moejit"`;
+ *  - `config.json`: the HF keys of the family that computes the model (or moejit's own model
+ *    type, with the reasons none does) plus the full ModelConfig under `"moejit"`;
+ *  - `generation_config.json`, `README.md` (the family, the tokenizer, how to load and continue
+ *    the run) and `megatron_args.txt` (the equivalent Megatron-Core flags);
  *  - `training_state.safetensors` (optional): any tree of tensors (optimizer moments, per-layer
  *    MoE state such as `ehat`/`lossFreeBias`/`bipQ`, …) under their dotted tree paths, with the
  *    tree's structure, a JSON value (step, RNG and data positions, …) and the SHA-256 of the
@@ -38,7 +41,17 @@ import {
   type SafetensorsInput,
   toMoejitData,
 } from "./safetensors.ts";
-import { fromHfTensors, hfConfigJson, modelConfigFromHf, SHAPE_FIELDS, toHfTensors } from "./hf.ts";
+import {
+  fromHfTensors,
+  hfConfigJson,
+  hfGenerationConfig,
+  modelConfigFromHf,
+  SHAPE_FIELDS,
+  toHfTensors,
+} from "./hf.ts";
+import { checkRunInfo, type RunInfo } from "./run_info.ts";
+import { modelCard } from "./model_card.ts";
+import { megatronArgs } from "./megatron.ts";
 
 /** A tree of tensors: nested plain objects and arrays with Tensor leaves. */
 export type ParamTree = { [key: string]: Tensor | ParamTree | ParamTree[] | Tensor[] | undefined };
@@ -62,6 +75,11 @@ export interface SaveCheckpointOptions {
   params: unknown;
   /** Optimizer moments, MoE layer state, step counters, … (training_state.safetensors). */
   trainingState?: TrainingStateIn;
+  /**
+   * The run behind the checkpoint (tokenizer, sequence length, optimizer settings): config.json's
+   * special token ids, README.md and megatron_args.txt say what they know of it.
+   */
+  run?: RunInfo;
 }
 
 /** What {@link loadCheckpoint} returns. */
@@ -85,6 +103,9 @@ export const CONFIG_FILE = "config.json";
 export const STATE_FILE = "training_state.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
 export const MANIFEST_FILE = "manifest.json";
+export const GENERATION_FILE = "generation_config.json";
+export const README_FILE = "README.md";
+export const MEGATRON_FILE = "megatron_args.txt";
 
 const STATE_FORMAT = "1";
 const MANIFEST_FORMAT = "moejit.checkpoint-manifest/1";
@@ -213,8 +234,10 @@ async function refuseNonCheckpoint(dir: string): Promise<void> {
 }
 
 /**
- * Saves a checkpoint: `model.safetensors`, `config.json`, `training_state.safetensors` when a
- * training state is given, and `manifest.json` (size and SHA-256 of each). The directory is
+ * Saves a checkpoint: `model.safetensors`, `config.json`, `generation_config.json`,
+ * `README.md`, `megatron_args.txt` (what `run` says of the training run goes into these),
+ * `training_state.safetensors` when a training state is given, and `manifest.json` (size and
+ * SHA-256 of each). The directory is
  * replaced whole and crash-safely: the files are written to `dir.partial` and swapped in by
  * renames, so a kill at any point leaves the previous checkpoint or the new one complete
  * (loadCheckpoint recovers either). An existing directory that holds files but no checkpoint
@@ -227,6 +250,7 @@ async function refuseNonCheckpoint(dir: string): Promise<void> {
  *   config,
  *   params,
  *   trainingState: { tensors: { opt: { m, v }, moe: layerStates }, json: { step: 1000 } },
+ *   run: { tokenizer: { name: "byte" }, seqLength: 128, step: 1000 },
  * });
  * ```
  */
@@ -235,11 +259,12 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
   if (typeof dir !== "string" || dir === "") fail(op, `expected a directory path, got ${dir}`);
   if (!opts || typeof opts !== "object") fail(op, "expected { config, params, trainingState? }");
   for (const k of Object.keys(opts)) {
-    if (!["config", "params", "trainingState"].includes(k)) {
-      fail(op, `unknown option ${JSON.stringify(k)}; expected config, params, trainingState`);
+    if (!["config", "params", "trainingState", "run"].includes(k)) {
+      fail(op, `unknown option ${JSON.stringify(k)}; expected config, params, trainingState, run`);
     }
   }
   const config = modelConfig(opts.config);
+  const run = opts.run === undefined ? {} : checkRunInfo(op, opts.run);
   // The parameter tree must be exactly the configuration's layout.
   const flat = flatten(opts.params);
   const got = new Map<string, unknown>();
@@ -314,12 +339,15 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
   });
   const modelBytes = encodeSafetensors(toHfTensors(host, config));
   // The one list of the checkpoint's files: the manifest covers exactly what is written.
+  const text = (v: string) => new TextEncoder().encode(v);
+  const json = (v: unknown) => text(JSON.stringify(v, null, 2) + "\n");
+  const tokenizer = run.tokenizer ? { tokenizer: run.tokenizer } : {};
   const files: CheckpointFile[] = [
     { name: MODEL_FILE, bytes: modelBytes },
-    {
-      name: CONFIG_FILE,
-      bytes: new TextEncoder().encode(JSON.stringify(hfConfigJson(config), null, 2) + "\n"),
-    },
+    { name: CONFIG_FILE, bytes: json(hfConfigJson(config, tokenizer)) },
+    { name: GENERATION_FILE, bytes: json(hfGenerationConfig(config, tokenizer)) },
+    { name: README_FILE, bytes: text(modelCard(config, run)) },
+    { name: MEGATRON_FILE, bytes: text(megatronArgs(config, run)) },
   ];
   if (stateMeta) {
     const entries: Record<string, SafetensorsInput> = {};

@@ -1,17 +1,14 @@
 /**
  * The Hugging Face layout of moejit's language model: `config.json` keys and tensor names.
  *
- * Families (the `model_type` written):
- *  - `"phimoe"` when the router was trained with SparseMixer-v2 (`estimator: "sparsemixer"`):
- *    PhiMoE's inference routing (masked softmax, no renormalisation) is the one the model
- *    learned; exporting it as Mixtral would silently change the combine weights.
- *  - `"mixtral"` for every other MoE model.
- *  - `"llama"` for dense-FFN models (`ffn: "dense"`): Llama is the stock dense decoder with the
- *    same RoPE/RMSNorm/SwiGLU blocks, and its names `mlp.{gate,up,down}_proj` are the ones every
- *    tool expects for a dense MLP.
+ * Model types (the `model_type` written), decided by {@link hfMatch} (hf_families.ts):
+ *  - `"llama"`, `"mixtral"`, `"phimoe"` only when that family's transformers class computes
+ *    the model's function exactly (Llama: dense SwiGLU + RMSNorm; Mixtral: RMSNorm, softmax →
+ *    top-k → renormalise; PhiMoE: LayerNorm with bias, SparseMixer-v2 top-2);
+ *  - `"moejit"` for every other configuration: the same tensor names where they apply, and
+ *    config.json says why no family matches;
  *  - `"moejit_bam"` for models with attention experts (BAM's mixture of attention,
- *    `attnExperts > 1`): no Hugging Face family has attention experts, so these checkpoints are
- *    for moejit (the names follow Mixtral's where they can).
+ *    `attnExperts > 1`): no Hugging Face family has attention experts.
  *
  * Tensor names (Linear weights `[out, in]`; stacked experts `[E, out, in]` are split per expert):
  *
@@ -31,12 +28,8 @@
  * | `finalNorm.{weight,bias}`     | `model.norm.{weight,bias}`                                 |
  * | `lmHead`                      | `lm_head.weight` (absent with tied embeddings)             |
  *
- * Stock Hugging Face code loads the combinations it has: Mixtral = RMSNorm + SwiGLU experts,
- * PhiMoE = LayerNorm (with biases) + SwiGLU experts + top-2, Llama = RMSNorm + SwiGLU MLP, all
- * pre-norm. Other choices (gelu/relu experts, parallel blocks, …) are written with the same names
- * and load back into moejit exactly, but not into those classes: {@link hfCompatibility} lists
- * what does not match. `config.json` carries the full ModelConfig under `"moejit"`, so
- * {@link modelConfigFromHf} round-trips it exactly.
+ * `config.json` carries the full ModelConfig under `"moejit"`, so {@link modelConfigFromHf}
+ * round-trips it exactly, and the family decision under `"moejit.hf"`.
  *
  * Reading also accepts the fused expert names of transformers v5
  * (`model.layers.i.mlp.gate.weight`, `mlp.experts.gate_up_proj` [E, 2f, d] with the gate rows
@@ -44,7 +37,6 @@
  */
 import { fail } from "../errors.ts";
 import {
-  allBalanceSpecs,
   type BalanceSpec,
   layerBalance,
   type ModelConfig,
@@ -52,34 +44,55 @@ import {
   parameterShapes,
 } from "../nn/config.ts";
 import type { HostArray, SafetensorsInput } from "./safetensors.ts";
+import { hfMatch } from "./hf_families.ts";
 
-/** The Hugging Face model family a configuration is exported as. */
-export type HfFamily = "mixtral" | "phimoe" | "llama" | "moejit_bam";
+/** The `model_type` a configuration is exported as (see {@link hfMatch}). */
+export type HfFamily = "mixtral" | "phimoe" | "llama" | "moejit" | "moejit_bam";
 
 /** Version of the `"moejit"` block in config.json. */
 const MOEJIT_FORMAT = 1;
 
 /**
- * The family a configuration exports as: "phimoe" for SparseMixer-v2 training, "llama" for
- * dense FFNs, "mixtral" otherwise.
+ * The `model_type` a configuration exports as: the Hugging Face family that computes its
+ * function ("llama", "mixtral", "phimoe"), else "moejit" ("moejit_bam" with attention experts).
  *
  * @example
  * ```ts
- * mj.io.hfFamily(mj.nn.modelConfig({ estimator: "sparsemixer" })); // "phimoe"
+ * mj.io.hfFamily(mj.nn.modelConfig({ estimator: "sparsemixer", norm: "layernorm" })); // "phimoe"
+ * mj.io.hfFamily(mj.nn.modelConfig({ estimator: "sparsemixer", norm: "rmsnorm" }));   // "moejit"
  * ```
  */
 export function hfFamily(config: ModelConfig): HfFamily {
-  if (config.attnExperts > 1) return "moejit_bam";
-  if (config.ffn === "dense") return "llama";
-  return config.estimator === "sparsemixer" ? "phimoe" : "mixtral";
+  return hfMatch(modelConfig(config)).modelType as HfFamily;
 }
 
-const ARCHITECTURE: Record<HfFamily, string> = {
-  mixtral: "MixtralForCausalLM",
-  phimoe: "PhimoeForCausalLM",
-  llama: "LlamaForCausalLM",
-  moejit_bam: "MoejitBamForCausalLM",
-};
+/** The tokenizer a checkpoint was trained with, as far as config files need it. */
+export interface TokenizerRef {
+  /** "byte" or "bpe:<encoding>" (what `mj.data.tokenizerByName` accepts). */
+  name: string;
+  /** The id of `<|endoftext|>` (BPE encodings); absent for bytes, which have no special token. */
+  endOfText?: number;
+}
+
+/**
+ * `bos_token_id` / `eos_token_id` for a tokenizer: the encoding's `<|endoftext|>` (tiktoken's
+ * document separator, GPT's end of text), or null where the tokenizer has no special token
+ * (bytes: every id is a byte of text) or is not known. Never Hugging Face's class defaults 1 and
+ * 2, which are ordinary tokens of these vocabularies.
+ */
+function specialIds(tok: TokenizerRef | undefined, vocabSize: number) {
+  const id = tok?.endOfText;
+  if (id === undefined) return { bos: null, eos: null };
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    fail(
+      "hfConfigJson",
+      `tokenizer ${
+        tok!.name
+      }'s <|endoftext|> id ${id} is outside the model's vocabulary of ${vocabSize}`,
+    );
+  }
+  return { bos: id, eos: id };
+}
 
 const HIDDEN_ACT: Record<ModelConfig["activation"], string> = {
   swiglu: "silu",
@@ -107,25 +120,42 @@ function hfAuxCoefs(config: ModelConfig): number[] {
   });
 }
 
+/** Options of {@link hfConfigJson}. */
+export interface HfConfigOptions {
+  /**
+   * The tokenizer the model was trained with: sets `bos_token_id`/`eos_token_id` (its
+   * `<|endoftext|>`, or null for bytes). Without it both are null.
+   */
+  tokenizer?: TokenizerRef;
+}
+
 /**
- * The `config.json` of a configuration: the family's Hugging Face keys plus a `"moejit"` block
- * holding the full ModelConfig.
+ * The `config.json` of a configuration: the Hugging Face keys of the family that computes its
+ * function (or of moejit's own model type when none does, see {@link hfMatch}), plus a
+ * `"moejit"` block holding the full ModelConfig and the family decision.
  *
  * `router_aux_loss_coef` is the auxLoss balancer's α converted to HF's convention (α/topK for
  * the default "unified" convention, α for "hf"; 0 without an auxLoss balancer).
- * `router_jitter_noise` is SparseMixer's ε for phimoe, 0 for mixtral.
+ * `router_jitter_noise` is SparseMixer's ε for phimoe (PhiMoE's mask threshold), 0 for mixtral
+ * (there it would be multiplicative input noise in training, which moejit does not add).
+ * `bos_token_id`/`eos_token_id` come from the tokenizer, never HF's class defaults.
  *
  * @example
  * ```ts
- * const json = mj.io.hfConfigJson(config);
- * console.log(json.model_type); // "phimoe" for SparseMixer-trained models
+ * const json = mj.io.hfConfigJson(config, { tokenizer: { name: "bpe:cl100k_base", endOfText: 100257 } });
+ * console.log(json.model_type); // "phimoe" for a PhiMoE-exact SparseMixer model
  * ```
  */
-export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
+export function hfConfigJson(
+  config: ModelConfig,
+  opts: HfConfigOptions = {},
+): Record<string, unknown> {
   const c = modelConfig(config);
-  const family = hfFamily(c);
+  const match = hfMatch(c);
+  const family = match.modelType as HfFamily;
+  const ids = specialIds(opts.tokenizer, c.vocabSize);
   const out: Record<string, unknown> = {
-    architectures: [ARCHITECTURE[family]],
+    architectures: [match.architecture],
     model_type: family,
     vocab_size: c.vocabSize,
     hidden_size: c.dModel,
@@ -142,21 +172,25 @@ export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
     tie_word_embeddings: c.tiedEmbeddings,
     initializer_range: c.initStd,
     attention_dropout: 0,
+    bos_token_id: ids.bos,
+    eos_token_id: ids.eos,
+    pad_token_id: null,
   };
-  if (family === "mixtral") {
-    Object.assign(out, {
+  const moeKeys = c.ffn === "moe"
+    ? {
       num_local_experts: c.experts,
       num_experts_per_tok: c.topK,
       router_aux_loss_coef: hfAuxCoef(c),
+    }
+    : {};
+  if (family === "mixtral") {
+    Object.assign(out, moeKeys, {
       router_jitter_noise: 0,
       output_router_logits: false,
       sliding_window: null,
     });
   } else if (family === "phimoe") {
-    Object.assign(out, {
-      num_local_experts: c.experts,
-      num_experts_per_tok: c.topK,
-      router_aux_loss_coef: hfAuxCoef(c),
+    Object.assign(out, moeKeys, {
       router_jitter_noise: c.jitterEps,
       input_jitter_noise: 0,
       output_router_logits: false,
@@ -164,31 +198,39 @@ export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
       lm_head_bias: false,
       sliding_window: null,
     });
+  } else if (family === "llama") {
+    Object.assign(out, { attention_bias: false, mlp_bias: false });
   } else if (family === "moejit_bam") {
     Object.assign(out, {
       num_attention_experts: c.attnExperts,
       attention_experts: c.attention === "sharedKV" ? "shared_kv" : "kv_experts",
       attention_router_top_k: c.attnTopK, // 0: soft routing (every expert)
       parallel_attention: c.block === "parallel",
-      ...(c.ffn === "moe"
-        ? {
-          num_local_experts: c.experts,
-          num_experts_per_tok: c.topK,
-          router_aux_loss_coef: hfAuxCoef(c),
-          normalize_top_k: c.normalizeTopK,
-        }
-        : {}),
+      ...moeKeys,
+      ...(c.ffn === "moe" ? { normalize_top_k: c.normalizeTopK } : {}),
     });
   } else {
-    Object.assign(out, { attention_bias: false, mlp_bias: false });
+    Object.assign(out, moeKeys);
   }
   out.torch_dtype = "float32";
-  out.moejit = { format: MOEJIT_FORMAT, family, config: structuredClone(c) };
+  out.moejit = {
+    format: MOEJIT_FORMAT,
+    family,
+    hf: {
+      exact: match.family !== null,
+      line: match.line,
+      reasons: Object.fromEntries(match.reasons.map((r) => [r.family, r.reasons])),
+    },
+    config: structuredClone(c),
+  };
   return out;
 }
 
 /**
- * Ways a configuration differs from what the stock Hugging Face class of its family computes.
+ * Why transformers would not compute this configuration's function with any of its classes:
+ * one entry per failed requirement of each family of the model's kind ("mixtral: normalizeTopK
+ * false: …"), empty when a family matches; plus training settings config.json cannot hold
+ * (per-layer aux-loss coefficients), which do not change the function.
  *
  * @example
  * ```ts
@@ -197,37 +239,14 @@ export function hfConfigJson(config: ModelConfig): Record<string, unknown> {
  */
 export function hfCompatibility(config: ModelConfig): string[] {
   const c = modelConfig(config);
-  const family = hfFamily(c);
+  const match = hfMatch(c);
   const notes: string[] = [];
-  if (family === "moejit_bam") {
-    return [
+  if (match.modelType === "moejit_bam") {
+    notes.push(
       `attnExperts ${c.attnExperts}: no Hugging Face family has attention experts; the checkpoint loads into moejit only`,
-    ];
-  }
-  if (c.block !== "prenorm") notes.push(`block "${c.block}": ${family} is a pre-norm decoder`);
-  if (c.activation !== "swiglu") {
-    notes.push(
-      `activation "${c.activation}": ${family} uses gated SiLU (SwiGLU) ${
-        family === "llama" ? "MLPs" : "experts"
-      }; ungated weights are written as ${
-        family === "llama" ? "up_proj/down_proj" : "w1/w2 (no w3)"
-      }`,
     );
-  }
-  const wantNorm = family === "phimoe" ? "layernorm" : "rmsnorm";
-  if (c.norm !== wantNorm) notes.push(`norm "${c.norm}": ${family} uses ${wantNorm}`);
-  if (family === "phimoe" && c.topK !== 2) notes.push(`topK ${c.topK}: phimoe routes top-2 only`);
-  if (family === "mixtral" && !c.normalizeTopK) {
-    notes.push(
-      `normalizeTopK false: Mixtral renormalises the top-k softmax weights, this model uses them as they are`,
-    );
-  }
-  if (
-    c.ffn === "moe" && allBalanceSpecs(c).some((b) => b.kind === "lossFree" || b.kind === "bip")
-  ) {
-    notes.push(
-      "loss-free/BIP selection biases have no slot in a softmax-router family (kept in training state)",
-    );
+  } else if (!match.family) {
+    for (const r of match.reasons) for (const why of r.reasons) notes.push(`${r.family}: ${why}`);
   }
   if (c.ffn === "moe" && new Set(hfAuxCoefs(c)).size > 1) {
     notes.push(
@@ -237,6 +256,34 @@ export function hfCompatibility(config: ModelConfig): string[] {
     );
   }
   return notes;
+}
+
+/**
+ * `generation_config.json`: sampling as `mj.nn.generate` does it by default (temperature 0.8,
+ * no top-k/top-p truncation), at most `maxSeqLen` tokens in all, and the tokenizer's special ids
+ * (null for bytes).
+ *
+ * @example
+ * ```ts
+ * await Deno.writeTextFile("ckpt/generation_config.json", JSON.stringify(mj.io.hfGenerationConfig(config)));
+ * ```
+ */
+export function hfGenerationConfig(
+  config: ModelConfig,
+  opts: HfConfigOptions = {},
+): Record<string, unknown> {
+  const c = modelConfig(config);
+  const ids = specialIds(opts.tokenizer, c.vocabSize);
+  return {
+    bos_token_id: ids.bos,
+    eos_token_id: ids.eos,
+    pad_token_id: null,
+    do_sample: true,
+    temperature: 0.8,
+    top_k: 0,
+    top_p: 1.0,
+    max_length: c.maxSeqLen,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,6 +393,11 @@ export function modelConfigFromHf(json: unknown, source = "config.json"): ModelC
   const topK = moe ? int("num_experts_per_tok") : 1;
   if (missing.length) {
     bad(`missing ${missing.join(", ")} (and no "moejit" block to take them from)`);
+  }
+  if (family === "phimoe" && topK !== 2) {
+    bad(
+      `num_experts_per_tok ${topK}: PhiMoE's SparseMixer routes exactly 2 experts per token (transformers v4 refuses other values, v5 routes 2 anyway)`,
+    );
   }
   const kv = j.num_key_value_heads;
   if (kv !== undefined && kv !== null && kv !== nHeads) {

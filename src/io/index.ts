@@ -6,6 +6,9 @@
  *    {@link encodeSafetensors}, {@link decodeSafetensors};
  *  - the Hugging Face layout of the model (mixtral / phimoe / llama names and config.json):
  *    {@link hfConfigJson}, {@link modelConfigFromHf}, {@link toHfTensors}, {@link fromHfTensors};
+ *    which family, if any, computes a configuration's function: {@link hfMatch};
+ *  - what explains a checkpoint: {@link modelCard} (README.md), {@link megatronArgs}
+ *    (megatron_args.txt), {@link hfGenerationConfig} (generation_config.json);
  *  - checkpoints (model + config + training state + a SHA-256 manifest, swapped in whole so a
  *    kill never loses one, checked on load): {@link saveCheckpoint}, {@link loadCheckpoint},
  *    {@link checkpointExists};

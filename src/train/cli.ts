@@ -16,6 +16,7 @@ import {
 } from "../nn/config.ts";
 import { BUILTIN_CORPORA } from "../data/corpus.ts";
 import { aggregate } from "../moe/metrics.ts";
+import { hfFamilyDefaults, hfMatch } from "../io/hf_families.ts";
 import {
   runOptionProblem,
   train,
@@ -27,7 +28,12 @@ import { TrainInterrupted } from "./interrupt.ts";
 
 const ESTIMATORS = ["sparsemixer", "sparsemixer-v1", "default", "dense", "topk"] as const;
 
-/** What an example fixes before the flags apply. */
+/**
+ * What an example fixes before the flags apply. Model settings that neither the preset nor the
+ * flags give come from the Hugging Face family the run's FFN and estimator aim at
+ * (`mj.io.hfFamilyDefaults`: PhiMoE's LayerNorm for SparseMixer-v2, Mixtral's renormalised top-k
+ * for top-k routing, Llama's RMSNorm for dense FFNs), then from DEFAULT_CONFIG.
+ */
 export interface CliPreset {
   /** Script name for usage lines, e.g. "examples/grin.ts". */
   script: string;
@@ -182,7 +188,8 @@ interface Flag {
   target: { model: keyof ModelConfig } | { run: keyof TrainOptions } | {
     special: "backend" | "help" | "balance";
   };
-  kind: "int" | "number" | "string" | "boolean";
+  /** "bool" takes a value (true | false); "boolean" is a switch without one. */
+  kind: "int" | "number" | "string" | "bool" | "boolean";
   help: string;
 }
 
@@ -206,6 +213,16 @@ const FLAGS: Record<string, Flag> = {
     kind: "string",
     help:
       "balancers: aux[:α], aux-seq[:α], aux-hf[:α], z[:β], lossfree[:rate], bip[:iters], each with optional :option=value (e.g. bip:4:cap=floor), comma-separated, or none; ';' between per-layer lists",
+  },
+  "normalize-top-k": {
+    target: { model: "normalizeTopK" },
+    kind: "bool",
+    help: "renormalise the top-k gate weights to sum to 1 (Mixtral): true | false",
+  },
+  "jitter-eps": {
+    target: { model: "jitterEps" },
+    kind: "number",
+    help: "SparseMixer's ε (PhiMoE's router_jitter_noise)",
   },
   ffn: { target: { model: "ffn" }, kind: "string", help: "moe | dense" },
   block: { target: { model: "block" }, kind: "string", help: "prenorm | parallel" },
@@ -281,10 +298,11 @@ const FLAGS: Record<string, Flag> = {
   help: { target: { special: "help" }, kind: "boolean", help: "print this help" },
 };
 
-const MODEL_FIELD_DEFAULT = (
-  k: keyof ModelConfig,
-  preset: CliPreset,
-) => (preset.model?.[k] ?? DEFAULT_CONFIG[k]);
+/** A model field's default under a preset: the preset's, its family's, or DEFAULT_CONFIG's. */
+const MODEL_FIELD_DEFAULT = (k: keyof ModelConfig, preset: CliPreset) => {
+  const model = preset.model ?? {};
+  return model[k] ?? hfFamilyDefaults(model)[k] ?? DEFAULT_CONFIG[k];
+};
 
 function defaultText(name: string, f: Flag, preset: CliPreset): string {
   const t = f.target;
@@ -318,6 +336,10 @@ export function usage(preset: CliPreset): string {
   }
   lines.push(
     "",
+    "Model defaults follow the Hugging Face family the FFN and estimator aim at (Llama for",
+    "--ffn dense, Mixtral for topk/dense/default, PhiMoE for sparsemixer), so transformers reads",
+    "the checkpoint as the same model; a flag that leaves the family is allowed, and the run and",
+    "the checkpoint's README say why no family matches.",
     "Ctrl-C stops after the current step, writes a checkpoint and exits with status 130 (a second",
     "Ctrl-C exits at once; the last checkpoint is intact); --resume continues from it with the",
     "run's original learning-rate schedule (--steps only sets where to stop). A step whose loss or",
@@ -399,10 +421,15 @@ export function parseCli(
       // The same rules (and words) as train() applies to the option, under the flag's name.
       const problem = "run" in f.target
         ? runOptionProblem(f.target.run, n)
-        : n >= 1
-        ? null
-        : `must be an integer ≥ 1, got ${n}`;
+        : f.kind === "int"
+        ? (n >= 1 ? null : `must be an integer ≥ 1, got ${n}`)
+        : (n >= 0 ? null : `must be a finite number ≥ 0, got ${n}`);
       if (problem) throw new CliError(`--${name} ${problem}`);
+    } else if (f.kind === "bool") {
+      if (raw !== "true" && raw !== "false") {
+        throw new CliError(`--${name} must be true or false, got ${formatValue(raw)}`);
+      }
+      value = raw === "true";
     }
     const t = f.target;
     if ("model" in t) {
@@ -431,6 +458,8 @@ export function parseCli(
       );
     }
   }
+  // Settings nobody chose come from the Hugging Face family the run aims at.
+  Object.assign(model, hfFamilyDefaults(model));
   if (run.resume) {
     // A resumed run takes the model from the checkpoint: only flags given here are compared.
     const given = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
@@ -495,8 +524,13 @@ export function printSummary(r: TrainResult): void {
       r.seconds.toFixed(0)
     } s in all`,
   );
+  const hf = hfMatch(r.config);
   lines.push(
-    `checkpoint: ${r.paths.checkpoint}/ (model.safetensors + config.json, Hugging Face layout; training_state.safetensors to --resume)`,
+    `checkpoint: ${r.paths.checkpoint}/ (model_type ${hf.modelType}: ${
+      hf.family
+        ? `transformers' ${hf.family.architecture} reads it exactly`
+        : "no Hugging Face family computes this model, see README.md"
+    }; megatron_args.txt; training_state.safetensors to --resume)`,
   );
   lines.push(`metrics:    ${r.paths.metrics}`);
   if (r.paths.plots.length) lines.push(`plots:      ${r.paths.plots.join(", ")}`);

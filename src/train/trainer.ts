@@ -37,6 +37,7 @@ import {
   saveCheckpoint,
 } from "../io/checkpoint.ts";
 import { MetricsLog, readMetrics } from "../io/metrics.ts";
+import { hfMatch } from "../io/hf_families.ts";
 import { writeFileAtomic } from "../io/files.ts";
 import { evaluate } from "./evaluate.ts";
 import { StopRequests, TrainInterrupted, yieldToEventLoop } from "./interrupt.ts";
@@ -535,7 +536,8 @@ async function trainRun(
     vocabSize: data.tokenizer.vocabSize,
     maxSeqLen: S,
   });
-  const optimizer = adamw({ weightDecay: o.weightDecay });
+  const adam = { beta1: 0.9, beta2: 0.95, eps: 1e-8 };
+  const optimizer = adamw({ ...adam, weightDecay: o.weightDecay });
   let state: TrainState;
   let startStep = 0;
   let schedule: Schedule = {
@@ -681,6 +683,26 @@ async function trainRun(
             data: data.name,
           },
         },
+        run: {
+          tokenizer: {
+            name: data.tokenizer.name,
+            ...(data.tokenizer.endOfText !== undefined
+              ? { endOfText: data.tokenizer.endOfText }
+              : {}),
+          },
+          data: data.name,
+          seqLength: S,
+          batch: B,
+          step: at,
+          steps: schedule.total,
+          lr: schedule.lr,
+          minLr: schedule.minLr,
+          warmup: schedule.warmup,
+          weightDecay: o.weightDecay,
+          adam,
+          clip: o.clip,
+          seed: o.seed,
+        },
       });
     } catch (e) {
       if (e instanceof NonFiniteCheckpoint) {
@@ -718,6 +740,8 @@ async function trainRun(
       } val tokens; ` +
       `batch ${B}×${S}, ${o.steps} steps`,
   );
+  // What the checkpoint will be to Hugging Face: a family that computes this model, or why none.
+  say(hfMatch(config).line);
   const progress = show ? new Progress({ total: o.steps, start: startStep }) : null;
   let lastLogAt = performance.now(), lastLogStep = startStep, lastLoss: number | undefined;
   let tokensSeen = 0, trainSeconds = 0;

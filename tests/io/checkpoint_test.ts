@@ -260,7 +260,10 @@ Deno.test("checkpoint: missing and corrupt files are named against the manifest 
     });
     const manifest = JSON.parse(await Deno.readTextFile(`${dir}/manifest.json`));
     assert.deepEqual(Object.keys(manifest.files).sort(), [
+      "README.md",
       "config.json",
+      "generation_config.json",
+      "megatron_args.txt",
       "model.safetensors",
       "training_state.safetensors",
     ]);

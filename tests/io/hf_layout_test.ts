@@ -55,7 +55,10 @@ function expectedNames(c: ModelConfig): Map<string, number[]> {
 
 const small = { nLayers: 2, dModel: 16, nHeads: 2, experts: 4, dFf: 8, vocabSize: 32 };
 const cases: [string, ModelConfig][] = [
-  ["mixtral", modelConfig({ ...small, estimator: "topk", tiedEmbeddings: false })],
+  [
+    "mixtral",
+    modelConfig({ ...small, estimator: "topk", normalizeTopK: true, tiedEmbeddings: false }),
+  ],
   ["phimoe", modelConfig({ ...small, estimator: "sparsemixer", norm: "layernorm" })],
 ];
 
@@ -171,7 +174,8 @@ Deno.test("hf layout: dense FFN exports as llama mlp.{gate,up,down}_proj; gelu e
 });
 
 Deno.test("hf config: derived without the moejit block, and clear errors for what is missing", () => {
-  const json = io.hfConfigJson(modelConfig({ ...small, estimator: "topk" }));
+  const json = io.hfConfigJson(modelConfig({ ...small, estimator: "topk", normalizeTopK: true }));
+  assert.equal(json.model_type, "mixtral");
   delete json.moejit;
   const c = io.modelConfigFromHf(json);
   assert.equal(c.dModel, 16);
@@ -217,7 +221,7 @@ Deno.test("hf config: per-layer balancers keep the first aux coefficient and say
   assert.deepEqual(modelConfig((json.moejit as { config: typeof c }).config), c);
   const notes = io.hfCompatibility(c);
   assert.ok(notes.some((n) => n.includes("differs between layers")), notes.join("; "));
-  assert.ok(notes.some((n) => n.includes("loss-free/BIP")), notes.join("; "));
+  assert.ok(notes.some((n) => n.includes("mixtral: balance bip")), notes.join("; "));
   const same = modelConfig({
     ...small,
     estimator: "topk",

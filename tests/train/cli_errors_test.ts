@@ -37,7 +37,9 @@ Deno.test("cli: every flag reads `--flag -1` as `--flag=-1`; numeric flags rejec
     if (typeof spaced === "string" && /expects|must be/.test(spaced)) {
       assert.match(
         spaced,
-        new RegExp(`^error: --${flag} must be (an integer|a finite number) [≥>] \\d+.*, got -1$`),
+        new RegExp(
+          `^error: --${flag} must be ((an integer|a finite number) [≥>] \\d+.*, got -1|true or false, got "-1")$`,
+        ),
       );
     }
   }

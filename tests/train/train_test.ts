@@ -200,7 +200,9 @@ Deno.test("train: outputs — metrics JSONL, plots, a Hugging Face checkpoint, s
     assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"), name);
   }
   const config = JSON.parse(await Deno.readTextFile(`${out}/checkpoint/config.json`));
-  assert.equal(config.model_type, "phimoe"); // SparseMixer-trained
+  // SparseMixer with RMSNorm: no Hugging Face family computes it (PhiMoE's norms are LayerNorms).
+  assert.equal(config.model_type, "moejit");
+  assert.match(config.moejit.hf.reasons.phimoe.join(" "), /norm "rmsnorm"/);
   assert.equal(config.num_local_experts, 4);
   const samples = await Deno.readTextFile(`${out}/samples.txt`);
   assert.match(samples, /--- prompt\n[\s\S]+--- continuation\n/);
