@@ -267,6 +267,7 @@ function errorOf(
       }
       return null;
     }
+    case "checkIndex":
     case "not":
     case "and":
     case "or":

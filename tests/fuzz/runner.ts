@@ -82,16 +82,22 @@ export async function runSeed(
   const v = small.verdict;
   const note = [
     `webgpu (${modeName(small.mode)}) disagrees with the interpreter on ${v.what}:`,
-    ...v.detail.split("\n"),
+    firstLines(v.detail),
     `Shrunk from ${live(p).length} to ${live(small.program).length} nodes in ${small.tried} runs.`,
   ].join("\n");
   const code = snippet(small.program, { seed, note, mode: small.mode });
   const report = [
     `seed ${seed}: webgpu (${modeName(verdict.mode)}) disagrees with the interpreter on ` +
-    `${verdict.what}: ${verdict.detail}`,
+    `${verdict.what}: ${firstLines(verdict.detail)}`,
     `Rerun: MOEJIT_FUZZ_SEED=${seed} deno test -A tests/fuzz/fuzz_test.ts`,
     `Minimal failing graph (save at the repository root and run with deno run -A):`,
     code,
   ].join("\n");
   return { seed, verdict, report };
+}
+
+/** The first lines of a failure's detail: what went wrong (a shader error goes on with its source). */
+function firstLines(detail: string, n = 12): string {
+  const lines = detail.split("\n");
+  return [...lines.slice(0, n), ...(lines.length > n ? ["…"] : [])].join("\n");
 }

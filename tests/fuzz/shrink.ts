@@ -212,6 +212,8 @@ function cutAt(p: Program, i: number, shape: number[], dtype: DT): Program | nul
     hi = Math.max(hi, Number(v[k]));
   }
   if (!(lo <= hi)) [lo, hi] = [0, 1];
+  // Four digits are enough for a range and read better in the snippet.
+  if (dtype === "f32") [lo, hi] = [Number(lo.toPrecision(4)), Number(hi.toPrecision(4))];
   const dims: Dim[] = shape.map((d) => ({ lit: d }));
   const seed = 900_000 + i;
   const op: Op = dtype === "f32"

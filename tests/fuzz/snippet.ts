@@ -34,7 +34,10 @@ export function snippet(p: Program, info: SnippetInfo): string {
   lines.push(`// Run from the repository root: deno run -A <this file>`);
   lines.push(`import * as mj from "${root}mod.ts";`);
   lines.push(`import { indices, uniform, uniformInts } from "${root}tests/fuzz/data.ts";`);
-  if (mode.grads) lines.push(`import { lossOf } from "${root}tests/fuzz/program.ts";`);
+  const wrt = mode.grads ? gradInputs(p).map((i) => inputs.indexOf(i)) : [];
+  const hasLoss = mode.grads && p.outputs.some((o) => env.tensors[o].dtype === "f32") &&
+    wrt.length > 0;
+  if (hasLoss) lines.push(`import { lossOf } from "${root}tests/fuzz/program.ts";`);
   lines.push("");
   lines.push(`function graph([${inputs.map(name).join(", ")}]: mj.Tensor[]): mj.Tensor[] {`);
   for (const i of nodes) {
@@ -51,9 +54,6 @@ export function snippet(p: Program, info: SnippetInfo): string {
     lines.push(`  ${inputData(op, env).text}, // ${name(i)}`);
   }
   lines.push(`];`);
-  const wrt = mode.grads ? gradInputs(p).map((i) => inputs.indexOf(i)) : [];
-  const hasLoss = mode.grads && p.outputs.some((o) => env.tensors[o].dtype === "f32") &&
-    wrt.length > 0;
   const names = [
     ...p.outputs.map(name),
     ...(hasLoss ? ["loss", ...wrt.map((k) => `grad of ${name(inputs[k])}`)] : []),
