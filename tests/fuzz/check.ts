@@ -11,7 +11,7 @@ import * as mj from "../../mod.ts";
 import type { TypedArray } from "../../src/dtype.ts";
 import { MoejitError } from "../../src/errors.ts";
 import { analyze } from "./error_bounds.ts";
-import { build, isGradInput, live, lossOf, type Program } from "./program.ts";
+import { build, isGradInput, live, lossOf, type Program, runtimeScalars } from "./program.ts";
 
 /** How far past the error estimate a difference may go. */
 export const SAFETY = 8;
@@ -55,9 +55,14 @@ export function gradInputs(p: Program): number[] {
  * The roots to compare: the program's outputs, then (with grads, when an output is f32) the loss
  * and the gradient of every grad input. `input(i)` gives the tensor of input node i.
  */
-function computeRoots(p: Program, grads: boolean, input: (i: number) => mj.Tensor): Roots {
+function computeRoots(
+  p: Program,
+  grads: boolean,
+  input: (i: number) => mj.Tensor,
+  scalars?: ReadonlyMap<number, mj.Tensor>,
+): Roots {
   const outsOf = (inp: (i: number) => mj.Tensor) => {
-    const ts = build(p, (i) => inp(i));
+    const ts = build(p, (i) => inp(i), scalars);
     return p.outputs.map((o) => ts[o]);
   };
   const plain = outsOf(input);
@@ -95,18 +100,27 @@ export function eager(p: Program, grads: boolean): Roots {
   return computeRoots(p, grads, (i) => inputs.get(i)!);
 }
 
-/** Runs the program through `mj.jit` with every input as an argument. */
+/**
+ * Runs the program through `mj.jit` with every input as an argument, and the constants of
+ * runtime scalar nodes as number arguments.
+ */
 async function jitted(p: Program, grads: boolean): Promise<Roots> {
   const inputs = freshInputs(p);
   const ids = [...inputs.keys()];
+  const scalarIds = runtimeScalars(p);
   let names: string[] = [];
-  const step = mj.jit((...xs: mj.Tensor[]) => {
+  const step = mj.jit((xs: mj.Tensor[], ss: number[]) => {
     const byId = new Map(ids.map((id, k) => [id, xs[k]]));
-    const r = computeRoots(p, grads, (i) => byId.get(i)!);
+    // Traced numbers arrive as scalar tensors.
+    const scalars = new Map(scalarIds.map((id, k) => [id, ss[k] as unknown as mj.Tensor]));
+    const r = computeRoots(p, grads, (i) => byId.get(i)!, scalars);
     names = r.names;
     return r.tensors;
   });
-  const tensors = await step(...ids.map((id) => inputs.get(id)!));
+  const tensors = await step(
+    ids.map((id) => inputs.get(id)!),
+    scalarIds.map((id) => (p.nodes[id] as { c: number }).c),
+  );
   return { names, tensors };
 }
 

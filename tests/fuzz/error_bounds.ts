@@ -12,9 +12,11 @@
  *
  * A discontinuity (a comparison, floor, a float-to-int cast, a top-k ranking) whose operands lie
  * within the error of the boundary is a hazard: the two backends may legitimately take different
- * branches there, so the graph is ill-conditioned at that input and is not a valid test. Exact
- * ties (margin 0) count as structural — the same value reaching both sides, as in argmax's
- * `x == max(x)` — and are expected to resolve the same way everywhere.
+ * branches there, so the graph is ill-conditioned at that input and is not a valid test. An exact
+ * tie of values that carry an error is a hazard too (f32 rounding can make nearly equal values
+ * equal on one backend only), except where it is structural: x against max(x), as in argmax and
+ * in max's gradient. Ties of exact values (inputs, integers, copies of them) resolve the same way
+ * everywhere and are compared.
  *
  * Movement, gather and scatter move errors with the values by running the interpreter's own
  * kernels on the error arrays.
@@ -88,7 +90,7 @@ export function analyze(roots: readonly Node[], safety: number): Analysis {
   let nonFinite: Node | null = null;
 
   const hazard = (node: Node, index: number, margin: number, error: number, what: string) => {
-    if (margin > 0 && margin <= safety * error && hazards.length < 20) {
+    if (margin <= safety * error && error > 0 && hazards.length < 20) {
       hazards.push({ node, index, margin, error, what });
     }
   };
@@ -136,6 +138,13 @@ function isDiscrete(n: Node): boolean {
   const from = n.src[0]?.dtype;
   if (from !== "f32") return false;
   return ["lt", "le", "eq", "ne", "cast", "floor"].includes(n.op);
+}
+
+/** Whether `b` is a max or min reduction of `a` (seen through movement and stopGradient). */
+function selectsFrom(b: Node, a: Node): boolean {
+  let n = b;
+  while (["reshape", "expand", "permute", "stopgrad"].includes(n.op)) n = n.src[0];
+  return n.op === "reduce" && (n.arg as OpArgs["reduce"]).op !== "sum" && n.src[0] === a;
 }
 
 /**
@@ -321,9 +330,13 @@ function errorOf(
     case "eq":
     case "ne": {
       const a = V(0), b = V(1), ea = E(0), eb = E(1);
+      // x against max(x) (argmax, max's gradient) ties where x is the max, on every backend.
+      const structural = selectsFrom(src[1], src[0]) || selectsFrom(src[0], src[1]);
       if (ea || eb) {
         for (let i = 0; i < size; i++) {
-          hazard(n, i, Math.abs(a[i] - b[i]), at(ea, i) + at(eb, i), `comparison ${n.op}`);
+          const d = Math.abs(a[i] - b[i]);
+          if (d === 0 && structural) continue;
+          hazard(n, i, d, at(ea, i) + at(eb, i), `comparison ${n.op}`);
         }
       }
       return null;
@@ -337,7 +350,10 @@ function errorOf(
       if (n.dtype !== "f32") return null;
       const arg = n.arg as OpArgs["reduce"];
       const ex = E(0);
-      if (arg.op !== "sum") return ex ? run(n as Node<"reduce">, [ex]) : null;
+      // max/min select one element: its error, at most the largest error of the group.
+      if (arg.op !== "sum") {
+        return ex ? run(withArg(n as Node<"reduce">, { ...arg, op: "max" }), [ex]) : null;
+      }
       const R = arg.axes.reduce((p, a) => p * src[0].shape[a], 1);
       const mags = run(n as Node<"reduce">, [absOf(V(0))]);
       const prop = ex ? run(n as Node<"reduce">, [ex]) : null;

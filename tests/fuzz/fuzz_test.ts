@@ -13,20 +13,32 @@ import { runSeed, type Seeds, seedsFrom } from "./runner.ts";
 
 const NO_GPU = "no WebGPU adapter; see README, Machines without a GPU";
 
+/**
+ * Seeds whose graphs hit a known bug outside the fuzzer's reach, with the regression case in
+ * regressions_test.ts that tracks it: skipped (with the reason) until the fix lands, then
+ * removed from this list.
+ */
+const KNOWN_BUGS: Record<number, string> = {};
+
 async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
   let ill = 0;
   for (let seed = seeds.first; seed < seeds.first + seeds.count; seed++) {
-    await t.step(`seed ${seed}`, async () => {
-      const r = await runSeed(seed);
-      const v = r.verdict;
-      if (v.status === "ill") ill++;
-      if (v.status === "invalid") {
-        assert.fail(`seed ${seed}: the generator built an invalid program: ${v.why}`);
-      }
-      if (v.status === "fail") {
-        console.error(r.report);
-        assert.fail(r.report);
-      }
+    const known = KNOWN_BUGS[seed];
+    await t.step({
+      name: `seed ${seed}${known ? ` [skipped: known bug: ${known}]` : ""}`,
+      ignore: !!known,
+      fn: async () => {
+        const r = await runSeed(seed);
+        const v = r.verdict;
+        if (v.status === "ill") ill++;
+        if (v.status === "invalid") {
+          assert.fail(`seed ${seed}: the generator built an invalid program: ${v.why}`);
+        }
+        if (v.status === "fail") {
+          console.error(r.report);
+          assert.fail(r.report);
+        }
+      },
     });
   }
   // Ill-conditioned graphs are skipped; a generator that drifted into making mostly those would

@@ -127,7 +127,7 @@ class Generator {
       const shape = op.shape.map((d) => resolveDim(d, this.env));
       t = mj.zeros(shape).cast(op.k === "index" ? "i32" : op.dtype);
     } else {
-      t = exec(resolve(op, this.env), this.env);
+      t = exec(resolve(op, this.env, i), this.env);
     }
     if (t.size > this.cap) throw new Skip();
     if (t.dtype === "f32" && !(mag(range) <= MAX_MAG)) throw new Skip();
@@ -265,7 +265,7 @@ class Generator {
     const family = this.weighted<() => void>([
       [() => this.unary(), 16],
       [() => this.binary(), long ? 12 : 18],
-      [() => this.scalar(), 7],
+      [() => this.scalar(), 9],
       [() => this.where(), 5],
       [() => this.cast(), long ? 1 : 3],
       [() => this.intOps(), long ? 0 : 3],
@@ -537,7 +537,11 @@ class Generator {
     if (lo >= 0.2 || hi <= -0.2) opts.push(["div", 1, true, hull(1 / lo, 1 / hi)]);
     if (lo >= -4 && hi <= 4) opts.push(["pow", 1.5, true, [1.5 ** lo, 1.5 ** hi]]);
     const [f, c, swap, range] = this.of(opts);
-    this.add({ k: "scalar", f, x, c, swap }, range);
+    // Under mj.jit, some constants are runtime scalars (arguments of the compiled step).
+    this.add(
+      { k: "scalar", f, x, c, swap, ...(this.chance(0.5) ? { runtime: true } : {}) },
+      range,
+    );
   }
 
   /** A bool node: an existing one, or a fresh comparison of a float node with its midpoint. */

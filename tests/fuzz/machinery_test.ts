@@ -14,7 +14,7 @@ import { analyze } from "./error_bounds.ts";
 import { generate, type SizeClass } from "./generate.ts";
 import { live, type Op, type Program, shapesOf } from "./program.ts";
 import { seedsFrom } from "./runner.ts";
-import { shrinkWith } from "./shrink.ts";
+import { failureKind, shrinkWith } from "./shrink.ts";
 import { snippet } from "./snippet.ts";
 
 const LOOP_CAP = 65_535;
@@ -254,6 +254,27 @@ Deno.test("fuzz shrinker reduces a failing program to the op that fails", async 
   assert.deepEqual(kinds, ["input", "softmax"], `seed ${seed}: shrunk to ${JSON.stringify(p)}`);
   const inputShape = shapesOf(p)[live(p)[0]].shape;
   assert.equal(inputShape.reduce((a, b) => a * b, 1), 2, `input shape ${inputShape}`);
+});
+
+Deno.test("fuzz shrinker keeps the kind of failure it started from", () => {
+  const fail = (what: string, detail: string) =>
+    ({ status: "fail", mode: DEFAULT_MODE, what, detail }) as const;
+  const shader = (kernel: string) =>
+    fail("webgpu threw", `ShaderError: WGSL compilation failed for kernel "${kernel}":\n…`);
+  // The same bug at other sizes is the same kind; another exception or a mismatch is not.
+  assert.equal(failureKind(shader("matmul → i32[17,9]")), failureKind(shader("matmul → i32[1,1]")));
+  assert.notEqual(
+    failureKind(shader("matmul → i32[1,1]")),
+    failureKind(fail("webgpu threw", "MoejitError: gather: index 7 is out of range")),
+  );
+  assert.notEqual(
+    failureKind(shader("x")),
+    failureKind(fail("t3", "f32[2]: 1 of 2 elements differ")),
+  );
+  assert.equal(
+    failureKind(fail("t3", "f32[2]: 1 of 2 elements differ")),
+    failureKind(fail("grad of t0", "f32[7]: 7 of 7 elements differ")),
+  );
 });
 
 Deno.test("fuzz seeds: the tier's defaults, or MOEJIT_FUZZ_SEED and MOEJIT_FUZZ_COUNT", () => {

@@ -70,8 +70,11 @@ export type Op =
   | { k: "index"; shape: Dim[]; bound: Dim; seed: number }
   | { k: "unary"; f: Unary; x: number; args?: (number | string)[] }
   | { k: "binary"; f: Binary; a: number; b: number }
-  /** `x.f(c)`, or `mj.f(c, x)` when `swap`. */
-  | { k: "scalar"; f: Binary; x: number; c: number; swap: boolean }
+  /**
+   * `x.f(c)`, or `mj.f(c, x)` when `swap`. A `runtime` constant is an argument of the compiled
+   * step when the program runs through `mj.jit` (a runtime scalar), a number otherwise.
+   */
+  | { k: "scalar"; f: Binary; x: number; c: number; swap: boolean; runtime?: boolean }
   | { k: "where"; cond: number; a: number | { c: number }; b: number | { c: number } }
   | { k: "cast"; x: number; dtype: DT }
   | { k: "reduce"; f: Reduction; x: number; axes: number[] | null; keepdims: boolean }
@@ -104,7 +107,12 @@ export interface Program {
 }
 
 /** A resolved op: what runs and what the snippet prints. */
-export type Arg = { ref: number } | { refs: number[] } | { lit: unknown };
+export type Arg =
+  | { ref: number }
+  | { refs: number[] }
+  | { lit: unknown }
+  /** The constant of scalar node `node`: a number, or the step's runtime scalar for it. */
+  | { scalar: number; value: number };
 export interface Call {
   /** Method on the tensor `self`, or a function of `mj` when self is undefined. */
   fn: string;
@@ -114,10 +122,12 @@ export interface Call {
   prop?: string;
 }
 
-/** Where the builders look up sizes and earlier tensors. */
+/** Where the builders look up sizes, earlier tensors and runtime scalars. */
 export interface Env {
   dims: readonly number[];
   tensors: mj.Tensor[];
+  /** Runtime scalars (inside mj.jit) by the index of their scalar node. */
+  scalars?: ReadonlyMap<number, mj.Tensor>;
 }
 
 export function resolveDim(d: Dim, env: Env): number {
@@ -227,8 +237,8 @@ export function num(v: number): string {
   return Object.is(v, -0) ? "-0" : String(v);
 }
 
-/** Resolves a non-input op against the sizes of its operands. */
-export function resolve(op: Op, env: Env): Call {
+/** Resolves non-input node `i` against the sizes of its operands. */
+export function resolve(op: Op, env: Env, i: number): Call {
   const t = (i: number) => env.tensors[i];
   const lit = (v: unknown): Arg => ({ lit: v });
   const ref = (i: number): Arg => ({ ref: i });
@@ -240,10 +250,10 @@ export function resolve(op: Op, env: Env): Call {
       return { fn: op.f, self: op.x, args: (op.args ?? []).map(lit) };
     case "binary":
       return { fn: op.f, self: op.a, args: [ref(op.b)] };
-    case "scalar":
-      return op.swap
-        ? { fn: op.f, args: [lit(op.c), ref(op.x)] }
-        : { fn: op.f, self: op.x, args: [lit(op.c)] };
+    case "scalar": {
+      const c: Arg = op.runtime ? { scalar: i, value: op.c } : lit(op.c);
+      return op.swap ? { fn: op.f, args: [c, ref(op.x)] } : { fn: op.f, self: op.x, args: [c] };
+    }
     case "where": {
       const side = (v: number | { c: number }) => (typeof v === "number" ? ref(v) : lit(v.c));
       return { fn: "where", args: [ref(op.cond), side(op.a), side(op.b)] };
@@ -341,7 +351,13 @@ export function resolve(op: Op, env: Env): Call {
 /** Runs a resolved call. */
 export function exec(call: Call, env: Env): mj.Tensor {
   const args = call.args.map((a) =>
-    "ref" in a ? env.tensors[a.ref] : "refs" in a ? a.refs.map((r) => env.tensors[r]) : a.lit
+    "ref" in a
+      ? env.tensors[a.ref]
+      : "refs" in a
+      ? a.refs.map((r) => env.tensors[r])
+      : "scalar" in a
+      ? env.scalars?.get(a.scalar) ?? a.value
+      : a.lit
   );
   // deno-lint-ignore no-explicit-any
   const target: any = call.self === undefined ? mj : env.tensors[call.self];
@@ -351,10 +367,23 @@ export function exec(call: Call, env: Env): mj.Tensor {
   return call.prop ? r[call.prop] : r;
 }
 
-/** The call as TypeScript source over tensor names `name(i)`. */
-export function callText(call: Call, name: (i: number) => string): string {
+/**
+ * The call as TypeScript source over tensor names `name(i)`; runtime scalars print as
+ * `scalar(node)` when given, as their value otherwise.
+ */
+export function callText(
+  call: Call,
+  name: (i: number) => string,
+  scalar?: (node: number) => string,
+): string {
   const arg = (a: Arg): string =>
-    "ref" in a ? name(a.ref) : "refs" in a ? `[${a.refs.map(name).join(", ")}]` : litText(a.lit);
+    "ref" in a
+      ? name(a.ref)
+      : "refs" in a
+      ? `[${a.refs.map(name).join(", ")}]`
+      : "scalar" in a
+      ? scalar?.(a.scalar) ?? num(a.value)
+      : litText(a.lit);
   const args = call.args.map(arg).join(", ");
   const head = call.self === undefined
     ? `mj.${call.fn}(${args})`
@@ -372,6 +401,14 @@ function litText(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** Scalar nodes whose constant is a runtime scalar under mj.jit. */
+export function runtimeScalars(p: Program): number[] {
+  return live(p).filter((i) => {
+    const op = p.nodes[i];
+    return op.k === "scalar" && !!op.runtime;
+  });
+}
+
 /** Whether an input takes part in the gradient (an f32 input marked `grad`). */
 export function isGradInput(op: Op): boolean {
   return op.k === "input" && op.dtype === "f32" && op.grad;
@@ -384,12 +421,13 @@ export function isGradInput(op: Op): boolean {
 export function build(
   p: Program,
   input: (i: number, d: ReturnType<typeof inputData>) => mj.Tensor,
+  scalars?: ReadonlyMap<number, mj.Tensor>,
 ): mj.Tensor[] {
-  const env: Env = { dims: p.dims, tensors: [] };
+  const env: Env = { dims: p.dims, tensors: [], scalars };
   p.nodes.forEach((op, i) => {
     env.tensors[i] = op.k === "input" || op.k === "index"
       ? input(i, inputData(op, env))
-      : exec(resolve(op, env), env);
+      : exec(resolve(op, env, i), env);
   });
   return env.tensors;
 }

@@ -38,11 +38,24 @@ export interface Shrunk {
 
 type Failure = Verdict & { status: "fail" };
 
+/**
+ * What kind of failure it is: a mismatch, or an exception of one class with one message head
+ * (sizes and kernel names aside). Shrinking keeps the kind, so that it cannot drift from one bug
+ * to another (or to an input the shrinking itself made invalid).
+ */
+export function failureKind(f: Failure): string {
+  if (f.what !== "webgpu threw") return "mismatch";
+  const m = f.detail.match(/^(\w+): (.*)/);
+  if (!m) return `threw ${f.detail.slice(0, 20)}`;
+  const head = m[2].split(/\s+/).slice(0, 3).join(" ").replace(/\d+/g, "#");
+  return `threw ${m[1]}: ${head}`;
+}
+
 /** Runs `p` in `mode`; the failure, or null when it passes, is ill-conditioned or invalid. */
-async function failure(p: Program, mode: Mode): Promise<Failure | null> {
+async function failure(p: Program, mode: Mode, kind: string): Promise<Failure | null> {
   try {
     const v = await checkProgram(p, [mode]);
-    return v.status === "fail" ? v : null;
+    return v.status === "fail" && failureKind(v) === kind ? v : null;
   } catch {
     return null;
   }
@@ -58,15 +71,16 @@ export async function shrink(
   const budget = opts.budget ?? 250;
   const deadline = performance.now() + (opts.timeLimitMs ?? 120_000);
   let mode = startMode, verdict = first, tried = 0;
+  const kind = failureKind(first);
   // Simpler modes first: they make every later run cheaper.
   for (const m of [{ ...mode, jit: false }, { ...mode, grads: false }, { ...mode, fusion: true }]) {
     if (JSON.stringify(m) === JSON.stringify(mode)) continue;
     tried++;
-    const f = await failure(start, m);
+    const f = await failure(start, m, kind);
     if (f) [mode, verdict] = [m, f];
   }
   const r = await shrinkWith(start, async (q) => {
-    const f = await failure(q, mode);
+    const f = await failure(q, mode, kind);
     if (f) verdict = f;
     return !!f;
   }, { ...opts, budget: budget - tried, timeLimitMs: deadline - performance.now() });
@@ -94,7 +108,8 @@ export async function shrinkWith(
       const q = compact(cand);
       if (JSON.stringify(q) === JSON.stringify(p)) continue;
       tried++;
-      if (await fails(q)) {
+      // A candidate the shrinking made invalid (a size no longer fits) does not fail.
+      if (await Promise.resolve().then(() => fails(q)).catch(() => false)) {
         opts.log?.(`shrink: ${live(q).length} nodes, dims ${q.dims.join("/")}`);
         [p, progress] = [q, true];
         break;
@@ -109,6 +124,12 @@ function* candidates(p: Program): Generator<Program> {
   // Fewer outputs.
   if (p.outputs.length > 1) {
     for (const o of p.outputs) yield { ...p, outputs: p.outputs.filter((x) => x !== o) };
+  }
+  // An output's operand as the output instead (whatever its shape): the graph loses its tail.
+  for (const o of p.outputs) {
+    for (const s of new Set(operands(p.nodes[o]))) {
+      yield { ...p, outputs: [...new Set(p.outputs.map((x) => (x === o ? s : x)))] };
+    }
   }
   const info = shapesOf(p);
   const nodes = live(p).reverse();

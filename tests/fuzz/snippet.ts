@@ -6,7 +6,16 @@
 import * as mj from "../../mod.ts";
 import type { Mode } from "./check.ts";
 import { gradInputs } from "./check.ts";
-import { build, callText, type Env, inputData, live, type Program, resolve } from "./program.ts";
+import {
+  build,
+  callText,
+  type Env,
+  inputData,
+  live,
+  type Program,
+  resolve,
+  runtimeScalars,
+} from "./program.ts";
 
 export interface SnippetInfo {
   seed?: number;
@@ -39,11 +48,17 @@ export function snippet(p: Program, info: SnippetInfo): string {
     wrt.length > 0;
   if (hasLoss) lines.push(`import { lossOf } from "${root}tests/fuzz/program.ts";`);
   lines.push("");
-  lines.push(`function graph([${inputs.map(name).join(", ")}]: mj.Tensor[]): mj.Tensor[] {`);
+  // Under mj.jit, runtime scalars are number arguments of the step: s[k] in the graph.
+  const scalars = mode.jit ? runtimeScalars(p) : [];
+  const scalarName = scalars.length ? (i: number) => `s[${scalars.indexOf(i)}]` : undefined;
+  const sParam = scalars.length ? ", s: mj.TensorLike[]" : "";
+  lines.push(
+    `function graph([${inputs.map(name).join(", ")}]: mj.Tensor[]${sParam}): mj.Tensor[] {`,
+  );
   for (const i of nodes) {
     const op = p.nodes[i];
     if (op.k === "input" || op.k === "index") continue;
-    lines.push(`  const ${name(i)} = ${callText(resolve(op, env), name)};`);
+    lines.push(`  const ${name(i)} = ${callText(resolve(op, env, i), name, scalarName)};`);
   }
   lines.push(`  return [${p.outputs.map(name).join(", ")}];`);
   lines.push(`}`);
@@ -62,10 +77,12 @@ export function snippet(p: Program, info: SnippetInfo): string {
   if (hasLoss) {
     lines.push(`// The loss is Σ sum(output · w) over f32 outputs, with fixed random weights w.`);
     lines.push(`const wrt = ${JSON.stringify(wrt)}; // the inputs that get gradients`);
-    lines.push(`function roots(xs: mj.Tensor[]): mj.Tensor[] {`);
+    lines.push(`function roots(xs: mj.Tensor[]${sParam}): mj.Tensor[] {`);
     lines.push(`  const f = (...g: mj.Tensor[]) => {`);
     lines.push(
-      `    const outs = graph(xs.map((x, i) => (wrt.includes(i) ? g[wrt.indexOf(i)] : x)));`,
+      `    const outs = graph(xs.map((x, i) => (wrt.includes(i) ? g[wrt.indexOf(i)] : x))${
+        scalars.length ? ", s" : ""
+      });`,
     );
     lines.push(`    return [lossOf(outs)!, outs] as const;`);
     lines.push(`  };`);
@@ -82,7 +99,12 @@ export function snippet(p: Program, info: SnippetInfo): string {
   lines.push(`async function run(backend: "cpu" | "webgpu"): Promise<mj.TypedArray[]> {`);
   lines.push(`  mj.setBackend(backend);`);
   lines.push(`  mj.setFusion(${mode.fusion});`);
-  if (mode.jit) {
+  if (scalars.length) {
+    const values = scalars.map((i) => (p.nodes[i] as { c: number }).c);
+    lines.push(`  // The numbers become runtime scalars of the compiled step.`);
+    lines.push(`  const step = mj.jit((xs: mj.Tensor[], s: number[]) => roots(xs, s));`);
+    lines.push(`  const outs = await step(inputs(), ${JSON.stringify(values)});`);
+  } else if (mode.jit) {
     lines.push(`  const step = mj.jit((...xs: mj.Tensor[]) => roots(xs));`);
     lines.push(`  const outs = await step(...inputs());`);
   } else {
