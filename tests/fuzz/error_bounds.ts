@@ -14,8 +14,8 @@
  * within the error of the boundary is a hazard: the two backends may legitimately take different
  * branches there, so the graph is ill-conditioned at that input and is not a valid test. An exact
  * tie of values that carry an error is a hazard too (f32 rounding can make nearly equal values
- * equal on one backend only), except where it is structural: x against max(x), as in argmax and
- * in max's gradient. Ties of exact values (inputs, integers, copies of them) resolve the same way
+ * equal on one backend only), except where it is structural: x against itself (isnan) or
+ * against max(x), as in argmax and in max's gradient. Ties of exact values (inputs, integers, copies of them) resolve the same way
  * everywhere and are compared.
  *
  * Movement, gather and scatter move errors with the values by running the interpreter's own
@@ -34,7 +34,13 @@ const TINY = 2 ** -125;
 
 /** Rounding error allowed for a sum of R terms, per unit of Σ|terms|. */
 export function gamma(R: number): number {
-  return U * (2 + 2 * Math.sqrt(R));
+  return R <= 1 ? 0 : U * (2 + 2 * Math.sqrt(R));
+}
+
+/** Whether |v| is a power of two: scaling by it is exact (subnormals aside). */
+function pow2(v: number): boolean {
+  const a = Math.abs(v);
+  return a > 0 && 2 ** Math.round(Math.log2(a)) === a;
 }
 
 /** An element where a discontinuous op's operands are within the error of its boundary. */
@@ -90,7 +96,8 @@ export function analyze(roots: readonly Node[], safety: number): Analysis {
   let nonFinite: Node | null = null;
 
   const hazard = (node: Node, index: number, margin: number, error: number, what: string) => {
-    if (margin <= safety * error && error > 0 && hazards.length < 20) {
+    // At margin 0 only a real error counts (not the subnormal floor alone).
+    if (margin <= safety * error && error > (margin === 0 ? 1e-30 : 0) && hazards.length < 20) {
       hazards.push({ node, index, margin, error, what });
     }
   };
@@ -287,16 +294,22 @@ function errorOf(
     case "add":
     case "sub": {
       if (n.dtype !== "f32") return null;
-      const ea = E(0), eb = E(1);
-      return make((i) => at(ea, i) + at(eb, i) + U * Math.abs(y[i]) + TINY);
+      const a = V(0), b = V(1), ea = E(0), eb = E(1);
+      // Adding an exact 0 rounds nothing.
+      return make((i) => {
+        const exact = (a[i] === 0 && !at(ea, i)) || (b[i] === 0 && !at(eb, i));
+        return at(ea, i) + at(eb, i) + (exact ? 0 : U * Math.abs(y[i])) + TINY;
+      });
     }
     case "mul": {
       if (n.dtype !== "f32") return null;
       const a = V(0), b = V(1), ea = E(0), eb = E(1);
-      return make((i) =>
-        Math.abs(b[i]) * at(ea, i) + Math.abs(a[i]) * at(eb, i) + at(ea, i) * at(eb, i) +
-        U * Math.abs(y[i]) + TINY
-      );
+      // Scaling by an exact power of two rounds nothing.
+      return make((i) => {
+        const exact = (pow2(a[i]) && !at(ea, i)) || (pow2(b[i]) && !at(eb, i));
+        return Math.abs(b[i]) * at(ea, i) + Math.abs(a[i]) * at(eb, i) + at(ea, i) * at(eb, i) +
+          (exact ? 0 : U * Math.abs(y[i])) + TINY;
+      });
     }
     case "div": {
       if (n.dtype !== "f32") return null;
@@ -304,8 +317,9 @@ function errorOf(
       return make((i) => {
         const ab = Math.abs(b[i]), e = at(eb, i);
         if (ab <= safety * e) hazard(n, i, ab, e, "division by nearly 0");
+        const exact = pow2(b[i]) && !e;
         return (at(ea, i) + Math.abs(y[i]) * e) / Math.max(ab - e, 1e-30) +
-          3 * U * Math.abs(y[i]) + TINY;
+          (exact ? 0 : 3 * U * Math.abs(y[i])) + TINY;
       });
     }
     case "pow": {
@@ -330,8 +344,10 @@ function errorOf(
     case "eq":
     case "ne": {
       const a = V(0), b = V(1), ea = E(0), eb = E(1);
-      // x against max(x) (argmax, max's gradient) ties where x is the max, on every backend.
-      const structural = selectsFrom(src[1], src[0]) || selectsFrom(src[0], src[1]);
+      // x against itself (isnan) or against max(x) (argmax, max's gradient) ties the same way
+      // on every backend.
+      const structural = src[0] === src[1] || selectsFrom(src[1], src[0]) ||
+        selectsFrom(src[0], src[1]);
       if (ea || eb) {
         for (let i = 0; i < size; i++) {
           const d = Math.abs(a[i] - b[i]);
@@ -357,8 +373,9 @@ function errorOf(
       const R = arg.axes.reduce((p, a) => p * src[0].shape[a], 1);
       const mags = run(n as Node<"reduce">, [absOf(V(0))]);
       const prop = ex ? run(n as Node<"reduce">, [ex]) : null;
-      const g = gamma(R);
-      return make((i) => at(prop, i) + g * mags[i] + U * Math.abs(y[i]) + TINY);
+      // A sum of one term is that term.
+      const g = gamma(R), own = R > 1 ? U : 0;
+      return make((i) => at(prop, i) + g * mags[i] + own * Math.abs(y[i]) + TINY);
     }
     case "cumsum": {
       if (n.dtype !== "f32") return null;

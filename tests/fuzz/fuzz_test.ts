@@ -21,7 +21,7 @@ const NO_GPU = "no WebGPU adapter; see README, Machines without a GPU";
 const KNOWN_BUGS: Record<number, string> = {};
 
 async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
-  let ill = 0;
+  let ill = 0, passed = 0, worst = 0, worstAt = "";
   for (let seed = seeds.first; seed < seeds.first + seeds.count; seed++) {
     const known = KNOWN_BUGS[seed];
     await t.step({
@@ -31,6 +31,10 @@ async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
         const r = await runSeed(seed);
         const v = r.verdict;
         if (v.status === "ill") ill++;
+        if (v.status === "pass") {
+          passed++;
+          if (v.worst > worst) [worst, worstAt] = [v.worst, `seed ${seed}, ${v.worstAt}`];
+        }
         if (v.status === "invalid") {
           assert.fail(`seed ${seed}: the generator built an invalid program: ${v.why}`);
         }
@@ -41,6 +45,10 @@ async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
       },
     });
   }
+  console.log(
+    `fuzz: ${passed} graphs agree, ${ill} ill-conditioned (not compared); closest to its ` +
+      `tolerance: ${(100 * worst).toFixed(1)}% (${worstAt})`,
+  );
   // Ill-conditioned graphs are skipped; a generator that drifted into making mostly those would
   // leave nothing checked.
   if (!seeds.chosen) {

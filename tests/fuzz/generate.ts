@@ -242,7 +242,7 @@ class Generator {
         const rank = 1 + this.int(4);
         const shape: Dim[] = [];
         for (let a = 0; a < rank; a++) {
-          // The big symbol leads one axis of the first input.
+          // The big symbol is the last axis of the first input.
           const s = this.size === "big" && k === 0 && a === rank - 1
             ? 0
             : this.int(this.p.dims.length);
@@ -712,9 +712,20 @@ class Generator {
       return;
     }
     const axis = this.axisOf(x, false);
-    const shape = this.dimsOf(x);
-    shape[axis] = this.of<Dim>([{ like: x, axis }, { lit: 1 }, this.smallDim()]);
-    const index = this.index(shape, { like: x, axis });
+    const sx = this.shape(x);
+    // Computed indices (argmax, top-k, casts) that fit: same rank, x's sizes off the axis, and
+    // values inside it.
+    const computed = (i: number) =>
+      this.dt(i) === "i32" && this.p.nodes[i].k !== "index" && this.rank(i) === sx.length &&
+      this.shape(i).every((d, a) => a === axis || d === sx[a]) &&
+      this.range(i)[0] >= 0 && this.range(i)[1] < sx[axis];
+    let index: number;
+    if (this.chance(0.4) && this.p.nodes.some((_, i) => computed(i))) index = this.pick(computed);
+    else {
+      const shape = this.dimsOf(x);
+      shape[axis] = this.of<Dim>([{ like: x, axis }, { lit: 1 }, this.smallDim()]);
+      index = this.index(shape, { like: x, axis });
+    }
     this.add({ k: "gather", x, axis, index }, this.range(x));
   }
 
