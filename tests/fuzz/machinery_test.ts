@@ -12,7 +12,7 @@ import { HAS_GPU } from "../webgpu/harness.ts";
 import { compareRoot, DEFAULT_MODE, eager, SAFETY } from "./check.ts";
 import { analyze } from "./error_bounds.ts";
 import { generate, type SizeClass } from "./generate.ts";
-import { live, type Op, type Program, shapesOf } from "./program.ts";
+import { live, type Op, type Program, runtimeScalars, shapesOf } from "./program.ts";
 import { seedsFrom } from "./runner.ts";
 import { failureKind, shrinkWith } from "./shrink.ts";
 import { snippet } from "./snippet.ts";
@@ -303,12 +303,19 @@ Deno.test({
     (HAS_GPU ? "" : " [skipped: no WebGPU adapter; see README, Machines without a GPU]"),
   ignore: !HAS_GPU,
   fn: async () => {
-    const p = generate(3);
+    // A small program with a runtime scalar (a number argument of the step under mj.jit).
+    let seed = 1;
+    while (!runtimeScalars(generate(seed)).length || generate(seed).dims.some((d) => d > 65)) {
+      seed++;
+    }
+    const p = generate(seed);
     const root = new URL("../../", import.meta.url).href;
     for (const mode of [DEFAULT_MODE, { fusion: false, jit: true, grads: true }]) {
       const file = await Deno.makeTempFile({ prefix: "moejit-fuzz-", suffix: ".ts" });
       try {
-        await Deno.writeTextFile(file, snippet(p, { seed: 3, mode, root }));
+        const code = snippet(p, { seed, mode, root });
+        if (mode.jit) assert.match(code, /mj\.jit\(\(xs: mj\.Tensor\[\], s: number\[\]\)/);
+        await Deno.writeTextFile(file, code);
         const out = await new Deno.Command(Deno.execPath(), {
           args: ["run", "-A", file],
           stdout: "piped",
