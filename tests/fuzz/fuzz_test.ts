@@ -56,7 +56,7 @@ async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
   }
 }
 
-const fast = seedsFrom({ first: 1, count: 32 });
+const fast = seedsFrom({ first: 1, count: 40 });
 Deno.test({
   name: `webgpu: fuzz: ${fast.count} random graphs agree with the interpreter` +
     (HAS_GPU ? "" : ` [skipped: ${NO_GPU}]`),

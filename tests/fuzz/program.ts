@@ -239,9 +239,9 @@ export function num(v: number): string {
 
 /** Resolves non-input node `i` against the sizes of its operands. */
 export function resolve(op: Op, env: Env, i: number): Call {
-  const t = (i: number) => env.tensors[i];
+  const t = (j: number) => env.tensors[j];
   const lit = (v: unknown): Arg => ({ lit: v });
-  const ref = (i: number): Arg => ({ ref: i });
+  const ref = (j: number): Arg => ({ ref: j });
   switch (op.k) {
     case "input":
     case "index":
