@@ -567,15 +567,18 @@ class Generator {
   where(): void {
     const cond = this.condition();
     const sc = this.shape(cond);
+    // Both sides f32 mostly, i32 sometimes.
+    const dt: DT = this.chance(0.2) && this.p.nodes.some((_, i) => this.dt(i) === "i32")
+      ? "i32"
+      : "f32";
+    const fits = (i: number) => this.dt(i) === dt && !!broadcast(sc, this.shape(i));
     const side = (): number | { c: number } => {
-      if (this.chance(0.3)) return { c: this.of([0, -0.5, 1]) };
-      return this.pick((i) => this.isF(i) && !!broadcast(sc, this.shape(i)));
+      if (this.chance(0.3)) return { c: this.of(dt === "f32" ? [0, -0.5, 1] : [0, -1, 3]) };
+      return this.pick(fits);
     };
     const a = side();
     // mj.where needs a tensor on at least one side.
-    const b = typeof a === "number"
-      ? side()
-      : this.pick((i) => this.isF(i) && !!broadcast(sc, this.shape(i)));
+    const b = typeof a === "number" ? side() : this.pick(fits);
     let shape: number[] | null = sc;
     for (const s of [a, b]) {
       if (shape && typeof s === "number") shape = broadcast(shape, this.shape(s));
@@ -609,7 +612,22 @@ class Generator {
   }
 
   intOps(): void {
-    // Integer data of its own: counts, indices, labels.
+    // Integer and bool ops of their own, on values the graph has…
+    if (this.chance(0.35)) {
+      const x = this.pick((i) => this.dt(i) !== "f32");
+      const r = this.range(x);
+      if (this.dt(x) === "bool") this.add({ k: "unary", f: "logicalNot", x }, [0, 1]);
+      else {
+        const [f, range] = this.of<[Unary, Range]>([
+          ["neg", [-r[1], -r[0]]],
+          ["abs", [0, mag(r)]],
+          ["logicalNot", [-r[1] - 1, -r[0] - 1]],
+        ]);
+        this.add({ k: "unary", f, x }, range);
+      }
+      return;
+    }
+    // … or data of their own: counts, indices, labels.
     const x = this.pick();
     if (this.chance(0.5)) {
       this.input(this.dimsOf(x), "i32", this.of<Range>([[-20, 20], [0, 9], [-3, 3]]), false);
@@ -851,7 +869,7 @@ class Generator {
           axis,
           from: round3(this.r() * 0.7),
           len: round3(this.r()),
-          form: this.of(["slice", "narrow"] as const),
+          form: this.of(["slice", "narrow", "index"] as const),
         }, r);
         return;
       }

@@ -85,6 +85,7 @@ Deno.test("fuzz generator: deterministic, type-correct, and covering the ops and
       "floor",
       "sign",
       "clip",
+      "logicalNot",
     ]
       .map((f) => `unary ${f}`),
     ...["add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "ge", "mod", "logicalAnd"]
@@ -116,6 +117,7 @@ Deno.test("fuzz generator: deterministic, type-correct, and covering the ops and
     "unsqueeze",
     "slice slice",
     "slice narrow",
+    "slice index",
     "pad",
     "concat",
     "stack",

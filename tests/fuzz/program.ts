@@ -93,7 +93,15 @@ export type Op =
   | { k: "squeeze"; x: number; axis: number }
   | { k: "unsqueeze"; x: number; axis: number }
   /** start = ⌊from·d⌋ (clamped), length = 1 + ⌊len·(d − start − 1)⌋. */
-  | { k: "slice"; x: number; axis: number; from: number; len: number; form: "slice" | "narrow" }
+  /** `index` picks the element at `from` and drops the axis (`x.slice([null, …, k])`). */
+  | {
+    k: "slice";
+    x: number;
+    axis: number;
+    from: number;
+    len: number;
+    form: "slice" | "narrow" | "index";
+  }
   | { k: "pad"; x: number; pads: [number, number][]; value: number }
   | { k: "concat"; xs: number[]; axis: number }
   | { k: "stack"; xs: number[]; axis: number };
@@ -335,6 +343,10 @@ export function resolve(op: Op, env: Env, i: number): Call {
       }
       // slice takes ranges for leading axes (null keeps an axis), with negative ends sometimes.
       const ranges: unknown[] = Array(op.axis).fill(null);
+      if (op.form === "index") {
+        ranges.push(start);
+        return { fn: "slice", self: op.x, args: [lit(ranges)] };
+      }
       const end = start + length;
       ranges.push([start, end < d ? end - d : end]);
       return { fn: "slice", self: op.x, args: [lit(ranges)] };
