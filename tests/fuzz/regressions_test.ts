@@ -1,7 +1,8 @@
 /**
  * Bugs the random-graph check found, each reduced to a focused case and compared between
  * WebGPU (fused and unfused) and the interpreter. A case whose fix lies in the compiler is
- * marked with `knownBug` (ignored, with the reason in its name) until that fix lands.
+ * marked with `knownBug` (ignored, with the reason in its name) until that fix lands. The seeds
+ * named are those of the generator at the time (a later generator draws other graphs from them).
  */
 import { check, f32, gpuTest, mj } from "../webgpu/harness.ts";
 
@@ -43,5 +44,55 @@ gpuTest(
   {
     knownBug:
       "a matmul epilogue with an i32 or bool result fails WGSL validation (fuzz seed 200057)",
+  },
+);
+
+// Fuzz seed 700243. A matmul with a fused elementwise
+// epilogue whose result is then expanded along a size-1 batch axis writes the first batch only:
+// the others read 0 (or whatever the pooled buffer held before), silently. The gradient of
+// x.logsumexp(0, true).matmul(b).maximum(c) with respect to x, x [2, 2, 2], does this: the
+// batch-1 half of the gradient comes back 0.
+gpuTest(
+  "a matmul epilogue expanded along a size-1 batch axis",
+  async () => {
+    const a = f32([1, 3, 4], 7), b = f32([1, 4, 5], 8), z = f32([3, 3, 5], 9);
+    await check("exp then expand", () => a().matmul(b()).exp().expand([3, 3, 5]));
+    await check("exp, expand, mul", () => a().matmul(b()).exp().expand([3, 3, 5]).mul(z()));
+    const x = f32([2, 2, 2], 10), v = f32([1, 2, 1], 11), c = f32([2, 1], 12);
+    await check("gradient of logsumexp, matmul, maximum", () => {
+      const [dx] = mj.grad((x: mj.Tensor) => x.logsumexp([0], true).matmul(v()).maximum(c()).sum())(
+        x(),
+      );
+      return dx;
+    });
+  },
+  {
+    knownBug:
+      "a matmul epilogue expanded along a batch axis writes only the first batch (fuzz seed 700243)",
+  },
+);
+
+// Fuzz seed 700136. Lowering the gradient of x [2] through both
+// x.unsqueeze(-2).matmul(b) and x.slice([[0, -1]]) throws "Cannot read properties of undefined
+// (reading '0')" at codegen/lower.ts (a pad's per-axis pairs read at the rank of the matmul's
+// coordinates), via lowerEpilogue in src/passes/compile.ts: the matmul's epilogue takes in the
+// pad of the slice's gradient, which has another rank.
+gpuTest(
+  "a matmul epilogue that adds a padded value of another rank",
+  async () => {
+    const x = f32([2], 13), b = f32([2, 1], 14), w = f32([1, 2], 15);
+    await check("gradient through unsqueeze+matmul and slice", () => {
+      const [dx] = mj.grad((x: mj.Tensor) => {
+        const row = x.unsqueeze(-2);
+        return row.matmul(b()).mul(2).sum().add(row.mul(w()).sum()).add(
+          x.slice([[0, -1]]).mul(5).sum(),
+        );
+      })(x());
+      return dx;
+    });
+  },
+  {
+    knownBug:
+      "codegen/lower.ts throws on a matmul epilogue with a pad of another rank (fuzz seed 700136)",
   },
 );
