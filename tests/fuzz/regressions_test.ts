@@ -65,6 +65,14 @@ gpuTest(
       );
       return dx;
     });
+    // Without the maximum, the gradient goes wrong when it is computed in one step with the
+    // forward value (as a training step does).
+    await check("value and gradient of logsumexp, matmul", () => {
+      const [value, [dx]] = mj.valueAndGrad((x: mj.Tensor) =>
+        x.logsumexp([0], true).matmul(v()).mul(c()).sum()
+      )(x());
+      return { value, dx };
+    });
   },
   {
     knownBug:

@@ -108,7 +108,8 @@ export function snippet(p: Program, info: SnippetInfo): string {
     lines.push(`  const step = mj.jit((...xs: mj.Tensor[]) => roots(xs));`);
     lines.push(`  const outs = await step(...inputs());`);
   } else {
-    lines.push(`  const outs = roots(inputs());`);
+    // All roots in one step, as the check runs them (separate reads may compile differently).
+    lines.push(`  const outs = await mj.realize(roots(inputs()));`);
   }
   lines.push(`  return Promise.all(outs.map((t) => t.data()));`);
   lines.push(`}`);
