@@ -47,17 +47,27 @@ gpuTest(
   },
 );
 
-// Fuzz seed 700243. A matmul with a fused elementwise
-// epilogue whose result is then expanded along a size-1 batch axis writes the first batch only:
-// the others read 0 (or whatever the pooled buffer held before), silently. The gradient of
-// x.logsumexp(0, true).matmul(b).maximum(c) with respect to x, x [2, 2, 2], does this: the
-// batch-1 half of the gradient comes back 0.
+// Fuzz seeds 700243 and 100222. A matmul with a fused elementwise epilogue whose result is then
+// expanded along a size-1 axis (a batch axis, or one a reshape added) writes only as many
+// elements as the matmul has, contiguously: the rest reads 0 (or whatever the pooled buffer held
+// before), silently. Gradients do this whenever a reduction feeds a matmul: the gradient of
+// x.mean(2).matmul(w) or x.logsumexp(0, true).matmul(w) with respect to x comes back with its
+// values in the wrong places and zeros after them.
 gpuTest(
-  "a matmul epilogue expanded along a size-1 batch axis",
+  "a matmul epilogue followed by an expand along a size-1 axis",
   async () => {
     const a = f32([1, 3, 4], 7), b = f32([1, 4, 5], 8), z = f32([3, 3, 5], 9);
     await check("exp then expand", () => a().matmul(b()).exp().expand([3, 3, 5]));
     await check("exp, expand, mul", () => a().matmul(b()).exp().expand([3, 3, 5]).mul(z()));
+    await check(
+      "div, reshape, expand along the last axis",
+      () => a().matmul(b()).div(2).reshape([1, 3, 5, 1]).expand([1, 3, 5, 4]),
+    );
+    const h = f32([2, 3, 4], 16), w = f32([3, 2], 17);
+    await check("gradient of mean over features, then matmul", () => {
+      const [dh] = mj.grad((h: mj.Tensor) => h.mean([2]).matmul(w()).sum())(h());
+      return dh;
+    });
     const x = f32([2, 2, 2], 10), v = f32([1, 2, 1], 11), c = f32([2, 1], 12);
     await check("gradient of logsumexp, matmul, maximum", () => {
       const [dx] = mj.grad((x: mj.Tensor) => x.logsumexp([0], true).matmul(v()).maximum(c()).sum())(
@@ -76,7 +86,7 @@ gpuTest(
   },
   {
     knownBug:
-      "a matmul epilogue expanded along a batch axis writes only the first batch (fuzz seed 700243)",
+      "a matmul epilogue followed by an expand writes only the matmul's elements (fuzz seeds 700243, 100222)",
   },
 );
 
