@@ -7,6 +7,8 @@ import { isFloat } from "../dtype.ts";
 import { fail } from "../errors.ts";
 import { toposort } from "../ir/graph.ts";
 import { makeNode, type Node } from "../ir/node.ts";
+import { indexCheckLabel, labelIndexCheck } from "../ir/checks.ts";
+import { copySite } from "../numerics.ts";
 import type { OpArgs, OpName } from "../ir/ops.ts";
 import { add } from "../ops/elementwise.ts";
 import { constant, describe } from "../ops/prim.ts";
@@ -128,20 +130,24 @@ function runCustomBackward(
 
 /**
  * Rewrites the graphs of `roots` with `map` applied to their nodes (sources first), returning
- * the lookup from old to new nodes. Nodes that reach no mapped node are kept as they are.
+ * the lookup from old to new nodes. Nodes that reach no mapped node are kept as they are. What
+ * lives beside the graph follows each rebuilt node (an index check's op name, axis and call
+ * site; the call site the numerics check reports), so that errors raised by the unwrapped graph
+ * still name the op the user called and where. The mapped nodes' own targets keep theirs.
  */
 function substitute(roots: readonly Node[], map: ReadonlyMap<Node, Node>): (n: Node) => Node {
   const out = new Map<Node, Node>(map);
   for (const n of toposort(roots)) {
     if (out.has(n)) continue;
-    let changed = false;
-    const src = n.src.map((s) => {
-      const r = out.get(s) ?? s;
-      if (r !== s) changed = true;
-      return r;
-    });
-    if (!changed) out.set(n, n);
-    else out.set(n, makeNode(n.op, src, n.arg as never));
+    const src = n.src.map((s) => out.get(s) ?? s);
+    if (src.every((s, i) => s === n.src[i])) {
+      out.set(n, n);
+      continue;
+    }
+    const m = makeNode(n.op, src, n.arg as never);
+    if (n.op === "checkIndex") labelIndexCheck(m, indexCheckLabel(n), true);
+    copySite(n, m);
+    out.set(n, m);
   }
   return (n) => out.get(n) ?? n;
 }

@@ -172,3 +172,15 @@ Deno.test("grad: gradient matching against a gradient taken earlier at the same 
   const [h] = mj.grad((x: mj.Tensor) => mj.grad(L)(x)[0].mul(g).sum())(x);
   assertClose(vals(h), [18, 144, 486]);
 });
+
+Deno.test("valueAndGrad: an out-of-range index computed from an argument names the op the user called", async () => {
+  // The index depends on the differentiated argument, so the graph handed back is rebuilt
+  // without the argument markers; its index check must keep the op, axis and call site.
+  mj.setBackend("cpu");
+  const x = mj.tensor([1, 2, 3]);
+  const [value] = mj.valueAndGrad((x: mj.Tensor) => x.gather(0, x.argmax(0, true).add(5)).sum())(x);
+  await assert.rejects(
+    () => value.data(),
+    /gather: index 7 is out of range for axis 0 \(size 3\); expected an integer in 0\.\.2\n {4}at your call: .*grad_api_test\.ts:\d+/,
+  );
+});
