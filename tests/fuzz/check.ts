@@ -7,6 +7,7 @@
  * whose interpreter run has a NaN or an infinity, or a discontinuity within the error of its
  * boundary, is ill-conditioned there: it is reported as such and not compared.
  */
+import { backend } from "../webgpu/harness.ts";
 import * as mj from "../../mod.ts";
 import type { TypedArray } from "../../src/dtype.ts";
 import { MoejitError } from "../../src/errors.ts";
@@ -215,7 +216,7 @@ export async function checkProgram(p: Program, modes: readonly Mode[]): Promise<
   }
   let worst = 0, worstAt = "", compared = 0;
   for (const mode of modes) {
-    mj.setBackend("webgpu");
+    mj.setBackend(backend());
     mj.setFusion(mode.fusion);
     let got: Roots, values: TypedArray[];
     try {
@@ -225,7 +226,7 @@ export async function checkProgram(p: Program, modes: readonly Mode[]): Promise<
       return {
         status: "fail",
         mode,
-        what: "webgpu threw",
+        what: `${backend()} threw`,
         detail: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
       };
     } finally {

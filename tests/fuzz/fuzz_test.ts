@@ -7,20 +7,16 @@
  * mismatch is shrunk to a minimal graph and printed as a runnable snippet.
  */
 import assert from "node:assert/strict";
-import { HAS_GPU } from "../webgpu/harness.ts";
+import { gpuTest } from "../webgpu/harness.ts";
 import { SLOW } from "../helpers.ts";
 import { runSeed, type Seeds, seedsFrom } from "./runner.ts";
-
-const NO_GPU = "no WebGPU adapter; see README, Machines without a GPU";
 
 /**
  * Seeds whose graphs hit a known bug outside the fuzzer's reach, with the regression case in
  * regressions_test.ts that tracks it: skipped (with the reason) until the fix lands, then
  * removed from this list.
  */
-const KNOWN_BUGS: Record<number, string> = {
-  100222: "a matmul epilogue followed by an expand writes only the matmul's elements",
-};
+const KNOWN_BUGS: Record<number, string> = {};
 
 async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
   let ill = 0, passed = 0, worst = 0, worstAt = "";
@@ -59,17 +55,13 @@ async function tier(t: Deno.TestContext, seeds: Seeds): Promise<void> {
 }
 
 const fast = seedsFrom({ first: 1, count: 40 });
-Deno.test({
-  name: `webgpu: fuzz: ${fast.count} random graphs agree with the interpreter` +
-    (HAS_GPU ? "" : ` [skipped: ${NO_GPU}]`),
-  ignore: !HAS_GPU,
-  fn: (t) => tier(t, fast),
-});
+gpuTest(`fuzz: ${fast.count} random graphs agree with the interpreter`, (t) => tier(t, fast));
 
 const slow = seedsFrom({ first: 100_000, count: 300 }, () => undefined);
-Deno.test({
-  name: `webgpu: fuzz (slow tier): ${slow.count} random graphs agree with the interpreter` +
-    (!HAS_GPU ? ` [skipped: ${NO_GPU}]` : !SLOW ? " [skipped: set MOEJIT_SLOW=1]" : ""),
-  ignore: !HAS_GPU || !SLOW || fast.chosen,
-  fn: (t) => tier(t, slow),
-});
+gpuTest(
+  `fuzz (slow tier): ${slow.count} random graphs agree with the interpreter` +
+    (!SLOW ? " [skipped: set MOEJIT_SLOW=1]" : ""),
+  async (t) => {
+    if (SLOW && !fast.chosen) await tier(t, slow);
+  },
+);

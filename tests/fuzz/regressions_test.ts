@@ -1,7 +1,7 @@
 /**
  * Bugs the random-graph check found, each reduced to a focused case and compared between
  * WebGPU (fused and unfused) and the interpreter. A case whose fix lies in the compiler is
- * marked with `knownBug` (ignored, with the reason in its name) until that fix lands. The seeds
+ * marked with `knownBug` (ignored, with the reason in its name) while a fix is pending. The seeds
  * named are those of the generator at the time (a later generator draws other graphs from them).
  */
 import { check, f32, gpuTest, mj } from "../webgpu/harness.ts";
@@ -24,10 +24,6 @@ gpuTest(
       return dx;
     });
   },
-  {
-    knownBug:
-      "codegen/lower.ts throws on a matmul epilogue reshaped to add a size-1 axis (fuzz seed 100115)",
-  },
 );
 
 // Fuzz seed 200057. A matmul whose fused epilogue ends in a cast to i32 or a comparison (a
@@ -40,10 +36,6 @@ gpuTest(
     const a = f32([2, 3], 5), b = f32([3, 2], 6);
     await check("scale then cast to i32", () => a().matmul(b()).mul(4).cast("i32"));
     await check("scale then compare", () => a().matmul(b()).mul(0.5).gt(0));
-  },
-  {
-    knownBug:
-      "a matmul epilogue with an i32 or bool result fails WGSL validation (fuzz seed 200057)",
   },
 );
 
@@ -84,10 +76,6 @@ gpuTest(
       return { value, dx };
     });
   },
-  {
-    knownBug:
-      "a matmul epilogue followed by an expand writes only the matmul's elements (fuzz seeds 700243, 100222)",
-  },
 );
 
 // Fuzz seed 700136. Lowering the gradient of x [2] through both
@@ -108,9 +96,5 @@ gpuTest(
       })(x());
       return dx;
     });
-  },
-  {
-    knownBug:
-      "codegen/lower.ts throws on a matmul epilogue with a pad of another rank (fuzz seed 700136)",
   },
 );

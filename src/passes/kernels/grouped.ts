@@ -23,6 +23,10 @@ export function lowerGrouped(
   if (groupReductions(root, isRealized).length) {
     throw new LoweringConflict(mm, "a reduction follows in the same kernel");
   }
+  // The template writes one f32 per product element: an epilogue must keep both.
+  if (root !== mm && (root.dtype !== "f32" || root.shape.join() !== mm.shape.join())) {
+    throw new LoweringConflict(mm, "the epilogue changes the product's shape or dtype");
+  }
   const [R, N] = mm.shape;
   const K = mm.src[0].shape[1];
   const E = k.offsets.shape[0] - 1;

@@ -22,6 +22,10 @@ export function lowerMatmul(
   if (groupReductions(root, isRealized).length) {
     throw new LoweringConflict(mm, "a reduction follows in the same kernel");
   }
+  // The template writes one f32 per product element: an epilogue must keep both.
+  if (root !== mm && (root.dtype !== "f32" || root.shape.join() !== mm.shape.join())) {
+    throw new LoweringConflict(mm, "the epilogue changes the product's shape or dtype");
+  }
   const [A, B] = mm.src;
   const r = mm.shape.length;
   const M = A.shape[r - 2], K = A.shape[r - 1], N = B.shape[r - 1];
