@@ -17,6 +17,7 @@ import { numericsChecked } from "../../numerics.ts";
 import { compileStep } from "../../passes/compile.ts";
 import type { StepProgram } from "../../passes/step_program.ts";
 import { raiseFirst } from "../index_errors.ts";
+import { profiling, record } from "../profile.ts";
 import { stats } from "../stats.ts";
 import { fusionEnabled } from "../../backend.ts";
 import { compileShared, toolchain } from "./compiler.ts";
@@ -33,6 +34,28 @@ const SYMBOLS = {
   mj_step: { parameters: ["buffer", "buffer"], result: "void", nonblocking: true },
 } as const;
 
+/** A profiling build's step also takes the per-launch times (mj.debug.profile). */
+const PROFILE_SYMBOLS = {
+  mj_init: SYMBOLS.mj_init,
+  mj_step: { parameters: ["buffer", "buffer", "buffer"], result: "void", nonblocking: true },
+} as const;
+
+/**
+ * OpenMP's threads spin between parallel regions before they sleep (GOMP_SPINCOUNT, 300,000 by
+ * default). A step runs hundreds of short regions; on a machine whose cores are shared, spinning
+ * threads take the cores from the thread that has the work, and a step took 3–7× longer (1.1 s
+ * instead of 0.15–0.34 s for the default model's training step on 2 busy cores). A short spin
+ * keeps the latency of back-to-back regions on an idle machine. Set before libgomp loads; a
+ * value the user set wins.
+ */
+function tameOpenMpSpinning(): void {
+  try {
+    if (Deno.env.get("GOMP_SPINCOUNT") === undefined) Deno.env.set("GOMP_SPINCOUNT", "10000");
+  } catch {
+    // no env permission: OpenMP keeps its default
+  }
+}
+
 let workerLibrary: Promise<string> | null = null;
 
 /** The shared library of the native worker thread (compiled once, cached like steps). */
@@ -41,12 +64,14 @@ function workerThread(): Promise<string> {
   return workerLibrary;
 }
 
-type StepLibrary = Deno.DynamicLibrary<typeof SYMBOLS>;
+type StepLibrary = Deno.DynamicLibrary<typeof SYMBOLS | typeof PROFILE_SYMBOLS>;
 
 /** A step program with its library and the buffers its runs reuse. */
 interface NativeStep {
   prog: StepProgram;
   lib: StepLibrary;
+  /** Per-launch milliseconds of a profiling build (null otherwise). */
+  times: Float64Array | null;
   temps: Uint8Array[];
   errors: Uint32Array;
   /** Runs of one step are serialized (they share temporaries). */
@@ -129,21 +154,23 @@ export class NativeBackend implements Backend {
   /** Compiles (or finds) the step for roots over `param` inputs and captured values. */
   #step(roots: readonly Node[]): Promise<NativeStep> {
     const checked = numericsChecked();
-    const key = `${fusionEnabled() ? "F" : "U"}${checked ? "N" : ""}|${blasLibrary()}|${
-      roots.map((r) => r.key).join(",")
-    }`;
+    const profile = profiling();
+    const key = `${fusionEnabled() ? "F" : "U"}${checked ? "N" : ""}${
+      profile ? "P" : ""
+    }|${blasLibrary()}|${roots.map((r) => r.key).join(",")}`;
     let s = this.#steps.get(key);
     if (!s) {
-      s = this.#build(roots, checked);
+      s = this.#build(roots, checked, profile);
       this.#steps.set(key, s);
       s.catch(() => this.#steps.delete(key));
     }
     return s;
   }
 
-  async #build(roots: readonly Node[], checked: boolean): Promise<NativeStep> {
+  async #build(roots: readonly Node[], checked: boolean, profile: boolean): Promise<NativeStep> {
     const tc = await toolchain();
     if ("error" in tc) throw new Error(`native backend: ${tc.error}`);
+    tameOpenMpSpinning();
     const prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
       fuse: fusionEnabled(),
       target: C_TARGET,
@@ -152,8 +179,8 @@ export class NativeBackend implements Backend {
       checkNumerics: checked,
     });
     stats.stepsCompiled++;
-    const path = await compileShared(stepSource(prog));
-    const lib = Deno.dlopen(path, SYMBOLS);
+    const path = await compileShared(stepSource(prog, profile));
+    const lib: StepLibrary = Deno.dlopen(path, profile ? PROFILE_SYMBOLS : SYMBOLS);
     const blas = blasLibrary();
     const init = lib.symbols.mj_init(cString(blas), cString(await workerThread()));
     loadedBlas.set(blas, (init & 1) === 1);
@@ -161,6 +188,7 @@ export class NativeBackend implements Backend {
     return {
       prog,
       lib,
+      times: profile ? new Float64Array(Math.max(1, prog.launches.length)) : null,
       temps: prog.temps.map((bytes) => new Uint8Array(bytes)),
       errors: new Uint32Array(Math.max(1, prog.errorBytes / 4)),
       queue: Promise.resolve(),
@@ -186,7 +214,20 @@ export class NativeBackend implements Backend {
       });
       const table = new BigUint64Array(Math.max(1, arrays.length));
       arrays.forEach((a, i) => (table[i] = pointerOf(a)));
-      await step.lib.symbols.mj_step(table, step.errors);
+      if (step.times) {
+        step.times.fill(0);
+        await (step.lib as Deno.DynamicLibrary<typeof PROFILE_SYMBOLS>).symbols.mj_step(
+          table,
+          step.errors,
+          step.times,
+        );
+        prog.launches.forEach((l, i) => l.work && record(l.program.label, step.times![i]));
+      } else {
+        await (step.lib as Deno.DynamicLibrary<typeof SYMBOLS>).symbols.mj_step(
+          table,
+          step.errors,
+        );
+      }
       stats.kernelsDispatched += prog.launches.length;
       stats.submits++;
       if (prog.errorBytes && step.errors.some((w) => w !== 0)) {
@@ -261,7 +302,8 @@ export class NativeBackend implements Backend {
   }
 
   async run(p: Prepared, args: readonly Node[]): Promise<Node[]> {
-    const step = await (p as NativePrepared).step;
+    // Profiling runs a build of the same step that times its launches.
+    const step = profiling() ? await this.#step(p.roots) : await (p as NativePrepared).step;
     const byParam = new Map(p.params.map((q, i) => [q, args[i]]));
     const inputs = step.prog.inputs.map((n) => {
       if (n.op !== "param") return n;

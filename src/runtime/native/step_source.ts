@@ -11,12 +11,15 @@ import { PRELUDE_C } from "../../../codegen/c/prelude.ts";
 import { BLAS_C, SIMPLE_SGEMM_C } from "../../../codegen/c/blas.ts";
 import { ATTENTION_REFERENCE_C } from "../../../codegen/c/attention_reference.ts";
 
-/** The C source of a step program compiled for the C target. */
-export function stepSource(prog: StepProgram): string {
+/**
+ * The C source of a step program compiled for the C target. With `profile`, `mj_step` takes a
+ * third argument, T (one double per launch), and adds each launch's wall time in ms to it.
+ */
+export function stepSource(prog: StepProgram, profile = false): string {
   if (prog.target !== "c") throw new Error(`internal: a ${prog.target} step has no C source`);
   const defs = new Map<string, string>();
   const calls: string[] = [];
-  for (const l of prog.launches) {
+  for (const [li, l] of prog.launches.entries()) {
     const name = `k_${contentHash(l.program.code)}`;
     if (!defs.has(name)) {
       defs.set(
@@ -32,7 +35,12 @@ export function stepSource(prog: StepProgram): string {
       const s = l.slots[slot++];
       return `(${b.write ? "" : "const "}${cStorageType(b.type)}*)B[${s}]`;
     });
-    calls.push(`  ${name}(${args.join(", ")});`);
+    const call = `${name}(${args.join(", ")});`;
+    calls.push(
+      profile
+        ? `  { const double t0 = mj_now_ms(); ${call} T[${li}] += mj_now_ms() - t0; }`
+        : `  ${call}`,
+    );
   }
   return [
     PRELUDE_C,
@@ -40,11 +48,21 @@ export function stepSource(prog: StepProgram): string {
     BLAS_C,
     ATTENTION_REFERENCE_C,
     ...defs.values(),
+    profile
+      ? `#include <time.h>
+static double* T;
+static inline double mj_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+`
+      : "",
     `static void mj_step_body(void** B, uint32_t* E) {\n  (void)B;\n  (void)E;\n${
       calls.join("\n")
     }\n}\n`,
-    `void mj_step(void** B, uint32_t* E) {
-  if (mj_rt_run) mj_rt_run(mj_step_body, B, E);
+    `void mj_step(void** B, uint32_t* E${profile ? ", double* times" : ""}) {
+${profile ? "  T = times;\n" : ""}  if (mj_rt_run) mj_rt_run(mj_step_body, B, E);
   else mj_step_body(B, E);
 }
 `,
