@@ -3,7 +3,7 @@
  * in `custom` nodes whose sources are [output, ...tensor inputs, ...saved residuals]; autodiff
  * never differentiates the forward body, it calls the registered backward instead.
  */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { toposort } from "../ir/graph.ts";
 import { argText, contentHash, makeNode, type Node, onCreate } from "../ir/node.ts";
 import type { OpArgs } from "../ir/ops.ts";
@@ -144,7 +144,7 @@ export function customVjp<A extends unknown[], O>(
   const known = new Set(["name", "fwd", "bwd", "estimator"]);
   for (const k of Object.keys(spec)) {
     if (!known.has(k)) {
-      fail("customVjp", `unknown option ${JSON.stringify(k)}; expected name, fwd, bwd, estimator`);
+      fail("customVjp", `unknown option ${formatValue(k)}; expected name, fwd, bwd, estimator`);
     }
   }
   if (typeof spec.name !== "string" || !spec.name) {
@@ -158,7 +158,7 @@ export function customVjp<A extends unknown[], O>(
   if (prev && prev.source !== source) {
     fail(
       "customVjp",
-      `the name ${JSON.stringify(spec.name)} is already registered with a different fwd/bwd; ` +
+      `the name ${formatValue(spec.name)} is already registered with a different fwd/bwd; ` +
         `names are part of cache keys and must be unique`,
     );
   }

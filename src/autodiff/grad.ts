@@ -4,7 +4,7 @@
  * scheduled and fused together.
  */
 import { isFloat } from "../dtype.ts";
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { toposort } from "../ir/graph.ts";
 import { makeNode, type Node } from "../ir/node.ts";
 import { indexCheckLabel, labelIndexCheck } from "../ir/checks.ts";
@@ -197,7 +197,7 @@ export function valueAndGrad<A extends unknown[]>(
   if (typeof f !== "function") fail("valueAndGrad", `expected a function, got ${typeof f}`);
   for (const k of Object.keys(opts)) {
     if (k !== "hasAux") {
-      fail("valueAndGrad", `unknown option ${JSON.stringify(k)}; expected hasAux`);
+      fail("valueAndGrad", `unknown option ${formatValue(k)}; expected hasAux`);
     }
   }
   return (...args: A) => {

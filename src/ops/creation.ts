@@ -1,6 +1,6 @@
 /** Tensor constructors: from data, constants, ranges and counter-based random draws. */
 import { allocHost, checkDType, type DType, type TypedArray } from "../dtype.ts";
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { makeNode } from "../ir/node.ts";
 import { newBufferNode } from "../ir/values.ts";
 import { drawKey } from "../rng.ts";
@@ -21,14 +21,14 @@ function checkOptions(op: string, opts: object | undefined, known = KNOWN_OPTION
   if (typeof opts !== "object") fail(op, `expected an options object, got ${typeof opts}`);
   for (const k of Object.keys(opts)) {
     if (!known.has(k)) {
-      fail(op, `unknown option ${JSON.stringify(k)}; expected ${[...known].join(", ")}`);
+      fail(op, `unknown option ${formatValue(k)}; expected ${[...known].join(", ")}`);
     }
   }
 }
 
 function checkShape(op: string, shape: readonly number[]): number[] {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    fail(op, `expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
+    fail(op, `expected a shape of non-negative integers, got ${formatValue(shape)}`);
   }
   return [...shape];
 }

@@ -1,6 +1,6 @@
 /** Elementwise ops: primitives with their checks, and composites written once over them. */
 import { checkDType, type DType, isFloat } from "../dtype.ts";
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import type { Tensor, TensorLike } from "../tensor.ts";
 import { customVjp } from "../autodiff/custom.ts";
 import {
@@ -272,7 +272,7 @@ export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
     return mul(mul(x, 0.5), add(tanh(inner), 1));
   }
   if (approximate !== "none") {
-    fail("gelu", `unknown approximate ${JSON.stringify(approximate)}; expected "none" or "tanh"`);
+    fail("gelu", `unknown approximate ${formatValue(approximate)}; expected "none" or "tanh"`);
   }
   return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 }

@@ -1,5 +1,5 @@
 /** Index-driven ops: gather/scatter, rows, top-k, one-hot, cumulative sums. */
-import { fail, userCallSite } from "../errors.ts";
+import { fail, formatValue, userCallSite } from "../errors.ts";
 import { labelIndexCheck } from "../ir/checks.ts";
 import { fmtShape, isIntegerDim } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
@@ -93,7 +93,7 @@ export function scatterAdd(
   // The target size along `axis` is free, so nothing else would catch a bad one before the
   // kernel allocates it.
   if (!Array.isArray(shape) || !shape.every(isIntegerDim)) {
-    fail("scatterAdd", `expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
+    fail("scatterAdd", `expected a shape of non-negative integers, got ${formatValue(shape)}`);
   }
   if (index.ndim !== updates.ndim || index.shape.some((d, i) => d !== updates.shape[i])) {
     fail(
@@ -202,7 +202,7 @@ export function cumsum(
   if (x.dtype === "bool") fail("cumsum", `expected a numeric tensor, got ${describe(x)}`);
   for (const k of Object.keys(opts)) {
     if (k !== "reverse" && k !== "exclusive") {
-      fail("cumsum", `unknown option ${JSON.stringify(k)}; expected reverse or exclusive`);
+      fail("cumsum", `unknown option ${formatValue(k)}; expected reverse or exclusive`);
     }
   }
   const a = normAxis("cumsum", axis, x.ndim, x.shape);

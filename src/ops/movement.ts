@@ -1,5 +1,5 @@
 /** Movement ops: views of the same elements in another shape or order. */
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import type { OpArgs } from "../ir/ops.ts";
 import { broadcastShapes, fmtShape, prod, shapeEq } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
@@ -21,7 +21,7 @@ function checkDims(op: string, dims: readonly number[], allowMinusOne: boolean):
   if (!Array.isArray(dims)) fail(op, `expected an array of dimensions, got ${typeof dims}`);
   for (const d of dims) {
     if (!Number.isInteger(d) || (d < 0 && !(allowMinusOne && d === -1))) {
-      fail(op, `invalid dimension ${d} in ${JSON.stringify(dims)}; expected integers >= 0`);
+      fail(op, `invalid dimension ${d} in ${formatValue(dims)}; expected integers >= 0`);
     }
   }
 }
@@ -74,12 +74,12 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   if (!Array.isArray(perm) || perm.length !== x.ndim) {
     fail(
       "permute",
-      `expected a permutation of ${x.ndim} axes for ${describe(x)}, got ${JSON.stringify(perm)}`,
+      `expected a permutation of ${x.ndim} axes for ${describe(x)}, got ${formatValue(perm)}`,
     );
   }
   const p = perm.map((a) => normAxis("permute", a, x.ndim, x.shape));
   if (new Set(p).size !== p.length) {
-    fail("permute", `${JSON.stringify(perm)} is not a permutation (an axis repeats)`);
+    fail("permute", `${formatValue(perm)} is not a permutation (an axis repeats)`);
   }
   return permuted(x, p);
 }
@@ -146,7 +146,7 @@ export function slice(x: Tensor, ranges: readonly Range[]): Tensor {
   if (!Array.isArray(ranges) || ranges.length > x.ndim) {
     fail(
       "slice",
-      `expected at most ${x.ndim} ranges for ${describe(x)}, got ${JSON.stringify(ranges)}`,
+      `expected at most ${x.ndim} ranges for ${describe(x)}, got ${formatValue(ranges)}`,
     );
   }
   const starts: number[] = [], ends: number[] = [], drop: number[] = [];
@@ -167,7 +167,7 @@ export function slice(x: Tensor, ranges: readonly Range[]): Tensor {
     } else {
       let [s, e] = r;
       if (!Number.isInteger(s) || !Number.isInteger(e)) {
-        fail("slice", `range ${JSON.stringify(r)} for axis ${i} must be integers`);
+        fail("slice", `range ${formatValue(r)} for axis ${i} must be integers`);
       }
       if (s < 0) s += d;
       if (e < 0) e += d;
@@ -205,12 +205,12 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[], val
   if (!Array.isArray(pads) || pads.length !== x.ndim) {
     fail(
       "pad",
-      `expected ${x.ndim} [before, after] pairs for ${describe(x)}, got ${JSON.stringify(pads)}`,
+      `expected ${x.ndim} [before, after] pairs for ${describe(x)}, got ${formatValue(pads)}`,
     );
   }
   for (const p of pads) {
     if (!Array.isArray(p) || p.length !== 2 || !p.every((v) => Number.isInteger(v) && v >= 0)) {
-      fail("pad", `each pad must be [before, after] with integers >= 0, got ${JSON.stringify(p)}`);
+      fail("pad", `each pad must be [before, after] with integers >= 0, got ${formatValue(p)}`);
     }
   }
   if (typeof value !== "number" && typeof value !== "boolean") {

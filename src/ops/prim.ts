@@ -1,6 +1,6 @@
 /** Small builders shared by the op modules: constants, operand checks, broadcasting. */
 import { type DType, isFloat } from "../dtype.ts";
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { makeNode } from "../ir/node.ts";
 import type { OpArgs, OpName } from "../ir/ops.ts";
 import { broadcastShapes, fmtShape, type Shape, shapeEq } from "../shape.ts";
@@ -147,7 +147,7 @@ export function normAxes(
   const list = typeof axis === "number" ? [axis] : [...axis];
   const out = list.map((a) => normAxis(op, a, rank, shape));
   if (new Set(out).size !== out.length) {
-    fail(op, `axis list ${JSON.stringify(list)} repeats an axis`);
+    fail(op, `axis list ${formatValue(list)} repeats an axis`);
   }
   return out.sort((a, b) => a - b);
 }
