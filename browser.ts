@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import "./src/ops/install.ts";
 export { Tensor } from "./src/tensor.ts";
 export type { Axis, TensorLike } from "./src/tensor.ts";
 export type { DType, TypedArray } from "./src/dtype.ts";
@@ -125,13 +126,13 @@ export { backendName, getBackend, setBackend, setFusion } from "./src/backend.ts
 export type { Backend, BackendName, Prepared } from "./src/backend.ts";
 export { backendInfo } from "./src/runtime/webgpu.ts";
 export type { DeviceInfo } from "./src/runtime/device.ts";
-export { snapshot as stats } from "./src/runtime/stats.ts";
-export type { Stats } from "./src/runtime/stats.ts";
+export { snapshot as stats } from "./src/stats.ts";
+export type { Stats } from "./src/stats.ts";
 export { jit } from "./src/jit.ts";
 export type { JitOptions } from "./src/jit.ts";
 export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";
-export * as moe from "./src/moe/index.ts";
+export * as moe from "./src/api/moe.ts";
 export * as balance from "./src/balance.ts";
 export * as nn from "./src/nn/index.ts";
 export * as optim from "./src/nn/optim.ts";

@@ -11,6 +11,8 @@
  * ```
  * @module
  */
+import "./src/ops/install.ts";
+import "./src/runtime/all.ts";
 export { Tensor } from "./src/tensor.ts";
 export type { Axis, TensorLike } from "./src/tensor.ts";
 export type { DType, TypedArray } from "./src/dtype.ts";
@@ -124,13 +126,13 @@ export { backendInfo } from "./src/runtime/webgpu.ts";
 export { nativeInfo } from "./src/runtime/native/backend.ts";
 export type { NativeInfo } from "./src/runtime/native/backend.ts";
 export type { DeviceInfo } from "./src/runtime/device.ts";
-export { snapshot as stats } from "./src/runtime/stats.ts";
-export type { Stats } from "./src/runtime/stats.ts";
+export { snapshot as stats } from "./src/stats.ts";
+export type { Stats } from "./src/stats.ts";
 export { jit } from "./src/jit.ts";
 export type { JitOptions } from "./src/jit.ts";
 export { realize } from "./src/realize.ts";
 export * as debug from "./src/debug.ts";
-export * as moe from "./src/moe/index.ts";
+export * as moe from "./src/api/moe.ts";
 export * as balance from "./src/balance.ts";
 export * as nn from "./src/nn/index.ts";
 export * as optim from "./src/nn/optim.ts";

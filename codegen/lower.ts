@@ -27,7 +27,7 @@ import type { ElementwiseKernel, RowKernel, RowReduction } from "./kernel.ts";
 
 /**
  * The most loop iterations one invocation may run in total (llvmpipe silently stops every loop
- * after 65,535; design.md §5), with a margin.
+ * after 65,535; docs/architecture.md §3), with a margin.
  */
 export const MAX_LOOP_ITERATIONS = 60000;
 

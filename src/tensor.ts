@@ -4,14 +4,39 @@
  */
 import type { DType, TypedArray } from "./dtype.ts";
 import type { Node } from "./ir/node.ts";
-import { realizeNodes } from "./backend.ts";
 import { fail } from "./errors.ts";
-import * as ew from "./ops/elementwise.ts";
-import * as rd from "./ops/reduce.ts";
-import * as mv from "./ops/movement.ts";
-import * as ix from "./ops/indexing.ts";
-import { matmul } from "./ops/linalg.ts";
-import { stopGradient } from "./ops/meta.ts";
+import { realizeNodes } from "./backend.ts";
+import type * as Elementwise from "./ops/elementwise.ts";
+import type * as Reduce from "./ops/reduce.ts";
+import type * as Movement from "./ops/movement.ts";
+import type * as Indexing from "./ops/indexing.ts";
+import type { matmul as Matmul } from "./ops/linalg.ts";
+import type { stopGradient as StopGradient } from "./ops/meta.ts";
+
+/**
+ * The functions behind Tensor's methods. The op modules build tensors, so this module cannot
+ * import them (that would be a cycle): src/ops/install.ts installs them when moejit is loaded.
+ */
+export interface TensorOps {
+  ew: typeof Elementwise;
+  rd: typeof Reduce;
+  mv: typeof Movement;
+  ix: typeof Indexing;
+  matmul: typeof Matmul;
+  stopGradient: typeof StopGradient;
+}
+
+let installed: TensorOps | null = null;
+
+/** Installs the op functions behind Tensor's methods (src/ops/install.ts does). */
+export function installTensorOps(ops: TensorOps): void {
+  installed = ops;
+}
+
+function ops(): TensorOps {
+  return installed ??
+    fail("Tensor", "moejit's ops are not loaded: import mod.ts (or browser.ts) before tensors");
+}
 
 /** A tensor or a number (broadcast as a constant of the tensor's dtype). */
 export type TensorLike = Tensor | number | boolean;
@@ -100,233 +125,233 @@ export class Tensor {
 
   // ---- elementwise -------------------------------------------------------------------------
   add(o: TensorLike): Tensor {
-    return ew.add(this, o);
+    return ops().ew.add(this, o);
   }
   sub(o: TensorLike): Tensor {
-    return ew.sub(this, o);
+    return ops().ew.sub(this, o);
   }
   mul(o: TensorLike): Tensor {
-    return ew.mul(this, o);
+    return ops().ew.mul(this, o);
   }
   div(o: TensorLike): Tensor {
-    return ew.div(this, o);
+    return ops().ew.div(this, o);
   }
   pow(o: TensorLike): Tensor {
-    return ew.pow(this, o);
+    return ops().ew.pow(this, o);
   }
   mod(o: TensorLike): Tensor {
-    return ew.mod(this, o);
+    return ops().ew.mod(this, o);
   }
   maximum(o: TensorLike): Tensor {
-    return ew.maximum(this, o);
+    return ops().ew.maximum(this, o);
   }
   minimum(o: TensorLike): Tensor {
-    return ew.minimum(this, o);
+    return ops().ew.minimum(this, o);
   }
   neg(): Tensor {
-    return ew.neg(this);
+    return ops().ew.neg(this);
   }
   abs(): Tensor {
-    return ew.abs(this);
+    return ops().ew.abs(this);
   }
   sign(): Tensor {
-    return ew.sign(this);
+    return ops().ew.sign(this);
   }
   exp(): Tensor {
-    return ew.exp(this);
+    return ops().ew.exp(this);
   }
   log(): Tensor {
-    return ew.log(this);
+    return ops().ew.log(this);
   }
   sqrt(): Tensor {
-    return ew.sqrt(this);
+    return ops().ew.sqrt(this);
   }
   rsqrt(): Tensor {
-    return ew.rsqrt(this);
+    return ops().ew.rsqrt(this);
   }
   reciprocal(): Tensor {
-    return ew.reciprocal(this);
+    return ops().ew.reciprocal(this);
   }
   square(): Tensor {
-    return ew.mul(this, this);
+    return ops().ew.mul(this, this);
   }
   sin(): Tensor {
-    return ew.sin(this);
+    return ops().ew.sin(this);
   }
   cos(): Tensor {
-    return ew.cos(this);
+    return ops().ew.cos(this);
   }
   tanh(): Tensor {
-    return ew.tanh(this);
+    return ops().ew.tanh(this);
   }
   erf(): Tensor {
-    return ew.erf(this);
+    return ops().ew.erf(this);
   }
   floor(): Tensor {
-    return ew.floor(this);
+    return ops().ew.floor(this);
   }
   sigmoid(): Tensor {
-    return ew.sigmoid(this);
+    return ops().ew.sigmoid(this);
   }
   relu(): Tensor {
-    return ew.relu(this);
+    return ops().ew.relu(this);
   }
   /** GELU; `approximate: "tanh"` gives the tanh form, the default is the exact erf form. */
   gelu(approximate: "none" | "tanh" = "none"): Tensor {
-    return ew.gelu(this, approximate);
+    return ops().ew.gelu(this, approximate);
   }
   silu(): Tensor {
-    return ew.silu(this);
+    return ops().ew.silu(this);
   }
   softplus(): Tensor {
-    return ew.softplus(this);
+    return ops().ew.softplus(this);
   }
   clip(lo: number, hi: number): Tensor {
-    return ew.clip(this, lo, hi);
+    return ops().ew.clip(this, lo, hi);
   }
   lt(o: TensorLike): Tensor {
-    return ew.lt(this, o);
+    return ops().ew.lt(this, o);
   }
   le(o: TensorLike): Tensor {
-    return ew.le(this, o);
+    return ops().ew.le(this, o);
   }
   gt(o: TensorLike): Tensor {
-    return ew.gt(this, o);
+    return ops().ew.gt(this, o);
   }
   ge(o: TensorLike): Tensor {
-    return ew.ge(this, o);
+    return ops().ew.ge(this, o);
   }
   eq(o: TensorLike): Tensor {
-    return ew.eq(this, o);
+    return ops().ew.eq(this, o);
   }
   ne(o: TensorLike): Tensor {
-    return ew.ne(this, o);
+    return ops().ew.ne(this, o);
   }
   logicalAnd(o: TensorLike): Tensor {
-    return ew.logicalAnd(this, o);
+    return ops().ew.logicalAnd(this, o);
   }
   logicalOr(o: TensorLike): Tensor {
-    return ew.logicalOr(this, o);
+    return ops().ew.logicalOr(this, o);
   }
   logicalXor(o: TensorLike): Tensor {
-    return ew.logicalXor(this, o);
+    return ops().ew.logicalXor(this, o);
   }
   logicalNot(): Tensor {
-    return ew.logicalNot(this);
+    return ops().ew.logicalNot(this);
   }
   isnan(): Tensor {
-    return ew.isnan(this);
+    return ops().ew.isnan(this);
   }
   /** `where(this, a, b)`: elements of `a` where this bool tensor is true, else of `b`. */
   where(a: TensorLike, b: TensorLike): Tensor {
-    return ew.where(this, a, b);
+    return ops().ew.where(this, a, b);
   }
   cast(dtype: DType): Tensor {
-    return ew.cast(this, dtype);
+    return ops().ew.cast(this, dtype);
   }
   /** Reinterprets the 32 bits of each element as `dtype` (f32, i32, u32). */
   bitcast(dtype: DType): Tensor {
-    return ew.bitcast(this, dtype);
+    return ops().ew.bitcast(this, dtype);
   }
 
   // ---- reductions --------------------------------------------------------------------------
   sum(axis?: Axis, keepdims = false): Tensor {
-    return rd.sum(this, axis, keepdims);
+    return ops().rd.sum(this, axis, keepdims);
   }
   mean(axis?: Axis, keepdims = false): Tensor {
-    return rd.mean(this, axis, keepdims);
+    return ops().rd.mean(this, axis, keepdims);
   }
   max(axis?: Axis, keepdims = false): Tensor {
-    return rd.max(this, axis, keepdims);
+    return ops().rd.max(this, axis, keepdims);
   }
   min(axis?: Axis, keepdims = false): Tensor {
-    return rd.min(this, axis, keepdims);
+    return ops().rd.min(this, axis, keepdims);
   }
   /** Population variance (ddof 0). */
   var(axis?: Axis, keepdims = false): Tensor {
-    return rd.variance(this, axis, keepdims);
+    return ops().rd.variance(this, axis, keepdims);
   }
   logsumexp(axis?: Axis, keepdims = false): Tensor {
-    return rd.logsumexp(this, axis, keepdims);
+    return ops().rd.logsumexp(this, axis, keepdims);
   }
   softmax(axis = -1): Tensor {
-    return rd.softmax(this, axis);
+    return ops().rd.softmax(this, axis);
   }
   logSoftmax(axis = -1): Tensor {
-    return rd.logSoftmax(this, axis);
+    return ops().rd.logSoftmax(this, axis);
   }
   /** Index of the largest element along `axis` (ties to the lower index), as i32. */
   argmax(axis = -1, keepdims = false): Tensor {
-    return rd.argmax(this, axis, keepdims);
+    return ops().rd.argmax(this, axis, keepdims);
   }
   argmin(axis = -1, keepdims = false): Tensor {
-    return rd.argmin(this, axis, keepdims);
+    return ops().rd.argmin(this, axis, keepdims);
   }
   cumsum(axis = -1, opts: { reverse?: boolean; exclusive?: boolean } = {}): Tensor {
-    return ix.cumsum(this, axis, opts);
+    return ops().ix.cumsum(this, axis, opts);
   }
 
   // ---- movement ----------------------------------------------------------------------------
   /** New shape with the same elements; one dim may be -1 (inferred). */
   reshape(shape: readonly number[]): Tensor {
-    return mv.reshape(this, shape);
+    return ops().mv.reshape(this, shape);
   }
   /** Reorders dims: result dim i is this tensor's dim `perm[i]`. */
   permute(perm: readonly number[]): Tensor {
-    return mv.permute(this, perm);
+    return ops().mv.permute(this, perm);
   }
   /** `transpose()` reverses all dims; `transpose(perm)` is `permute(perm)`. */
   transpose(perm?: readonly number[]): Tensor {
-    return mv.transpose(this, perm);
+    return ops().mv.transpose(this, perm);
   }
   /** Swaps two dims (defaults: the last two). */
   swapAxes(a = -2, b = -1): Tensor {
-    return mv.swapAxes(this, a, b);
+    return ops().mv.swapAxes(this, a, b);
   }
   /** Broadcasts to `shape` (NumPy rules: size-1 dims stretch, new dims on the left). */
   expand(shape: readonly number[]): Tensor {
-    return mv.broadcastTo(this, shape);
+    return ops().mv.broadcastTo(this, shape);
   }
   broadcastTo(shape: readonly number[]): Tensor {
-    return mv.broadcastTo(this, shape);
+    return ops().mv.broadcastTo(this, shape);
   }
   squeeze(axis?: Axis): Tensor {
-    return mv.squeeze(this, axis);
+    return ops().mv.squeeze(this, axis);
   }
   unsqueeze(axis: number): Tensor {
-    return mv.unsqueeze(this, axis);
+    return ops().mv.unsqueeze(this, axis);
   }
   flatten(): Tensor {
-    return mv.reshape(this, [this.size]);
+    return ops().mv.reshape(this, [this.size]);
   }
   /**
    * Per-axis ranges: `[start, end)` pairs (negative counts from the end), `null` for the whole
    * axis, or a number to pick one index and drop the axis. Missing trailing axes are kept whole.
    */
   slice(ranges: readonly (readonly [number, number] | number | null)[]): Tensor {
-    return mv.slice(this, ranges);
+    return ops().mv.slice(this, ranges);
   }
   /** `length` elements of `axis` starting at `start`. */
   narrow(axis: number, start: number, length: number): Tensor {
-    return mv.narrow(this, axis, start, length);
+    return ops().mv.narrow(this, axis, start, length);
   }
   /** Pads each axis with `[before, after]` elements of `value` (default 0). */
   pad(pads: readonly (readonly [number, number])[], value = 0): Tensor {
-    return mv.pad(this, pads, value);
+    return ops().mv.pad(this, pads, value);
   }
   /** `take_along_axis`: result[..i..] = this[..index[..i..]..] along `axis`. */
   gather(axis: number, index: Tensor): Tensor {
-    return ix.gather(this, axis, index);
+    return ops().ix.gather(this, axis, index);
   }
   matmul(o: Tensor): Tensor {
-    return matmul(this, o);
+    return ops().matmul(this, o);
   }
   /** The k largest elements along the last axis, sorted descending; ties to the lower index. */
   topk(k: number): { values: Tensor; indices: Tensor } {
-    return ix.topk(this, k);
+    return ops().ix.topk(this, k);
   }
   /** Identity forward; blocks gradients. */
   stopGradient(): Tensor {
-    return stopGradient(this);
+    return ops().stopGradient(this);
   }
 }

@@ -6,7 +6,7 @@
  * batch.
  *
  * Register blocking without workgroup memory or barriers, which is what llvmpipe runs fastest
- * (research/perf-peers.md): each invocation owns R output rows × C vec4 column groups; A values
+ * (measured on llvmpipe; see the template's notes): each invocation owns R output rows × C vec4 column groups; A values
  * are identical across a workgroup (uniform loads), B values are vec4 loads. Measured on this
  * machine at 1024³ (NN): R=8,C=1,WG=64 ≈ 10 GFLOP/s; R=16,C=4,WG=16 ≈ 27; R=32,C=4,WG=8 ≈ 31–36
  * (8 is llvmpipe's SIMD width). Smaller tiles are chosen when a big one would leave too few

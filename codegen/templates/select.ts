@@ -15,6 +15,7 @@ import {
   foldGrid,
   invocationIndex,
   type KernelProgram,
+  MAX_GRID,
   WORKGROUP,
 } from "../kernel.ts";
 
@@ -102,13 +103,13 @@ export function radixSelectPrograms(s: SelectSpec): KernelProgram[] {
   const hist: KernelProgram = {
     label: `${s.label} (histogram)`,
     bindings: histBindings,
-    grid: [Math.min(groups, 65535), Math.ceil(groups / 65535), 1],
+    grid: [Math.min(groups, MAX_GRID), Math.ceil(groups / MAX_GRID), 1],
     code: `${bindingDecls(histBindings)}
 ${KEY_FNS}
 var<workgroup> h: array<atomic<u32>, 256>;
 @compute @workgroup_size(${HIST_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let group = i32(wid.x + wid.y * 65535u);
+  let group = i32(wid.x + wid.y * ${MAX_GRID}u);
   if (group >= ${groups}i) { return; }
   let col = group % ${cols}i;
   let chunk = group / ${cols}i;

@@ -6,7 +6,7 @@
  * Fusion on WebGPU: the dispatch gather is read inside the grouped matmul (a row-index prologue),
  * the activation runs in its epilogue, and the weighted un-permute (× routing weight, summed over
  * the k slots) is one gather kernel over the down matmul's rows. Writing that sum from the matmul
- * itself would need float atomics, which WGSL lacks (design.md §5).
+ * itself would need float atomics, which WGSL lacks (docs/architecture.md §3).
  */
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";

@@ -21,5 +21,3 @@ export type { RoutingTable } from "./table.ts";
 export { combine, dispatch, groupedMatmul } from "./dispatch.ts";
 export { allExperts, expertForward, layer } from "./layer.ts";
 export type { LayerOptions, LayerResult, LayerState, MoeParams } from "./layer.ts";
-export { upcycle } from "./upcycle.ts";
-export type { Upcycled, UpcycleOptions, UpcycleSource } from "./upcycle.ts";

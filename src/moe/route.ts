@@ -2,7 +2,7 @@
  * Routing: router logits → scores → selection → gate weights and per-expert counts, with a
  * choice of gradient estimator for the selection:
  *  - "topk" (default): the selection is a constant; gradients reach the logits only through the
- *    selected weights (algorithms.md §1);
+ *    selected weights (docs/methods.md §1);
  *  - "dense": the same routing; `moe.layer` evaluates every expert for the true dense gradient;
  *  - "default": the same routing; `moe.layer` adds Default MoE's EMA default outputs (§2);
  *  - "sparsemixer" / "sparsemixer-v1": GRIN's SparseMixer-v2 / its predecessor (§5);

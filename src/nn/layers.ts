@@ -2,6 +2,7 @@
  * Neural-network layers as functions of tensors and parameter (sub)trees: they build graph, own
  * nothing, and differentiate like any other op.
  */
+import { MAX_LOOP_ITERATIONS } from "../../codegen/lower.ts";
 import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { describe, prim } from "../ops/prim.ts";
@@ -140,7 +141,7 @@ export interface AttentionOptions {
 }
 
 /** Longest key sequence the fused kernel loops over (llvmpipe stops loops at 65,535 trips). */
-const FUSED_MAX_KEYS = 60000;
+const FUSED_MAX_KEYS = MAX_LOOP_ITERATIONS;
 
 /**
  * Scaled dot-product attention softmax(q·kᵀ/√Dh + mask)·v over q [..., S, Dh] and k, v

@@ -1,5 +1,5 @@
 /**
- * Mixture of attention (MoA), BAM's attention experts (algorithms.md §3.2):
+ * Mixture of attention (MoA), BAM's attention experts (docs/methods.md §3):
  *
  *   y = Σ_j g_j(h) · MHA_j(h),   g(h) = softmax(W_router · h)   (soft routing: every expert)
  *

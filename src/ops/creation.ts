@@ -9,6 +9,8 @@ import { Tensor } from "../tensor.ts";
 import { add, cast, cos, div, log, mul, sqrt, sub } from "./elementwise.ts";
 import { constant, intMisfit, requireTensor } from "./prim.ts";
 import { iotaAlong } from "./meta.ts";
+// Tensors made here get their methods from the op modules (tensor.ts cannot import them).
+import "./install.ts";
 import { concat } from "./movement.ts";
 
 /** Nested arrays of numbers or booleans, or a typed array. */

@@ -1,5 +1,5 @@
 /**
- * Load balancers as graph passes over a MoE layer's router (algorithms.md §4). A balancer finds
+ * Load balancers as graph passes over a MoE layer's router (docs/methods.md §4). A balancer finds
  * the router's nodes by their marks ("moe.logits", "moe.scores"), then contributes any of:
  *  - a selection shift [N] added to the scores before top-k (never to the gates, no gradient):
  *    loss-free's bias, BIP's dual prices −q;
@@ -272,7 +272,7 @@ export interface BipOptions {
 }
 
 /**
- * BIP-based balancing (algorithms.md §4.3, reconstructed from the LP dual): per-expert prices
+ * BIP-based balancing (docs/methods.md §4.4, reconstructed from the LP dual): per-expert prices
  * q ≥ 0 carried across steps; each step runs `iters` alternating updates
  *   p_i = max(0, (k+1)-th largest of {s_ij − q_j}_j),  q_j = max(0, (cap+1)-th largest of {s_ij − p_i}_i),
  * then routes by top-k of s − q (the gates stay s). The column selection over all tokens is a

@@ -14,8 +14,15 @@ import { type PlannedKernel, schedule } from "./schedule.ts";
 import { cachedKernel } from "./kernel_cache.ts";
 import { checkBufferSizes, describeStep, placeErrorRegions, planMemory } from "./memory_plan.ts";
 import type { CompileOptions, Launch, SlotInfo, StepProgram } from "./step_program.ts";
+import { DEFAULT_DEVICE_LIMITS, type DeviceLimits } from "./device_limits.ts";
 
 export type { CompileOptions, Launch, SlotInfo, StepProgram } from "./step_program.ts";
+
+/** The device limits a compilation works under. */
+function deviceOf(opts: CompileOptions): DeviceLimits {
+  const device = opts.device ?? DEFAULT_DEVICE_LIMITS;
+  return opts.maxBindings === undefined ? device : { ...device, maxBindings: opts.maxBindings };
+}
 export { errorWords } from "./step_program.ts";
 
 export function compileStep(
@@ -64,6 +71,7 @@ function build(
   resetExpTable();
   resetLowerCaches();
   const target = opts.target ?? WGSL_TARGET;
+  const device = deviceOf(opts);
   const bytesOf = (n: Node) => Math.max(4, n.size * target.itemBytes(scalarType(n.dtype)));
   const slotOf = new Map<Node, number>();
   const slots: SlotInfo[] = [];
@@ -113,7 +121,7 @@ function build(
       nodeOfSlot,
       slotOfKey,
       findNode,
-      opts.maxBindings,
+      device.maxBindings,
     );
     const scratch = made.find((l) => l.scratch?.length)?.scratch ?? [];
     if (scratch.length) {
@@ -137,9 +145,9 @@ function build(
     }
     finiteCheck(k.root);
   }
-  if (opts.maxBufferBytes) checkBufferSizes(slots, opts.maxBufferBytes);
+  checkBufferSizes(slots, device);
   const temps = planMemory(slots, launches, lastUse);
-  const errorBytes = placeErrorRegions(launches, opts.errorAlign ?? 256);
+  const errorBytes = placeErrorRegions(launches, device.bindingOffsetAlignment);
   const outputSlots = userRoots.map((_, i) => {
     const s = slotOf.get(roots[i]);
     if (s === undefined) throw new Error(`internal: output ${i} has no slot`);

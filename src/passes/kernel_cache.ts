@@ -6,7 +6,7 @@
 import type { KernelProgram } from "../../codegen/kernel.ts";
 import type { Target } from "../../codegen/target.ts";
 import type { Node } from "../ir/node.ts";
-import { stats } from "../runtime/stats.ts";
+import { stats } from "../stats.ts";
 import { lowerKernel } from "./kernels/index.ts";
 import type { PlannedKernel } from "./schedule.ts";
 import type { Launch } from "./step_program.ts";

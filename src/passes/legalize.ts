@@ -1,6 +1,6 @@
 /**
  * Device legalization: rewrites that keep every kernel's per-invocation loops short. llvmpipe
- * silently stops any shader loop after 65,535 iterations (design.md §5), so long reductions,
+ * silently stops any shader loop after 65,535 iterations (docs/architecture.md §3), so long reductions,
  * long-K matmuls, long scans and wide top-k become two-level computations here, at graph level,
  * where the interpreter can check them against the original.
  */

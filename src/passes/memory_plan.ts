@@ -7,6 +7,7 @@ import { fail } from "../errors.ts";
 import { formatBytes } from "../memory.ts";
 import { fmtShape } from "../shape.ts";
 import { errorWords, type Launch, type SlotInfo } from "./step_program.ts";
+import type { DeviceLimits } from "./device_limits.ts";
 
 /** Liveness: temporaries share physical buffers of equal size once their last use is past. */
 export function planMemory(
@@ -69,7 +70,8 @@ export function describeStep(launches: Launch[], slots: SlotInfo[], temps: numbe
 }
 
 /** Refuses, before anything is allocated, a value larger than one buffer binding may be. */
-export function checkBufferSizes(slots: SlotInfo[], limit: { bytes: number; name: string }): void {
+export function checkBufferSizes(slots: SlotInfo[], device: DeviceLimits): void {
+  const limit = { bytes: device.maxBindingBytes, name: device.maxBindingBytesName };
   for (const s of slots) {
     if (s.bytes <= limit.bytes) continue;
     const n = s.node;

@@ -1,6 +1,6 @@
 /**
  * Scheduling: which nodes are realized into buffers, and so which fused kernels run. The rules
- * are explicit (design.md §4):
+ * are explicit (docs/architecture.md §1):
  *  - outputs are realized; inputs (params, buffers) already are;
  *  - routine ops (matmul, top-k, scan, scatter-add) run as templates over realized inputs, but a
  *    matmul's elementwise consumers fuse into its write (epilogue) when they all end in one

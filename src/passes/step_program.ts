@@ -7,18 +7,17 @@ import type { KernelProgram } from "../../codegen/kernel.ts";
 import type { Target } from "../../codegen/target.ts";
 import type { Node } from "../ir/node.ts";
 import type { LegalizeLimits } from "./legalize.ts";
+import type { DeviceLimits } from "./device_limits.ts";
 
 export interface CompileOptions {
   fuse: boolean;
   /** What the kernels are written in (default WGSL). */
   target?: Target;
-  /** The device's storage-buffer limit per shader stage. */
-  maxBindings: number;
+  /** What the device allows (default: WebGPU's defaults). */
+  device?: DeviceLimits;
+  /** Shorthand for a device with this many storage buffers per kernel (tests, inspection). */
+  maxBindings?: number;
   limits?: LegalizeLimits;
-  /** Alignment of a binding's offset into a buffer (the error buffer's regions); default 256. */
-  errorAlign?: number;
-  /** The largest buffer a kernel may bind (bytes), and the limit's name for the error. */
-  maxBufferBytes?: { bytes: number; name: string };
   /**
    * Run one op per kernel and test every f32 value for NaN/Inf by its bits
    * (mj.debug.checkNumerics): a finite-check launch follows each value's producer.

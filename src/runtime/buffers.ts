@@ -4,7 +4,7 @@
  */
 import { allocHost, type DType, type TypedArray } from "../dtype.ts";
 import type { Node } from "../ir/node.ts";
-import { stats } from "./stats.ts";
+import { stats } from "../stats.ts";
 
 const USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 

@@ -11,7 +11,7 @@ import type { IndexErrorLog } from "./index_errors.ts";
 import { submitAndRead } from "./readback.ts";
 import { checkDeviceHealth } from "./device.ts";
 import { pipelineFor } from "./pipelines.ts";
-import { stats } from "./stats.ts";
+import { stats } from "../stats.ts";
 import { profiling, record, roundTripMs } from "./profile.ts";
 
 interface StepState {

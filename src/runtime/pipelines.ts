@@ -4,7 +4,7 @@
  * the WGSL, numbered, and the op that produced it.
  */
 import type { KernelProgram } from "../../codegen/kernel.ts";
-import { stats } from "./stats.ts";
+import { stats } from "../stats.ts";
 
 export class ShaderError extends Error {
   override name = "ShaderError";

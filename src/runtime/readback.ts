@@ -6,7 +6,7 @@
 import type { DType, TypedArray } from "../dtype.ts";
 import { fromDeviceBytes } from "./buffers.ts";
 import type { IndexErrorLog } from "./index_errors.ts";
-import { stats } from "./stats.ts";
+import { stats } from "../stats.ts";
 
 /** A device buffer holding `size` elements of `dtype` to read. */
 export interface ReadRequest {

@@ -12,13 +12,14 @@ import { makeNode, type Node } from "../ir/node.ts";
 import { rewriteGraph } from "../ir/rewrite.ts";
 import { newBufferNode, registerHostFetcher } from "../ir/values.ts";
 import { compileStep, type StepProgram } from "../passes/compile.ts";
+import { webgpuLimits } from "../passes/device_limits.ts";
 import { BufferPool, Residency } from "./buffers.ts";
 import { IndexErrorLog } from "./index_errors.ts";
 import { numericsChecked } from "../numerics.ts";
 import { submitAndRead } from "./readback.ts";
 import { acquireGpu, type DeviceInfo, type Gpu, NO_ADAPTER_HELP } from "./device.ts";
 import { runStep } from "./executor.ts";
-import { stats } from "./stats.ts";
+import { stats } from "../stats.ts";
 import { debugDump } from "./debug_dump.ts";
 import { checkDeviceLimits } from "./limits.ts";
 
@@ -74,12 +75,9 @@ export class WebGpuBackend implements Backend {
     }`;
     let prog = this.#steps.get(key);
     if (!prog) {
-      const maxBindings = g.info.limits.maxStorageBuffersPerShaderStage ?? 8;
       prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
         fuse: fusionEnabled(),
-        maxBindings,
-        errorAlign: g.info.limits.minStorageBufferOffsetAlignment ?? 256,
-        maxBufferBytes: maxBinding(g.info.limits),
+        device: webgpuLimits(g.info.limits),
         checkNumerics: checked,
       });
       checkDeviceLimits(prog, g.info.limits);
@@ -223,15 +221,6 @@ export class WebGpuBackend implements Backend {
       return leaf;
     });
   }
-}
-
-/** The largest buffer a kernel can bind on this device, and the limit that says so. */
-function maxBinding(limits: Record<string, number>): { bytes: number; name: string } {
-  const binding = limits.maxStorageBufferBindingSize ?? 134217728;
-  const buffer = limits.maxBufferSize ?? 268435456;
-  return binding <= buffer
-    ? { bytes: binding, name: "maxStorageBufferBindingSize" }
-    : { bytes: buffer, name: "maxBufferSize" };
 }
 
 let instance: WebGpuBackend | null = null;

@@ -1,5 +1,5 @@
 /**
- * BAM's whole recipe in miniature (algorithms.md §3; the paper's Table 1 at toy scale):
+ * BAM's whole recipe in miniature (docs/methods.md §3; the paper's Table 1 at toy scale):
  *
  *  1. pretrain a dense parallel-attention seed on a mixture of the domains;
  *  2. branch it into one expert per domain by continued pretraining (peak lr halved);
@@ -15,7 +15,7 @@ import { fail } from "../errors.ts";
 import { realize } from "../realize.ts";
 import { type ModelConfig, modelConfig, parameterCount } from "../nn/config.ts";
 import type { Params } from "../nn/model.ts";
-import { upcycle } from "../moe/upcycle.ts";
+import { upcycle } from "../nn/upcycle.ts";
 import { prepareMixture } from "../data/mixture.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { writeFileAtomic } from "../io/files.ts";

@@ -4,6 +4,7 @@
  * flags, and a summary at the end. Not exported from mod.ts (it reads Deno.args and prints);
  * examples import it directly.
  */
+import "../runtime/all.ts";
 import { parseArgs } from "node:util";
 import { formatValue, MoejitError } from "../errors.ts";
 import { type BackendName, setBackend } from "../backend.ts";

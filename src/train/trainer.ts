@@ -9,6 +9,7 @@
  * AdamW moments and MoE layer states exactly, so a run stopped after N steps and resumed for M
  * more reproduces the N+M-step run bit for bit (same backend).
  */
+import "../runtime/all.ts";
 import { fail, formatValue, MoejitError } from "../errors.ts";
 import { backendName, getBackend } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";

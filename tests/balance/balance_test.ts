@@ -1,5 +1,5 @@
 /**
- * Balancers against their formulas (algorithms.md §4): values, gradients and state updates in
+ * Balancers against their formulas (docs/methods.md §4): values, gradients and state updates in
  * float64 on the interpreter, the same on WebGPU within f32 tolerance, over several steps.
  */
 import * as mj from "../../mod.ts";

@@ -1,5 +1,5 @@
 /**
- * Gradient estimators against their formulas (algorithms.md §2 Default MoE, §5 GRIN /
+ * Gradient estimators against their formulas (docs/methods.md §2 Default MoE, §5 GRIN /
  * SparseMixer-v2, §5.7 SparseMixer-v1). Expected outputs and gradients are computed in float64
  * by tests/moe/reference.ts from the formulas alone; the library must match on the interpreter
  * (float64) and on WebGPU (f32, 1e-4 relative). SparseMixer cases use logits close together

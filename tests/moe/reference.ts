@@ -2,7 +2,7 @@
  * An independent float64 reference of an MoE layer with GELU experts, in plain loops: given a
  * routing (selected experts, gate weights, and how the gradient reaches the logits), it returns
  * the output and every gradient of L = Σ mix ⊙ y. The estimators' routings are built here from
- * the formulas of algorithms.md alone (§1 top-k, §2 Default MoE, §5 SparseMixer-v2 and v1),
+ * the formulas of docs/methods.md alone (§1 top-k, §2 Default MoE, §5 SparseMixer-v2 and v1),
  * with the route options every estimator accepts:
  *  - `score`: softmax (default) or sigmoid scores, s = σ(z);
  *  - `bias`: added for selection only — to the scores for top-k, dense and Default MoE; for

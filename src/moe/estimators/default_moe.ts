@@ -1,6 +1,6 @@
 /**
  * Default MoE (Panda et al., "Dense Backpropagation Improves Training for Sparse MoE";
- * algorithms.md §2): every expert keeps an EMA "default" output ê_i. In training the EMA is
+ * docs/methods.md §2): every expert keeps an EMA "default" output ê_i. In training the EMA is
  * updated first, from the outputs of the experts that ran, then the output gains
  * Σ_{i∉A_t} π_{t,i} ê_i. ê is a constant for autodiff, so the router receives the dense
  * gradient ⟨∂L/∂y_t, E_i(x_t) or ê_i⟩ while experts keep their sparse gradient.

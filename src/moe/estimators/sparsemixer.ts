@@ -1,6 +1,6 @@
 /**
  * SparseMixer-v2 (GRIN) and SparseMixer-v1 routing estimators, following the released code
- * (microsoft/SparseMixer `sparsemixerv2_routing`, `SparseMixer`; algorithms.md §5):
+ * (microsoft/SparseMixer `sparsemixerv2_routing`, `SparseMixer`; docs/methods.md §5):
  *
  *  - the drop rule: expert i is masked when (z* − z_i) / max(|z_i|, z*) > 2ε (z* not made
  *    absolute), computed without gradient;

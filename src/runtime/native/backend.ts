@@ -15,10 +15,11 @@ import { rewriteGraph } from "../../ir/rewrite.ts";
 import { ensureHost, newBufferNode } from "../../ir/values.ts";
 import { numericsChecked } from "../../numerics.ts";
 import { compileStep } from "../../passes/compile.ts";
+import { HOST_LIMITS } from "../../passes/device_limits.ts";
 import type { StepProgram } from "../../passes/step_program.ts";
 import { raiseFirst } from "../index_errors.ts";
 import { profiling, record } from "../profile.ts";
-import { stats } from "../stats.ts";
+import { stats } from "../../stats.ts";
 import { fusionEnabled } from "../../backend.ts";
 import { compileShared, toolchain } from "./compiler.ts";
 import { stepSource } from "./step_source.ts";
@@ -174,8 +175,7 @@ export class NativeBackend implements Backend {
     const prog = compileStep(roots, (n) => n.op === "param" || this.#isValue(n), {
       fuse: fusionEnabled(),
       target: C_TARGET,
-      maxBindings: Infinity,
-      errorAlign: 8,
+      device: HOST_LIMITS,
       checkNumerics: checked,
     });
     stats.stepsCompiled++;

@@ -1,5 +1,5 @@
 /**
- * Upcycling dense models into a mixture of experts (algorithms.md §3): from a seed model and
+ * Upcycling dense models into a mixture of experts (docs/methods.md §3): from a seed model and
  * N−1 copies of it specialised by continued pretraining (same architecture), build
  *
  *  - BTX (Branch-Train-MiX): FFN experts copied from the dense models; attention, norms and
@@ -15,8 +15,8 @@ import { fail, formatValue } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { randn } from "../ops/creation.ts";
 import { stack } from "../ops/movement.ts";
-import { type BalanceSpec, type ModelConfig, modelConfig } from "../nn/config.ts";
-import type { Params } from "../nn/model.ts";
+import { type BalanceSpec, type ModelConfig, modelConfig } from "./config.ts";
+import type { Params } from "./model.ts";
 
 /** A dense model to upcycle (e.g. `await mj.io.loadCheckpoint(dir)`). */
 export interface UpcycleSource {
