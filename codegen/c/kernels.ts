@@ -95,9 +95,119 @@ function combine(kind: ReduceKind, type: ScalarType, acc: string, v: string): st
   return `mj_${type === "u32" ? "u" : "i"}${kind}(${acc}, ${v})`;
 }
 
+/**
+ * The value of an integer index expression at given variable values, or undefined when it reads
+ * memory or uses an op this does not follow.
+ */
+function evalIndex(e: Exp, env: Record<string, number>): number | undefined {
+  const a = e.args.map((x) => evalIndex(x, env));
+  if (a.some((v) => v === undefined)) return undefined;
+  const [x, y] = a as number[];
+  switch (e.op) {
+    case "const":
+      return e.value;
+    case "var":
+      return env[e.attr as string];
+    case "add":
+      return x + y;
+    case "sub":
+      return x - y;
+    case "mul":
+      return x * y;
+    case "div":
+      return y === 0 ? x : Math.trunc(x / y);
+    case "mod":
+      return y === 0 ? 0 : x % y;
+    case "max":
+      return Math.max(x, y);
+    case "min":
+      return Math.min(x, y);
+    case "cast":
+      return x;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Whether a row kernel's reductions read memory along rows rather than along the reduced axis
+ * (a column sum: the gradient of a norm's weight, per-expert statistics): then a block of rows
+ * is reduced together, the innermost loop running over the rows of the block (contiguous, so it
+ * vectorizes) instead of striding through memory one row at a time. Each row still sums in the
+ * order of r, so the result is the same bits either way.
+ */
+function readsAlongRows(k: RowKernel): boolean {
+  if (k.rows < 8 || k.R < 2) return false;
+  let along = 0, across = 0;
+  walk(k.reductions.map((r) => r.value), (e) => {
+    if (e.op !== "load") return;
+    const at = (row: number, r: number) => evalIndex(e.args[0], { row, r });
+    const base = at(1, 1), dRow = at(2, 1), dR = at(1, 2);
+    if (base === undefined || dRow === undefined || dR === undefined) return;
+    if (Math.abs(dRow - base) === 1 && Math.abs(dR - base) > 1) along++;
+    else across++;
+  });
+  return along > 0 && across === 0;
+}
+
+/** Rows reduced together in the blocked order. */
+const ROW_BLOCK = 64;
+
+/** The blocked order of a row kernel (see readsAlongRows). */
+function rowBlockedC(k: RowKernel, bindings: Binding[]): KernelProgram {
+  const roots = [...k.reductions.map((r) => r.value), k.output.value, k.output.index];
+  const em = new CEmitter((s) => `buf${s}`);
+  em.count(roots);
+  const lines: string[] = [];
+  const accs: string[] = [];
+  const loadAccs = () =>
+    accs.map((a) => `const ${a.split(" ")[0]} ${a.split(" ")[1]} = ${a.split(" ")[1]}_b[b];`);
+  for (const red of k.reductions) {
+    const t = red.type === "bool" ? "int" : cStorageType(red.type);
+    lines.push(`${t} ${red.acc}_b[${ROW_BLOCK}];`);
+    lines.push(`for (int b = 0; b < nb; b++) ${red.acc}_b[b] = ${accInit(red.kind, red.type)};`);
+    const seg = em.segment(true, ["r", "row", ...k.reductions.map((x) => x.acc)]);
+    const v = em.render(red.value, seg);
+    lines.push(`for (int32_t r = 0; r < ${k.R}; r++) {`);
+    lines.push(`  for (int b = 0; b < nb; b++) {`);
+    lines.push(`    const int32_t row = row0 + b;`);
+    for (const l of loadAccs()) lines.push(`    ${l}`);
+    for (const l of em.lines(seg)) lines.push(`    ${l}`);
+    lines.push(`    ${red.acc}_b[b] = ${combine(red.kind, red.type, `${red.acc}_b[b]`, v)};`);
+    lines.push(`  }`, `}`);
+    accs.push(`${t} ${red.acc}`);
+  }
+  const seg = em.segment(true, ["r", "row", ...k.reductions.map((x) => x.acc)]);
+  const v = em.render(k.output.value, seg);
+  const idx = em.render(k.output.index, seg);
+  const store1 = `buf${k.out.slot}[${idx}] = ${store(k.out.type, v)};`;
+  const inner = [
+    `const int32_t row = row0 + b;`,
+    ...loadAccs(),
+    ...em.lines(seg),
+    store1,
+  ];
+  if (k.output.perElement) {
+    lines.push(`for (int32_t r = 0; r < ${k.R}; r++) {`, `  for (int b = 0; b < nb; b++) {`);
+    lines.push(...inner.map((l) => `    ${l}`), `  }`, `}`);
+  } else {
+    lines.push(`for (int b = 0; b < nb; b++) {`, ...inner.map((l) => `  ${l}`), `}`);
+  }
+  const blocks = Math.ceil(k.rows / ROW_BLOCK);
+  const body = `  ${
+    parallelFor(blocks, ROW_BLOCK * k.R)
+  }for (int32_t row0 = 0; row0 < ${k.rows}; row0 += ${ROW_BLOCK}) {
+    const int nb = ${k.rows} - row0 < ${ROW_BLOCK} ? ${k.rows} - row0 : ${ROW_BLOCK};
+${indent(lines, "    ")}
+  }
+`;
+  return { label: k.label, code: cFunction(bindings, body), bindings, grid: [1, 1, 1] };
+}
+
 export function rowC(k: RowKernel): KernelProgram {
   const roots = [...k.reductions.map((r) => r.value), k.output.value, k.output.index];
   const bindings = collectBindings(roots, k.out);
+  if (readsAlongRows(k)) return rowBlockedC(k, bindings);
   const em = new CEmitter((s) => `buf${s}`);
   em.count(roots);
   const top = em.segment(false, ["row"]);
