@@ -1,8 +1,9 @@
 /**
  * Side-by-side MoE layer benchmark, alternating systems round by round in one process: moejit
- * (WebGPU) vs the same layer written with TensorFlow.js's WebGPU backend the way a user would
- * (bench/peers/moe_tfjs.ts), plus PyTorch on the CPU (bench/peers/moe_torch.py, Debian's
- * python3-torch with OpenBLAS) for scale. Prints tokens/s and ratios.
+ * on WebGPU and on the native backend, the same layer written with TensorFlow.js's WebGPU backend
+ * the way a user would (bench/peers/moe_tfjs.ts), and PyTorch on the CPU
+ * (bench/peers/moe_torch.py, Debian's python3-torch with OpenBLAS, as many threads as moejit's
+ * native backend). Prints tokens/s and ratios.
  *
  *   deno run -A bench/peers/compare_moe.ts [--rounds 3] [--shape 4096,256,8,512,2]
  */
@@ -17,6 +18,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     shape: { type: "string", multiple: true },
     "no-tfjs": { type: "boolean", default: false },
+    "no-webgpu": { type: "boolean", default: false },
+    "no-native": { type: "boolean", default: false },
   },
 });
 const rounds = Number(values.rounds);
@@ -25,10 +28,12 @@ const shapes: MoeShape[] =
     const [T, d, E, f, k] = s.split(",").map(Number);
     return { T, d, E, f, k };
   });
-mj.setBackend("webgpu");
 const info = await mj.backendInfo();
+const native = await mj.nativeInfo();
 console.log(
-  `adapter: ${info?.adapter.description} (${info?.backendHint}); ${rounds} alternating rounds; GELU experts`,
+  `adapter: ${info?.adapter.description} (${info?.backendHint}); native: ${
+    native ? `${native.compiler}, ${native.threads} threads, BLAS ${native.blas ?? "none"}` : "n/a"
+  }; ${rounds} alternating rounds; GELU experts`,
 );
 
 function torch(s: MoeShape): { fwd: number; fwdBwd: number } | null {
@@ -49,52 +54,62 @@ function torch(s: MoeShape): { fwd: number; fwdBwd: number } | null {
 
 const rows: string[][] = [];
 for (const s of shapes) {
-  const ours = await moejitMoe(s);
+  const webgpu = values["no-webgpu"] ? null : await moejitMoe(s, {}, { backend: "webgpu" });
+  const native = values["no-native"] ? null : await moejitMoe(s, {}, { backend: "native" });
   const theirs = values["no-tfjs"] ? null : await tfMoe(s);
-  await ours.fwd();
-  await ours.fwdBwd();
-  if (theirs) {
-    await theirs.fwd();
-    await theirs.fwdBwd();
+  const systems = { webgpu, native, tfjs: theirs };
+  for (const sys of Object.values(systems)) {
+    if (!sys) continue;
+    await sys.fwd();
+    await sys.fwdBwd();
   }
-  const t = { of: [] as number[], ob: [] as number[], tf: [] as number[], tb: [] as number[] };
+  const times: Record<string, { fwd: number[]; fwdBwd: number[] }> = {};
   const time = async (f: () => Promise<unknown>, into: number[]) => {
     const t0 = performance.now();
     await f();
     into.push(performance.now() - t0);
   };
   for (let r = 0; r < rounds; r++) {
-    await time(ours.fwd, t.of);
-    if (theirs) await time(theirs.fwd, t.tf);
-    await time(ours.fwdBwd, t.ob);
-    if (theirs) await time(theirs.fwdBwd, t.tb);
+    for (const [name, sys] of Object.entries(systems)) {
+      if (!sys) continue;
+      times[name] ??= { fwd: [], fwdBwd: [] };
+      await time(sys.fwd, times[name].fwd);
+      await time(sys.fwdBwd, times[name].fwdBwd);
+    }
   }
-  const tps = (ms: number[]) => (ms.length ? s.T / (median(ms) / 1000) : NaN);
+  const tps = (ms?: number[]) => (ms?.length ? s.T / (median(ms) / 1000) : NaN);
   const pt = torch(s);
   const fmt = (v: number) => (Number.isNaN(v) ? "n/a" : Math.round(v).toLocaleString("en-US"));
+  const ratio = (a: number, b: number) =>
+    Number.isNaN(a) || Number.isNaN(b) ? "n/a" : (a / b).toFixed(2) + "x";
   const name = `T=${s.T} d=${s.d} E=${s.E} f=${s.f} k=${s.k}`;
-  for (
-    const [pass, o, tf, py] of [["fwd", tps(t.of), tps(t.tf), pt?.fwd ?? NaN], [
-      "fwd+bwd",
-      tps(t.ob),
-      tps(t.tb),
-      pt?.fwdBwd ?? NaN,
-    ]] as const
-  ) {
+  for (const pass of ["fwd", "fwdBwd"] as const) {
+    const w = tps(times.webgpu?.[pass]), n = tps(times.native?.[pass]);
+    const tf = tps(times.tfjs?.[pass]), py = pt?.[pass] ?? NaN;
     rows.push([
       name,
-      pass,
-      fmt(o),
+      pass === "fwd" ? "fwd" : "fwd+bwd",
+      fmt(w),
+      fmt(n),
       fmt(tf),
-      Number.isNaN(tf) ? "n/a" : (o / tf).toFixed(2) + "x",
       fmt(py),
-      Number.isNaN(py) ? "n/a" : (o / py).toFixed(2) + "x",
+      ratio(w, tf),
+      ratio(n, py),
     ]);
   }
 }
 console.log(
   table(
-    ["shape", "pass", "moejit tok/s", "tfjs tok/s", "vs tfjs", "torch-cpu tok/s", "vs torch"],
+    [
+      "shape",
+      "pass",
+      "webgpu tok/s",
+      "native tok/s",
+      "tfjs tok/s",
+      "torch-cpu tok/s",
+      "webgpu/tfjs",
+      "native/torch",
+    ],
     rows,
   ),
 );

@@ -10,6 +10,8 @@ export interface MoejitMoeRun {
    * is part of the timed work. Default false (the state is neither fed in nor returned).
    */
   carryState?: boolean;
+  /** The backend the steps run on (default: the one in use when called). */
+  backend?: mj.BackendName;
 }
 
 /**
@@ -21,6 +23,8 @@ export async function moejitMoe(
   opts: Partial<mj.moe.LayerOptions> = {},
   run: MoejitMoeRun = {},
 ) {
+  const backend = run.backend ?? await mj.backendName();
+  mj.setBackend(backend);
   const x = await mj.realize(mj.randn([s.T, s.d], { seed: 1 }));
   const params = await mj.realize({
     router: mj.randn([s.E, s.d], { seed: 2 }).mul(0.1),
@@ -51,8 +55,12 @@ export async function moejitMoe(
   let state: mj.moe.LayerState = {};
   if (carry) state = (await fwdBwd(x, params, state)).state ?? {};
   return {
-    fwd: async () => await (await fwd(x, params, state)).item(),
+    fwd: async () => {
+      mj.setBackend(backend);
+      return await (await fwd(x, params, state)).item();
+    },
     fwdBwd: async () => {
+      mj.setBackend(backend);
       const o = await fwdBwd(x, params, state);
       if (carry) state = o.state ?? {};
       return await o.loss.item();

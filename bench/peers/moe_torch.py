@@ -8,6 +8,8 @@ import json, sys, time
 import torch
 
 T, d, E, f, k, rounds = (int(a) for a in sys.argv[1:7])
+# As many threads as moejit's native backend uses (the machine's cores), unless told otherwise.
+torch.set_num_threads(int(__import__("os").environ.get("TORCH_THREADS", __import__("os").cpu_count())))
 torch.manual_seed(0)
 x = torch.randn(T, d, requires_grad=True)
 router = (torch.randn(E, d) * 0.1).requires_grad_()
