@@ -294,7 +294,8 @@ const FLAGS: Record<string, Flag> = {
   backend: {
     target: { special: "backend" },
     kind: "string",
-    help: "webgpu | cpu (default: WebGPU when an adapter exists)",
+    help:
+      "native | webgpu | cpu (default: WebGPU on a GPU; native C on a software adapter or none)",
   },
   help: { target: { special: "help" }, kind: "boolean", help: "print this help" },
 };
@@ -443,8 +444,8 @@ export function parseCli(
     } else if ("run" in t) (run as Record<string, unknown>)[t.run] = value;
     else if (t.special === "balance") model.balance = parseBalance(String(value));
     else if (t.special === "backend") {
-      if (value !== "webgpu" && value !== "cpu") {
-        throw new CliError(`--backend: expected webgpu or cpu, got ${formatValue(value)}`);
+      if (value !== "native" && value !== "webgpu" && value !== "cpu") {
+        throw new CliError(`--backend: expected native, webgpu or cpu, got ${formatValue(value)}`);
       }
       backend = String(value);
     }
