@@ -33,6 +33,7 @@ import {
   zLoss,
   type ZLossOptions,
 } from "../passes/balance.ts";
+import { defaultConfig, type DefaultOptions } from "../moe/estimators/default_moe.ts";
 
 /**
  * A balancer in serializable form (config.json, CLI): its `kind` plus any option of the matching
@@ -190,6 +191,17 @@ export interface ModelConfig {
   /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
   jitterEps: number;
   /**
+   * Default MoE's options (estimator "default"; see `mj.moe.layer`'s `default`): EMA decay
+   * `beta`, what the EMA averages (`ema`: "mean", or the two readings of the paper's scored
+   * update, "scoredMean" and "scoredWeighted"), `mode` "forward" (the method) or "backwardOnly"
+   * (the ablation), and `evalDefaults`. Partial options are completed with the defaults.
+   *
+   * ```ts
+   * { estimator: "default", defaultMoe: { beta: 0.9, ema: "scoredWeighted" } }
+   * ```
+   */
+  defaultMoe: DefaultOptions;
+  /**
    * Load balancers of the MoE layers: one list for every layer, or one list per layer (an array
    * of `nLayers` lists; `[]` for a layer without balancers). Each spec is `{ kind, ...options }`
    * with the options of `mj.balance.auxLoss/zLoss/lossFree/bip`; unknown options are errors.
@@ -237,6 +249,7 @@ export const DEFAULT_CONFIG: ModelConfig = {
   topK: 2,
   estimator: "sparsemixer",
   jitterEps: 0.01,
+  defaultMoe: { beta: 0.9, ema: "mean", mode: "forward", evalDefaults: false },
   balance: [{ kind: "auxLoss", alpha: 0.01 }],
   normalizeTopK: false,
   attnExperts: 1,
@@ -246,6 +259,21 @@ export const DEFAULT_CONFIG: ModelConfig = {
 };
 
 const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
+
+/** Default MoE's options completed with the defaults and checked (errors name the field). */
+function defaultMoeOf(o: unknown): DefaultOptions {
+  if (o === undefined) return { ...DEFAULT_CONFIG.defaultMoe };
+  if (!o || typeof o !== "object" || Array.isArray(o)) {
+    fail("modelConfig", `defaultMoe must be an object of options, got ${JSON.stringify(o)}`);
+  }
+  try {
+    return { ...defaultConfig({ ...DEFAULT_CONFIG.defaultMoe, ...o as DefaultOptions }) };
+  } catch (e) {
+    if (!(e instanceof MoejitError)) throw e;
+    const msg = e.message.split("\n")[0].replace(/^[^:]*: /, "").replaceAll("default.", "");
+    return fail("modelConfig", `defaultMoe: ${msg}`);
+  }
+}
 
 /** Fills defaults and checks a model configuration, with errors naming the field. */
 export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
@@ -272,6 +300,7 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
     balance: (partial.balance ?? DEFAULT_CONFIG.balance).map((b) =>
       Array.isArray(b) ? [...b] : b
     ) as BalanceConfig,
+    defaultMoe: defaultMoeOf(partial.defaultMoe),
   };
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];

@@ -160,6 +160,7 @@ export function forward(
       estimator: config.estimator,
       balance: balanceOf(i),
       ...(config.normalizeTopK ? { normalize: true } : {}),
+      ...(config.estimator === "default" ? { default: config.defaultMoe } : {}),
       training,
       ...(config.activation !== "swiglu" ? { activation: config.activation } : {}),
       ...(opts.state?.[i] ? { state: opts.state[i] } : {}),

@@ -635,6 +635,42 @@ Deno.test("forward (MoE): shapes, loss keys per balancer, per-layer state and ro
   assert.deepEqual(dr.logits.shape, [2, 8, 32]);
 });
 
+Deno.test("forward (MoE, estimator default): the config's defaultMoe options reach every layer", () => {
+  mj.setBackend("cpu");
+  const toks = tokenTensor(randomTokens(2, 8, 32, 41));
+  const run = (
+    defaultMoe: Partial<mj.nn.ModelConfig["defaultMoe"]>,
+    state?: mj.moe.LayerState[],
+  ) => {
+    const c = mj.nn.modelConfig({ ...MOE, estimator: "default", balance: [], defaultMoe });
+    return mj.nn.forward(mj.nn.initParams(c, 3), toks, c, { training: true, state });
+  };
+  // From zero defaults, one step leaves ehat = (1 − β)·(the step's average): β scales it.
+  const e9 = evalWide(run({ beta: 0.9 }).state[1].ehat!)[0];
+  const e5 = evalWide(run({ beta: 0.5 }).state[1].ehat!)[0];
+  assertClose(e9.map((v) => v * 5), e5, { rtol: 1e-5, atol: 1e-7 });
+  // The scored readings average π·E (mean) or Σπ·E/Σπ: neither equals the plain mean.
+  const scored = evalWide(run({ beta: 0.5, ema: "scoredMean" }).state[1].ehat!)[0];
+  const weighted = evalWide(run({ beta: 0.5, ema: "scoredWeighted" }).state[1].ehat!)[0];
+  assert.ok(scored.some((v, i) => Math.abs(v - e5[i]) > 1e-6), "scoredMean differs from mean");
+  assert.ok(weighted.some((v, i) => Math.abs(v - scored[i]) > 1e-6), "the readings differ");
+  // With non-zero defaults the forward mode changes the logits; backwardOnly keeps top-k's.
+  const state = run({ beta: 0.5 }).state;
+  const topkConfig = mj.nn.modelConfig({ ...MOE, estimator: "topk", balance: [] });
+  const topk = mj.nn.forward(mj.nn.initParams(topkConfig, 3), toks, topkConfig, { training: true });
+  const [plain, fwd, bwd] = evalWide(
+    topk.logits,
+    run({ beta: 0.5 }, state).logits,
+    run({ beta: 0.5, mode: "backwardOnly" }, state).logits,
+  );
+  assertClose(bwd, plain, { rtol: 1e-6, atol: 1e-7 });
+  assert.ok(fwd.some((v, i) => Math.abs(v - plain[i]) > 1e-5), "forward mode adds the defaults");
+  assert.throws(
+    () => mj.nn.modelConfig({ defaultMoe: { mode: "both" } as never }),
+    isErr("modelConfig", /defaultMoe: mode must be one of "forward", "backwardOnly", got "both"/),
+  );
+});
+
 Deno.test("forward (MoE): sequence-scoped aux loss equals the global one for one sequence, not for two", async () => {
   mj.setBackend("cpu");
   const loss = async (scope: "global" | "sequence", B: number) => {
