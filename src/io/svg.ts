@@ -8,6 +8,9 @@ export interface Series {
   /** y values, one per x (x = index + 1 unless `x` is given). */
   y: readonly number[];
   x?: readonly number[];
+  /** A shaded band from `lo` to `hi` around the line (e.g. the spread over seeds), per x. */
+  lo?: readonly number[];
+  hi?: readonly number[];
 }
 
 export interface LineChartOptions {
@@ -61,7 +64,7 @@ function fmt(v: number): string {
 }
 
 /**
- * A line chart with axes, ticks and a legend.
+ * A line chart with axes, ticks and a legend; a series with `lo` and `hi` gets a shaded band.
  *
  * @example
  * ```ts
@@ -77,7 +80,16 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
       Number.isFinite(y) && (!o.logY || y > 0)
     )
   );
-  const all = pts.flat();
+  // Band edges (a point with a bad edge is left out of the band, not of the line).
+  const bands = series.map((s) =>
+    s.lo && s.hi
+      ? s.y.map((_, i) => [s.x ? s.x[i] : i + 1, s.lo![i], s.hi![i]] as [number, number, number])
+        .filter(([, lo, hi]) =>
+          Number.isFinite(lo) && Number.isFinite(hi) && (!o.logY || (lo > 0 && hi > 0))
+        )
+      : []
+  );
+  const all = [...pts.flat(), ...bands.flat().flatMap(([x, lo, hi]) => [[x, lo], [x, hi]])];
   const xs = all.map((p) => p[0]), ys = all.map((p) => (o.logY ? Math.log10(p[1]) : p[1]));
   let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
   let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
@@ -129,6 +141,16 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
   if (o.yLabel) parts.push(yAxisLabel(o.yLabel, m.t + ph / 2));
   pts.forEach((p, i) => {
     const color = PALETTE[i % PALETTE.length];
+    const band = bands[i];
+    if (band.length > 1) {
+      const upper = band.map(([x, , hi]) => `${sx(x).toFixed(1)},${sy(hi).toFixed(1)}`);
+      const lower = band.map(([x, lo]) => `${sx(x).toFixed(1)},${sy(lo).toFixed(1)}`).reverse();
+      parts.push(
+        `<path d="M${
+          [...upper, ...lower].join(" L")
+        } Z" fill="${color}" fill-opacity="0.18" stroke="none"/>`,
+      );
+    }
     if (p.length) {
       const d = p.map(([x, y], j) => `${j ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`)
         .join(" ");

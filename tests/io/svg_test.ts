@@ -29,6 +29,39 @@ Deno.test("svg: a line chart names its series and escapes text", () => {
   assert.match(svg, /Loss &amp; ppl/);
 });
 
+Deno.test("svg: a series with lo and hi gets a band that encloses its line, and widens the y range", () => {
+  const svg = lineChart([{
+    name: "ppl",
+    x: [0, 10, 20],
+    y: [5, 4, 3],
+    lo: [4, 3, 2],
+    hi: [6, 5, 9],
+  }, {
+    name: "no band",
+    y: [4, 4, 4],
+  }], { title: "band", width: 400, height: 300 });
+  assert.ok(balanced(svg));
+  const bands = [...svg.matchAll(/<path d="M([^"]+) Z" fill="(#[0-9a-f]+)" fill-opacity/g)];
+  assert.equal(bands.length, 1, "only the series with lo/hi has a band");
+  const line = svg.match(/<path d="(M[^"]+)" fill="none" stroke="(#[0-9a-f]+)"/)!;
+  assert.equal(bands[0][2], line[2], "the band has its line's colour");
+  // The band's top edge (hi) is drawn at smaller SVG y than the line, its bottom (lo) at larger.
+  const pts = (d: string) =>
+    d.replace(/^M/, "").split(/ L?/).map((p) => p.replace(/^L/, "").split(",").map(Number));
+  const band = pts(bands[0][1]), ln = pts(line[1]);
+  assert.equal(band.length, 6);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(band[i][0], ln[i][0]);
+    assert.ok(band[i][1] < ln[i][1], `hi above the line at point ${i}`);
+    assert.ok(band[5 - i][1] > ln[i][1], `lo below the line at point ${i}`);
+  }
+  // y = 9 (a band edge only) is inside the plot: some y tick reaches 8 or more.
+  const ticks = [...svg.matchAll(/text-anchor="end" font-size="11">([\d.]+)</g)].map((m) =>
+    Number(m[1])
+  );
+  assert.ok(Math.max(...ticks) >= 8, `ticks ${ticks}`);
+});
+
 Deno.test("svg: a centred heatmap is white at the center, red above, blue below, with column names", () => {
   const svg = heatmap([[0.125, 0.5, 0]], {
     title: "load",
