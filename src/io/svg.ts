@@ -73,7 +73,9 @@ function fmt(v: number): string {
  */
 export function lineChart(series: readonly Series[], o: LineChartOptions): string {
   const W = o.width ?? 720, H = o.height ?? 420;
-  const m = { l: 70, r: 160, t: 40, b: 50 };
+  // The legend's column is as wide as the longest name needs (about 6.5 px per character).
+  const legend = Math.max(...series.map((s) => s.name.length), 0);
+  const m = { l: 70, r: Math.max(160, Math.round(50 + 6.5 * legend)), t: 40, b: 50 };
   const pw = W - m.l - m.r, ph = H - m.t - m.b;
   const pts = series.map((s) =>
     s.y.map((y, i) => [s.x ? s.x[i] : i + 1, y] as [number, number]).filter(([, y]) =>
@@ -118,7 +120,10 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
       }</text>`,
     );
   }
-  const yTicks = o.logY
+  // A log axis with fewer than two powers of ten in its range gets ordinary ticks inside it.
+  const yTicks = o.logY && Math.floor(y1) - Math.ceil(y0) + 1 < 2
+    ? niceTicks(10 ** y0, 10 ** y1)
+    : o.logY
     ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(1, Math.ceil(y1) - Math.floor(y0))).map((
       e,
     ) => 10 ** e)

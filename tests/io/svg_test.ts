@@ -62,6 +62,19 @@ Deno.test("svg: a series with lo and hi gets a band that encloses its line, and 
   assert.ok(Math.max(...ticks) >= 8, `ticks ${ticks}`);
 });
 
+Deno.test("svg: a log axis inside one decade still has labelled ticks; the legend fits long names", () => {
+  const name = "Default MoE (scored EMA, Σπ·E / Σπ)";
+  const svg = lineChart([{ name, y: [125, 118, 112] }], { title: "ppl", logY: true, width: 600 });
+  const ticks = [...svg.matchAll(/text-anchor="end" font-size="11">([\d.]+)</g)].map((m) =>
+    Number(m[1])
+  );
+  assert.ok(ticks.length >= 2, `ticks ${ticks}`);
+  assert.ok(ticks.every((t) => t >= 112 && t <= 125), `ticks ${ticks} inside the data's range`);
+  // The legend text starts right of the plot and has room for ~6.5 px per character.
+  const x = Number(svg.match(/<text x="([\d.]+)" y="[\d.]+" font-size="12">Default MoE/)![1]);
+  assert.ok(600 - x >= 6.5 * name.length, `legend at x=${x} leaves ${600 - x} px`);
+});
+
 Deno.test("svg: a centred heatmap is white at the center, red above, blue below, with column names", () => {
   const svg = heatmap([[0.125, 0.5, 0]], {
     title: "load",
