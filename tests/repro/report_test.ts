@@ -1,0 +1,205 @@
+/**
+ * The report writer on fabricated results (no training): the claims table (per seed, mean with
+ * its t-interval, a plain verdict), the per-arm tables (mean ± sd, each seed), the scale and
+ * notes, the charts with their bands, and the raw JSON — for a small suite with known numbers,
+ * and for every real suite's claims, columns and charts.
+ */
+import { assert } from "../helpers.ts";
+import { writeReport } from "../../src/repro/report.ts";
+import { SUITES } from "../../src/repro/suites/index.ts";
+import type { RunResult, Suite } from "../../src/repro/suite.ts";
+import type { Machine } from "../../src/repro/machine.ts";
+import { fakeResult, fakeSpec } from "./fake.ts";
+
+const machine: Machine = {
+  cpu: "Test CPU",
+  cores: 2,
+  memoryGiB: 8,
+  os: "linux",
+  deno: "2.9.6",
+  commit: "0123456789abcdef",
+  dirty: false,
+};
+
+const tiny: Suite = {
+  name: "tiny",
+  title: "A against B",
+  summary: "Two arms.",
+  scale: { steps: 100 },
+  quick: { steps: 10 },
+  scaleDoc: { steps: "training steps" },
+  groups: () => [{
+    key: "g",
+    label: "the group",
+    arms: [{ key: "a", label: "A" }, { key: "b", label: "B" }],
+  }],
+  runs: () => [],
+  columns: [
+    { key: "ppl", label: "val ppl", value: (r) => r.ppl, digits: 2 },
+    { key: "never", label: "first step", value: () => null, digits: 0, missing: "never" },
+  ],
+  claims: () => [
+    {
+      group: "g",
+      paper: "B beats A",
+      source: "Table 1",
+      measured: "val ppl: B − A",
+      a: "a",
+      b: "b",
+      value: (a, b) => b.ppl - a.ppl,
+      expect: "negative",
+      format: (v) => v.toFixed(2),
+    },
+    {
+      group: "g",
+      paper: "A beats B",
+      source: "Table 2",
+      measured: "val ppl: A − B",
+      a: "b",
+      b: "a",
+      value: (b, a) => a.ppl - b.ppl,
+      expect: "negative",
+      format: (v) => v.toFixed(2),
+    },
+  ],
+  charts: () => [{
+    file: "curve.svg",
+    title: "Curve",
+    group: "g",
+    xLabel: "tokens",
+    yLabel: "ppl",
+    series: (r) => r.curve.map((p) => ({ x: p.tokens, y: p.ppl })),
+  }],
+  notes: () => ["A note."],
+};
+
+Deno.test("writeReport: claims with per-seed values, interval and verdict; arms with mean ± sd", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
+  // B is better than A by 0.3, 0.5, 0.4 on seeds 0–2.
+  const a = [10, 11, 12], b = [9.7, 10.5, 11.6];
+  const results: RunResult[] = [0, 1, 2].flatMap((s) => [
+    fakeResult(fakeSpec("g", "a", s), a[s]),
+    fakeResult(fakeSpec("g", "b", s), b[s]),
+  ]);
+  const files = await writeReport(dir, {
+    suite: tiny,
+    scale: tiny.scale,
+    seeds: [0, 1, 2],
+    quick: false,
+    results,
+    failed: [{ id: "g/c/seed-0", error: "exit code 1; diverged\nmore" }],
+    machine,
+    command: "deno task reproduce --suite tiny",
+    date: new Date("2025-01-02T03:04:05Z"),
+  });
+  const md = await Deno.readTextFile(files.markdown);
+  assert.match(md, /^# A against B\n/);
+  assert.match(md, /Made by `deno task reproduce --suite tiny` on 2025-01-02 03:04 UTC/);
+  assert.match(md, /Test CPU, 2 logical cores, 8 GiB/);
+  assert.match(md, /\*\*Backend\*\*: cpu\./);
+  assert.match(md, /`0123456789ab`/);
+  assert.match(md, /2 claims: 1 held, 1 did not hold, 0 inside the noise/);
+  // d = −0.3, −0.5, −0.4: mean −0.4, sd 0.1, t(0.975, 2) = 4.3027 → ±0.248.
+  assert.match(
+    md,
+    /\| 1 \| B beats A \(Table 1\) \| val ppl: B − A; claim: < 0 \| -0\.30, -0\.50, -0\.40 \| -0\.40 \[-0\.65, -0\.15\] \| ✅ held: the 95 % interval is entirely on the claimed side \|/,
+  );
+  assert.match(md, /\| 2 \| A beats B \(Table 2\) .* \| 0\.40 \[0\.15, 0\.65\] \| ❌ did not hold/);
+  assert.match(
+    md,
+    /\| A \| 11\.00 ± 1\.00 \| never \| val ppl: 0: 10\.00, 1: 11\.00, 2: 12\.00 \|/,
+  );
+  assert.match(md, /\| B \| 10\.60 ± 0\.95 \|/);
+  assert.match(md, /!\[Curve\]\(curve\.svg\)/);
+  assert.match(md, /\| steps \| 100 \| training steps \|/);
+  assert.match(md, /- A note\./);
+  assert.match(md, /## Failed runs\n\n- `g\/c\/seed-0`: exit code 1; diverged\n/);
+  const svg = await Deno.readTextFile(`${dir}/curve.svg`);
+  assert.equal([...svg.matchAll(/fill-opacity="0\.18"/g)].length, 2, "one band per arm");
+  assert.match(svg, /Curve \(mean; band: min–max over seeds\)/);
+  const json = JSON.parse(await Deno.readTextFile(files.json));
+  assert.equal(json.runs.length, 6);
+  assert.equal(json.claims[0].verdict.kind, "held");
+  assert.deepEqual(json.claims[0].perSeed.map((p: { seed: number }) => p.seed), [0, 1, 2]);
+  assert.deepEqual(json.arms[0].columns.ppl.perSeed, [10, 11, 12]);
+});
+
+Deno.test("writeReport: a seed only one arm finished is left out of the pairing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
+  const results = [
+    fakeResult(fakeSpec("g", "a", 0), 10),
+    fakeResult(fakeSpec("g", "b", 0), 9),
+    fakeResult(fakeSpec("g", "a", 1), 10),
+  ];
+  const files = await writeReport(dir, {
+    suite: tiny,
+    scale: tiny.scale,
+    seeds: [0, 1],
+    quick: true,
+    results,
+    failed: [],
+    machine,
+    command: "x",
+  });
+  const md = await Deno.readTextFile(files.markdown);
+  assert.match(md, /quick harness check \(not science\)/);
+  assert.match(md, /\| -1\.00 \| -1\.00 \| one seed, no interval: the direction held \|/);
+});
+
+/** Fake results for every run a real suite plans (with every domain for mixtures). */
+function fakeRunsOf(suite: Suite, seeds: number[]): RunResult[] {
+  return suite.runs(suite.quick, seeds).map((spec, i) => {
+    const domains = spec.train.data.split("+");
+    const byDomain = Object.fromEntries(
+      domains.map((d, j) => [d, 5 + j + spec.seed * 0.1 + (i % 7) * 0.01]),
+    );
+    return fakeResult(spec, 5 + spec.seed * 0.1 + (i % 7) * 0.01, {
+      byDomain,
+      vio: (s) => 1 / s,
+    });
+  });
+}
+
+for (const suite of SUITES) {
+  Deno.test(`writeReport (${suite.name}): every claim is judged, every chart drawn, from fake runs`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: `moejit-report-${suite.name}-` });
+    const results = fakeRunsOf(suite, [0, 1, 2]);
+    const files = await writeReport(dir, {
+      suite,
+      scale: suite.quick,
+      seeds: [0, 1, 2],
+      quick: true,
+      results,
+      failed: [],
+      machine,
+      command: `deno task reproduce --suite ${suite.name} --quick`,
+    });
+    const md = await Deno.readTextFile(files.markdown);
+    const json = JSON.parse(await Deno.readTextFile(files.json));
+    const claims = suite.claims(suite.quick);
+    assert.ok(claims.length > 0);
+    assert.equal(json.claims.length, claims.length);
+    for (const c of json.claims) {
+      assert.equal(c.perSeed.length, 3, `${c.measured}: every seed pairs up`);
+      assert.notEqual(c.verdict.kind, "no data", c.measured);
+    }
+    // Every group's arms have runs, and every chart exists with a band per plotted arm.
+    for (const g of suite.groups(suite.quick)) {
+      for (const a of g.arms) {
+        assert.ok(
+          results.some((r) => r.spec.group === g.key && r.spec.arm === a.key),
+          `${g.key}/${a.key}`,
+        );
+      }
+    }
+    assert.equal(files.svgs.length, suite.charts(suite.quick).length);
+    for (const f of files.svgs) assert.match(await Deno.readTextFile(f), /fill-opacity="0\.18"/);
+    assert.ok(
+      !/NaN|undefined/.test(md.replace(/Raw numbers.*$/s, "")),
+      "no NaN or undefined in the text",
+    );
+    for (const key of Object.keys(suite.quick)) {
+      assert.ok(suite.scaleDoc[key], `${key} is documented`);
+    }
+  });
+}
