@@ -125,7 +125,8 @@ function meanSd(c: Column, col: ArmSummary["columns"][string]): string {
   const missing = col.perSeed.filter((v) => v === null).length;
   if (!e) return missing ? (c.missing ?? "–") : "–";
   const f = (v: number) => (c.format ? c.format(v) : v.toFixed(c.digits));
-  const sd = e.n > 1 ? ` ± ${c.format ? c.format(e.sd) : e.sd.toFixed(c.digits)}` : "";
+  // A value every seed shares (a parameter count, a token budget) has no spread to show.
+  const sd = e.n > 1 && e.sd > 0 ? ` ± ${c.format ? c.format(e.sd) : e.sd.toFixed(c.digits)}` : "";
   return `${f(e.mean)}${sd}${missing ? ` (${missing} ${c.missing ?? "missing"})` : ""}`;
 }
 
@@ -231,7 +232,8 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
     const header = ["arm", ...suite.columns.map((c) => `${c.label} (mean ± sd)`), "per seed"];
     lines.push(`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`);
     for (const a of arms.filter((x) => x.group === g.key)) {
-      const first = suite.columns[0];
+      // Each seed's value of the first column this arm has values for.
+      const first = suite.columns.find((c) => a.columns[c.key].estimate) ?? suite.columns[0];
       const perSeed = a.seeds.map((s, i) =>
         `${s}: ${fmtColumn(first, a.columns[first.key].perSeed[i])}`
       ).join(", ");

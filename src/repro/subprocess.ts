@@ -26,18 +26,22 @@ export async function spawnLogged(
   o: { signal?: AbortSignal; hardSignal?: AbortSignal } = {},
 ): Promise<number> {
   await Deno.mkdir(logPath.slice(0, logPath.lastIndexOf("/")) || ".", { recursive: true });
-  const open = () => Deno.open(logPath, { append: true, create: true, write: true });
-  const [out, err] = [await open(), await open()];
+  const log = await Deno.open(logPath, { append: true, create: true, write: true });
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const pipes = Promise.all([
-    child.stdout.pipeTo(out.writable),
-    child.stderr.pipeTo(err.writable),
-  ]);
+  // Copied chunk by chunk (a file's WritableStream may hold the text until it is closed), so the
+  // log shows a run's progress while it runs.
+  const copy = async (from: ReadableStream<Uint8Array>) => {
+    for await (const chunk of from) {
+      let off = 0;
+      while (off < chunk.length) off += await log.write(chunk.subarray(off));
+    }
+  };
+  const pipes = Promise.all([copy(child.stdout), copy(child.stderr)]);
   const kill = (sig: Deno.Signal) => () => {
     try {
       child.kill(sig);
@@ -52,6 +56,7 @@ export async function spawnLogged(
     await pipes.catch(() => {});
     return status.signal === "SIGINT" ? EXIT_INTERRUPTED : status.code;
   } finally {
+    log.close();
     o.signal?.removeEventListener("abort", onStop);
     o.hardSignal?.removeEventListener("abort", onHard);
   }
