@@ -10,7 +10,7 @@ import { formatDuration } from "../train/progress.ts";
 import { band } from "./curve.ts";
 import type { Machine } from "./machine.ts";
 import { type Estimate, estimate } from "./stats.ts";
-import type { Claim, Column, GroupInfo, RunResult, Scale, Suite } from "./suite.ts";
+import type { Chart, Claim, Column, GroupInfo, RunResult, Scale, Suite } from "./suite.ts";
 import { judge, type Verdict } from "./verdict.ts";
 
 export interface ReportInput {
@@ -151,6 +151,40 @@ function claimRow(i: number, o: ClaimOutcome, c: Claim): string {
   } | ${ci} | ${VERDICT_MARK[o.verdict.kind]}: ${cell(o.verdict.text.replace(/^[^:]*: /, ""))} |`;
 }
 
+/**
+ * A chart's lines: per plotted arm, the mean over seeds of its series (or of its difference
+ * from the baseline arm's run of the same seed) with the smallest and largest seed as the band.
+ *
+ * @example
+ * ```ts
+ * const lines = chartSeries(suite.charts(scale)[0], suite.groups(scale)[0], results);
+ * ```
+ */
+export function chartSeries(
+  ch: Chart,
+  g: GroupInfo,
+  results: readonly RunResult[],
+): { name: string; x: number[]; y: number[]; lo: number[]; hi: number[] }[] {
+  const shown = g.arms.filter((a) =>
+    (!ch.arms || ch.arms.includes(a.key)) && a.key !== ch.baseline
+  );
+  const base = new Map(
+    ch.baseline ? runsOf(results, g.key, ch.baseline).map((r) => [r.spec.seed, r]) : [],
+  );
+  const curveOf = (r: RunResult) => {
+    const pts = ch.series(r);
+    if (!ch.baseline) return pts;
+    const b = base.get(r.spec.seed);
+    if (!b) return [];
+    const at = new Map(ch.series(b).map((p) => [p.x, p.y]));
+    return pts.filter((p) => at.has(p.x)).map((p) => ({ x: p.x, y: p.y - at.get(p.x)! }));
+  };
+  return shown.map((a) => {
+    const b = band(runsOf(results, g.key, a.key).map(curveOf));
+    return { name: a.label, x: b.x, y: b.mean, lo: b.lo, hi: b.hi };
+  }).filter((s) => s.x.length);
+}
+
 /** The files a report consists of. */
 export interface ReportFiles {
   markdown: string;
@@ -245,11 +279,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
     }
     lines.push("");
     for (const ch of charts.filter((c) => c.group === g.key)) {
-      const shown = g.arms.filter((a) => !ch.arms || ch.arms.includes(a.key));
-      const series = shown.map((a) => {
-        const b = band(runsOf(results, g.key, a.key).map(ch.series));
-        return { name: a.label, x: b.x, y: b.mean, lo: b.lo, hi: b.hi };
-      }).filter((s) => s.x.length);
+      const series = chartSeries(ch, g, results);
       await writeFileAtomic(
         `${dir}/${ch.file}`,
         lineChart(series, {

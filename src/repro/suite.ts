@@ -176,6 +176,11 @@ export interface Chart {
   logY?: boolean;
   /** The arms plotted (default: every arm of the group). */
   arms?: string[];
+  /**
+   * Plot each arm's difference from this arm, seed by seed (the paired comparison), at the x
+   * values both runs of a seed have.
+   */
+  baseline?: string;
   series: (r: RunResult) => Point[];
 }
 

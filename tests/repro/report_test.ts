@@ -5,7 +5,7 @@
  * and for every real suite's claims, columns and charts.
  */
 import { assert } from "../helpers.ts";
-import { writeReport } from "../../src/repro/report.ts";
+import { chartSeries, writeReport } from "../../src/repro/report.ts";
 import { SUITES } from "../../src/repro/suites/index.ts";
 import type { RunResult, Suite } from "../../src/repro/suite.ts";
 import type { Machine } from "../../src/repro/machine.ts";
@@ -144,6 +144,32 @@ Deno.test("writeReport: a seed only one arm finished is left out of the pairing"
   const md = await Deno.readTextFile(files.markdown);
   assert.match(md, /quick harness check \(not science\)/);
   assert.match(md, /\| -1\.00 \| -1\.00 \| one seed, no interval: the direction held \|/);
+});
+
+Deno.test("chartSeries: mean and band over seeds, or each seed's difference from the baseline's run", () => {
+  const a = [10, 11, 12], b = [9.7, 10.5, 11.6];
+  const results: RunResult[] = [0, 1, 2].flatMap((s) => [
+    fakeResult(fakeSpec("g", "a", s), a[s]),
+    fakeResult(fakeSpec("g", "b", s), b[s]),
+  ]);
+  const g = tiny.groups(tiny.scale)[0];
+  const chart = tiny.charts(tiny.scale)[0];
+  const plain = chartSeries(chart, g, results);
+  assert.deepEqual(plain.map((s) => s.name), ["A", "B"]);
+  // The curves end at each seed's final perplexity.
+  assert.deepEqual([plain[0].y.at(-1), plain[0].lo.at(-1), plain[0].hi.at(-1)], [11, 10, 12]);
+  const diff = chartSeries({ ...chart, baseline: "a" }, g, results);
+  assert.deepEqual(diff.map((s) => s.name), ["B"], "the baseline itself is not drawn");
+  const last = diff[0].y.length - 1;
+  assert.ok(Math.abs(diff[0].y[last] + 0.4) < 1e-9, `mean difference ${diff[0].y[last]}`);
+  assert.ok(Math.abs(diff[0].lo[last] + 0.5) < 1e-9 && Math.abs(diff[0].hi[last] + 0.3) < 1e-9);
+  // A seed without a baseline run is left out.
+  const partial = chartSeries(
+    { ...chart, baseline: "a" },
+    g,
+    results.filter((r) => r.id !== "g/a/seed-1"),
+  );
+  assert.ok(Math.abs(partial[0].y[last] + 0.35) < 1e-9);
 });
 
 /** Fake results for every run a real suite plans (with every domain for mixtures). */

@@ -13,6 +13,7 @@ import {
   modelOf,
   PPL_COLUMN,
   pplChart,
+  pplDifferenceChart,
   signed,
   STEP_TIME_COLUMN,
   trainOf,
@@ -231,6 +232,7 @@ export const balanceSuite: Suite = {
   charts: (s) =>
     groups(s).flatMap((g): Chart[] => [
       pplChart(g.key, g.label, `val_ppl_${g.key}.svg`),
+      pplDifferenceChart(g.key, g.label, arm("aux"), `val_ppl_vs_aux_${g.key}.svg`),
       {
         file: `max_vio_${g.key}.svg`,
         title: `MaxVio per step (batch, mean over layers), ${g.label}`,

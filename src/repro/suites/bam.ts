@@ -10,7 +10,15 @@ import { initParams } from "../../nn/model.ts";
 import { upcycle } from "../../moe/upcycle.ts";
 import { trainingFlopsPerToken } from "../compute.ts";
 import type { Claim, Column, GroupInfo, RunResult, RunSpec, Scale, Suite } from "../suite.ts";
-import { CORPORA, lowerPpl, pplChart, signed, STEP_TIME_COLUMN, trainOf } from "./common.ts";
+import {
+  CORPORA,
+  lowerPpl,
+  pplChart,
+  pplDifferenceChart,
+  signed,
+  STEP_TIME_COLUMN,
+  trainOf,
+} from "./common.ts";
 
 const DOMAINS = CORPORA.split("+");
 const GROUP = "bam";
@@ -252,6 +260,10 @@ export const bamSuite: Suite = {
     {
       ...pplChart(GROUP, "mixtures (token- and compute-matched)", "val_ppl_mixtures.svg"),
       arms: MIXTURES.map((m) => m.key),
+    },
+    {
+      ...pplDifferenceChart(GROUP, "token-matched mixtures", arm("btx"), "val_ppl_vs_btx.svg"),
+      arms: MIXTURES.filter((m) => m.matched === "tokens").map((m) => m.key),
     },
   ],
   notes: (s) => {

@@ -136,3 +136,24 @@ export function pplChart(group: string, label: string, file: string, domain?: st
       r.curve.map((p) => ({ x: p.tokens, y: domain ? p.byDomain?.[domain] ?? NaN : p.ppl })),
   };
 }
+
+/**
+ * Each arm's validation perplexity minus `baseline`'s, seed by seed, against tokens: the paired
+ * comparison the claims test, with its spread over seeds.
+ */
+export function pplDifferenceChart(
+  group: string,
+  label: string,
+  baseline: { key: string; label: string },
+  file: string,
+): Chart {
+  return {
+    file,
+    title: `Validation perplexity minus ${baseline.label}'s (same seed), ${label}`,
+    group,
+    xLabel: "tokens",
+    yLabel: `val ppl − ${baseline.label} (below 0: better)`,
+    baseline: baseline.key,
+    series: (r) => r.curve.map((p) => ({ x: p.tokens, y: p.ppl })),
+  };
+}

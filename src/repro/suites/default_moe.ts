@@ -14,6 +14,7 @@ import {
   percent,
   PPL_COLUMN,
   pplChart,
+  pplDifferenceChart,
   STEP_TIME_COLUMN,
   tokensSaved,
   trainOf,
@@ -171,7 +172,11 @@ export const defaultMoeSuite: Suite = {
         },
       ];
     }),
-  charts: (s) => groups(s).map((g) => pplChart(g.key, g.label, `val_ppl_${g.key}.svg`)),
+  charts: (s) =>
+    groups(s).flatMap((g) => [
+      pplChart(g.key, g.label, `val_ppl_${g.key}.svg`),
+      pplDifferenceChart(g.key, g.label, arm("topk"), `val_ppl_vs_topk_${g.key}.svg`),
+    ]),
   notes: (s) => [
     `Every arm trains with the aux loss (α = ${s.auxAlpha}, global), as in the paper; gates are the selected softmax probabilities, not renormalised.`,
     "The paper's 'scored' EMA weights each expert output by its router probability before it enters the EMA; the normalisation is not stated, so both readings run: the mean of π·E(x) over the expert's tokens, and Σπ·E(x) / Σπ.",

@@ -11,6 +11,7 @@ import {
   modelOf,
   PPL_COLUMN,
   pplChart,
+  pplDifferenceChart,
   signed,
   STEP_TIME_COLUMN,
   tokensSaved,
@@ -168,7 +169,11 @@ export const grinSuite: Suite = {
       ),
     ];
   },
-  charts: (s) => groups(s).map((g) => pplChart(g.key, g.label, `val_ppl_${g.key}.svg`)),
+  charts: (s) =>
+    groups(s).flatMap((g) => [
+      pplChart(g.key, g.label, `val_ppl_${g.key}.svg`),
+      pplDifferenceChart(g.key, g.label, g.arms[0], `val_ppl_vs_topk_${g.key}.svg`),
+    ]),
   notes: (s) => [
     `Every arm has the global aux loss (α = ${s.auxAlpha}, the unified normalisation: α at perfect balance) over the plain softmax of the router logits, as GRIN's (§3.3).`,
     "The top-2 TopK arm renormalises its two gates (GShard, GRIN's control recipe); the Default MoE paper's TopK does not — its SparseMixer claim is tested against this arm.",
