@@ -19,6 +19,8 @@ export interface LineChartOptions {
   yLabel?: string;
   /** Logarithmic y axis (positive values only). */
   logY?: boolean;
+  /** A dashed horizontal reference line at this y (e.g. 0 for differences), always in range. */
+  refY?: number;
   width?: number;
   height?: number;
 }
@@ -92,6 +94,10 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
       : []
   );
   const all = [...pts.flat(), ...bands.flat().flatMap(([x, lo, hi]) => [[x, lo], [x, hi]])];
+  const ref = o.refY !== undefined && Number.isFinite(o.refY) && (!o.logY || o.refY > 0)
+    ? o.refY
+    : undefined;
+  if (ref !== undefined && all.length) all.push([all[0][0], ref]);
   const xs = all.map((p) => p[0]), ys = all.map((p) => (o.logY ? Math.log10(p[1]) : p[1]));
   let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
   let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
@@ -144,6 +150,13 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
     );
   }
   if (o.yLabel) parts.push(yAxisLabel(o.yLabel, m.t + ph / 2));
+  if (ref !== undefined) {
+    parts.push(
+      `<line x1="${m.l}" y1="${sy(ref).toFixed(1)}" x2="${m.l + pw}" y2="${
+        sy(ref).toFixed(1)
+      }" stroke="#555" stroke-dasharray="5,4"/>`,
+    );
+  }
   pts.forEach((p, i) => {
     const color = PALETTE[i % PALETTE.length];
     const band = bands[i];

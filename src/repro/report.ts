@@ -283,16 +283,22 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
       await writeFileAtomic(
         `${dir}/${ch.file}`,
         lineChart(series, {
-          title: `${ch.title} (mean; band: min–max over seeds)`,
+          title: ch.title,
           xLabel: ch.xLabel,
           yLabel: ch.yLabel,
           logY: ch.logY,
+          ...(ch.baseline ? { refY: 0 } : {}),
           width: 860,
           height: 460,
         }),
       );
       svgs.push(`${dir}/${ch.file}`);
-      lines.push(`![${ch.title}](${ch.file})`, "");
+      lines.push(
+        `![${ch.title}](${ch.file})`,
+        "",
+        `*${ch.title}: the mean over seeds; the band spans the smallest and largest seed.*`,
+        "",
+      );
     }
   }
   lines.push("## Scale", "", "| entry | value | meaning |", "|---|---|---|");

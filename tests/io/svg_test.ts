@@ -75,6 +75,20 @@ Deno.test("svg: a log axis inside one decade still has labelled ticks; the legen
   assert.ok(600 - x >= 6.5 * name.length, `legend at x=${x} leaves ${600 - x} px`);
 });
 
+Deno.test("svg: a reference line is drawn dashed and brought into the y range", () => {
+  const svg = lineChart([{ name: "diff", y: [-0.4, -0.6, -0.5] }], { title: "d", refY: 0 });
+  const line = svg.match(
+    /<line x1="[\d.]+" y1="([\d.]+)" x2="[\d.]+" y2="[\d.]+" stroke="#555" stroke-dasharray/,
+  );
+  assert.ok(line, "a dashed reference line");
+  // y = 0 lies above every data point (smaller SVG y), inside the plot.
+  const ys = svg.match(/<path d="(M[^"]+)" fill="none"/)![1].split(/[ML ]+/).filter(Boolean).map((
+    p,
+  ) => Number(p.split(",")[1]));
+  assert.ok(ys.every((y) => Number(line![1]) < y), `${line![1]} above ${ys}`);
+  assert.ok(Number(line![1]) >= 40, "inside the plot area");
+});
+
 Deno.test("svg: a centred heatmap is white at the center, red above, blue below, with column names", () => {
   const svg = heatmap([[0.125, 0.5, 0]], {
     title: "load",

@@ -149,7 +149,7 @@ export function pplDifferenceChart(
 ): Chart {
   return {
     file,
-    title: `Validation perplexity minus ${baseline.label}'s (same seed), ${label}`,
+    title: `Val ppl − ${baseline.label}'s (same seed), ${label}`,
     group,
     xLabel: "tokens",
     yLabel: `val ppl − ${baseline.label} (below 0: better)`,
