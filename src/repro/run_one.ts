@@ -18,7 +18,8 @@ import { modelConfigFromHf } from "../io/hf.ts";
 import { train, type TrainOptions } from "../train/trainer.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { trainingFlopsPerToken } from "./compute.ts";
-import { checkpointDir, readWall, trainDir, writeResult, writeWall } from "./layout.ts";
+import { checkpointDir, readWall, runDir, trainDir, writeResult, writeWall } from "./layout.ts";
+import { acquireLock, releaseLock } from "./lock.ts";
 import { RunInterrupted } from "./interrupted.ts";
 import type { CurveRecord, RunResult, RunSpec, StepRecord } from "./suite.ts";
 
@@ -127,6 +128,17 @@ function stepSeconds(records: Record<string, unknown>[], tokensPerStep: number):
  * ```
  */
 export async function runOne(spec: RunSpec, o: RunOneOptions): Promise<RunResult> {
+  // A child left over from a killed runner may still be training this run: never run it twice.
+  const lock = `${runDir(o.suiteDir, spec.id)}/.lock`;
+  await acquireLock(lock, `run ${spec.id}`);
+  try {
+    return await runLocked(spec, o);
+  } finally {
+    await releaseLock(lock);
+  }
+}
+
+async function runLocked(spec: RunSpec, o: RunOneOptions): Promise<RunResult> {
   const started = performance.now();
   const load0 = Deno.loadavg()[0];
   const out = trainDir(o.suiteDir, spec.id), ckpt = checkpointDir(o.suiteDir, spec.id);

@@ -9,6 +9,7 @@ import { fail } from "../errors.ts";
 import { formatDuration } from "../train/progress.ts";
 import { canonicalJson, checkpointDir, readResult, readSpec, runDir, writeSpec } from "./layout.ts";
 import { RunInterrupted } from "./interrupted.ts";
+import { acquireLock, releaseLock } from "./lock.ts";
 import { needsOf, type RunResult, type RunSpec } from "./suite.ts";
 
 /** Runs one spec to the end (writing its result.json), or throws (RunInterrupted when stopped). */
@@ -90,9 +91,19 @@ function checkSpecs(specs: readonly RunSpec[]): void {
  * ```
  */
 export async function runSuite(o: RunSuiteOptions): Promise<SuiteOutcome> {
+  checkSpecs(o.specs);
+  const lock = `${o.suiteDir}/.lock`;
+  await acquireLock(lock, `a suite runner in ${o.suiteDir}`);
+  try {
+    return await runLocked(o);
+  } finally {
+    await releaseLock(lock);
+  }
+}
+
+async function runLocked(o: RunSuiteOptions): Promise<SuiteOutcome> {
   const started = performance.now();
   const log = o.log ?? ((line: string) => console.error(line));
-  checkSpecs(o.specs);
   const results = new Map<string, RunResult>();
   const reused: string[] = [];
   for (const spec of o.specs) {

@@ -117,7 +117,10 @@ Deno.test("writeReport: claims with per-seed values, interval and verdict; arms 
   const svg = await Deno.readTextFile(`${dir}/curve.svg`);
   assert.equal([...svg.matchAll(/fill-opacity="0\.18"/g)].length, 2, "one band per arm");
   assert.match(svg, />Curve</);
-  assert.match(md, /\*Curve: the mean over seeds; the band spans the smallest and largest seed\.\*/);
+  assert.match(
+    md,
+    /\*Curve: the mean over seeds; the band spans the smallest and largest seed\.\*/,
+  );
   const json = JSON.parse(await Deno.readTextFile(files.json));
   assert.equal(json.runs.length, 6);
   assert.equal(json.claims[0].verdict.kind, "held");
