@@ -9,7 +9,15 @@ import { canonicalJson } from "./layout.ts";
 import type { Probe } from "./run_one.ts";
 import type { RunSpec } from "./suite.ts";
 
-/** What decides a run's cost: its model (or starting point), batch, sequence, data, logging. */
+/**
+ * What decides a run's cost: its model (or starting point), batch, sequence, data, logging —
+ * runs with equal keys share one timing probe.
+ *
+ * @example
+ * ```ts
+ * costKey(specs[0], "auto") === costKey(specs[5], "auto"); // true for two seeds of one arm
+ * ```
+ */
 export function costKey(spec: RunSpec, backend: string): string {
   const t = spec.train;
   const init = spec.init

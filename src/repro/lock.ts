@@ -53,7 +53,14 @@ export async function acquireLock(path: string, what: string): Promise<void> {
   fail("reproduce", `could not take the lock ${path}: another process keeps taking it`);
 }
 
-/** Releases a lock this process holds (another process's lock is left alone). */
+/**
+ * Releases a lock this process holds (another process's lock is left alone).
+ *
+ * @example
+ * ```ts
+ * await releaseLock("reports/grin/.lock");
+ * ```
+ */
 export async function releaseLock(path: string): Promise<void> {
   try {
     const held = JSON.parse(await Deno.readTextFile(path)) as LockInfo;

@@ -84,7 +84,15 @@ export function claimOutcome(c: Claim, results: readonly RunResult[]): ClaimOutc
   };
 }
 
-/** Every arm's column values. */
+/**
+ * Every arm's column values: per seed, and their mean, sd and t-interval.
+ *
+ * @example
+ * ```ts
+ * const arms = armSummaries(suite.groups(scale), suite.columns, results);
+ * arms[0].columns.ppl.estimate?.mean;
+ * ```
+ */
 export function armSummaries(
   groups: readonly GroupInfo[],
   columns: readonly Column[],

@@ -17,7 +17,14 @@ const LANCZOS = [
   1.5056327351493116e-7,
 ];
 
-/** ln Γ(x) for x > 0 (Lanczos approximation, g = 7; relative error about 1e-15). */
+/**
+ * ln Γ(x) for x > 0 (Lanczos approximation, g = 7; relative error about 1e-15).
+ *
+ * @example
+ * ```ts
+ * logGamma(5); // ln 24
+ * ```
+ */
 export function logGamma(x: number): number {
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
   const z = x - 1;
@@ -53,7 +60,14 @@ function betaFraction(a: number, b: number, x: number): number {
   return h;
 }
 
-/** The regularized incomplete beta function I_x(a, b), for a, b > 0 and x in [0, 1]. */
+/**
+ * The regularized incomplete beta function I_x(a, b), for a, b > 0 and x in [0, 1].
+ *
+ * @example
+ * ```ts
+ * incompleteBeta(0.5, 2, 2); // 0.5 (symmetric)
+ * ```
+ */
 export function incompleteBeta(x: number, a: number, b: number): number {
   if (x <= 0) return 0;
   if (x >= 1) return 1;

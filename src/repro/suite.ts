@@ -66,7 +66,14 @@ export interface RunSpec {
   init?: ContinueInit | UpcycleInit;
 }
 
-/** The runs a run starts from (they must finish first). */
+/**
+ * The runs a run starts from (they must finish first).
+ *
+ * @example
+ * ```ts
+ * needsOf(bamMixtureSpec); // ["bam/seed/seed-0", "bam/branch-moby-dick/seed-0", …]
+ * ```
+ */
 export function needsOf(spec: RunSpec): string[] {
   if (!spec.init) return [];
   return spec.init.kind === "continue" ? [spec.init.from] : [spec.init.seed, ...spec.init.experts];

@@ -85,7 +85,15 @@ function mixtureConfig(s: Scale, method: "bam" | "btx", attention?: "kvExperts" 
   }).config;
 }
 
-/** Steps of a compute-matched mixture: BTX's training FLOPs over this mixture's per step. */
+/**
+ * Steps of a compute-matched BAM mixture: BTX's training FLOPs (mixSteps of them) divided by
+ * this mixture's FLOPs per step.
+ *
+ * @example
+ * ```ts
+ * computeMatchedSteps(bamSuite.scale, "kvExperts"); // fewer than bamSuite.scale.mixSteps
+ * ```
+ */
 export function computeMatchedSteps(s: Scale, attention: "kvExperts" | "sharedKV"): number {
   const btx = trainingFlopsPerToken(mixtureConfig(s, "btx"), s.seq);
   const bam = trainingFlopsPerToken(mixtureConfig(s, "bam", attention), s.seq);

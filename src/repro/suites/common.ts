@@ -10,12 +10,27 @@ import type { Chart, Claim, Column, RunSpec, Scale, TrainSpec } from "../suite.t
 /** The three corpora moejit ships, trained on as a mixture in equal parts (validated per domain). */
 export const CORPORA = "moby-dick+sotu+spam-assassin";
 
-/** The model fields a scale sets (width, depth, heads, expert size). */
+/**
+ * The model fields a scale sets (width, depth, heads, expert size).
+ *
+ * @example
+ * ```ts
+ * modelOf({ dModel: 128, nLayers: 2, nHeads: 4, dFf: 256 }); // { dModel: 128, … }
+ * ```
+ */
 export function modelOf(s: Scale): Partial<ModelConfig> {
   return { dModel: s.dModel, nLayers: s.nLayers, nHeads: s.nHeads, dFf: s.dFf };
 }
 
-/** Training options from a scale: `evalPoints` evaluations spread over `steps`. */
+/**
+ * Training options from a scale: `evalPoints` evaluations spread over `steps`, four periodic
+ * checkpoints (what a killed run resumes from).
+ *
+ * @example
+ * ```ts
+ * trainOf(scale, { ...modelOf(scale), experts: 8, topK: 1 }, { steps: 300 });
+ * ```
+ */
 export function trainOf(
   s: Scale,
   model: Partial<ModelConfig> | undefined,
@@ -37,7 +52,15 @@ export function trainOf(
   };
 }
 
-/** One run per (group, arm, seed), in seed-major order (every arm of seed 0 first). */
+/**
+ * One run per (group, arm, seed), in seed-major order (every arm of seed 0 first, so that a
+ * stopped suite has whole seeds to report).
+ *
+ * @example
+ * ```ts
+ * gridRuns([0, 1], [{ group: "8c1", arm: "topk", train }]); // ids 8c1/topk/seed-0, …/seed-1
+ * ```
+ */
 export function gridRuns(
   seeds: readonly number[],
   cells: { group: string; arm: string; train: TrainSpec }[],
@@ -67,10 +90,36 @@ export const STEP_TIME_COLUMN: Column = {
   digits: 3,
 };
 
+/**
+ * A fraction as a signed percentage.
+ *
+ * @example
+ * ```ts
+ * percent(0.091); // "+9.1 %"
+ * ```
+ */
 export const percent = (v: number) => `${v >= 0 ? "+" : ""}${(100 * v).toFixed(1)} %`;
+
+/**
+ * A formatter of signed numbers with `digits` decimals.
+ *
+ * @example
+ * ```ts
+ * signed(3)(-0.12); // "-0.120"
+ * ```
+ */
 export const signed = (digits: number) => (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
 
-/** "b has a lower final validation perplexity than a": ppl(b) − ppl(a) < 0. */
+/**
+ * "b has a lower final validation perplexity than a" (on one domain, or the mean over domains):
+ * ppl(b) − ppl(a) < 0, seed by seed.
+ *
+ * @example
+ * ```ts
+ * lowerPpl("8c1", { key: "topk", label: "TopK" }, { key: "default", label: "Default MoE" },
+ *   "Default MoE beats TopK", "Fig. 2");
+ * ```
+ */
 export function lowerPpl(
   group: string,
   a: { key: string; label: string },
@@ -98,6 +147,11 @@ export function lowerPpl(
  * "b needs fewer tokens than a to reach a's final perplexity": 1 − tokens_b / tokens_a, where
  * tokens_b is read off b's validation curve (linear between evaluations); null when b never
  * reaches it.
+ *
+ * @example
+ * ```ts
+ * tokensSaved("8c1", topk, dflt, "Default MoE needs 9 % fewer tokens", "Fig. 11");
+ * ```
  */
 export function tokensSaved(
   group: string,
@@ -123,7 +177,14 @@ export function tokensSaved(
   };
 }
 
-/** Validation perplexity against tokens, one line per arm of `group`. */
+/**
+ * Validation perplexity against tokens (overall, or one domain's), one line per arm of `group`.
+ *
+ * @example
+ * ```ts
+ * pplChart("8c1", "8 experts, top-1", "val_ppl_8c1.svg");
+ * ```
+ */
 export function pplChart(group: string, label: string, file: string, domain?: string): Chart {
   return {
     file,
@@ -140,6 +201,11 @@ export function pplChart(group: string, label: string, file: string, domain?: st
 /**
  * Each arm's validation perplexity minus `baseline`'s, seed by seed, against tokens: the paired
  * comparison the claims test, with its spread over seeds.
+ *
+ * @example
+ * ```ts
+ * pplDifferenceChart("8c1", "8 experts, top-1", { key: "topk", label: "TopK" }, "diff_8c1.svg");
+ * ```
  */
 export function pplDifferenceChart(
   group: string,

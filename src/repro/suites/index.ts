@@ -7,7 +7,14 @@ import { bamSuite } from "./bam.ts";
 
 export const SUITES: readonly Suite[] = [defaultMoeSuite, grinSuite, balanceSuite, bamSuite];
 
-/** The suite named `name`, or undefined. */
+/**
+ * The suite named `name`, or undefined.
+ *
+ * @example
+ * ```ts
+ * suiteByName("grin")?.title;
+ * ```
+ */
 export function suiteByName(name: string): Suite | undefined {
   return SUITES.find((s) => s.name === name);
 }
