@@ -275,6 +275,13 @@ for (const suite of suites) {
       })`,
     );
   }
+  if (!estimates && todo.length && !values["report-only"]) {
+    console.error(
+      `   no timing probes (${
+        quick ? "--quick: each run takes seconds" : "--no-estimate"
+      }); the ETA follows from the first runs`,
+    );
+  }
   if (values.plan) {
     for (const s of todo) {
       const e = estimates?.get(s.id);
