@@ -17,6 +17,7 @@ import { readMetrics } from "../io/metrics.ts";
 import { modelConfigFromHf } from "../io/hf.ts";
 import { train, type TrainOptions } from "../train/trainer.ts";
 import { evaluate } from "../train/evaluate.ts";
+import { TrainInterrupted } from "../train/interrupt.ts";
 import { trainingFlopsPerToken } from "./compute.ts";
 import { checkpointDir, readWall, runDir, trainDir, writeResult, writeWall } from "./layout.ts";
 import { acquireLock, releaseLock } from "./lock.ts";
@@ -164,33 +165,46 @@ async function runLocked(spec: RunSpec, o: RunOneOptions): Promise<RunResult> {
     ? undefined
     : t.model;
   const wall = await readWall(o.suiteDir, spec.id);
-  const r = await train({
-    ...(model ? { model } : {}),
-    ...(resume ? { resume: ckpt } : {}),
-    ...(init ? { init } : {}),
-    data,
-    steps: t.steps,
-    batch: t.batch,
-    seq: t.seq,
-    lr: t.lr,
-    seed: spec.seed,
-    evalEvery: t.evalEvery,
-    evalBatches: t.evalBatches,
-    finalEvalBatches: t.evalBatches,
-    logEvery: t.logEvery,
-    checkpointEvery: t.checkpointEvery,
-    samples: 0,
-    out,
-    progress: o.progress ?? false,
-    handleInterrupt: false,
-    ...(o.signal ? { signal: o.signal } : {}),
-    ...(o.onLog ? { onLog: o.onLog } : {}),
-  });
+  const saveWall = () =>
+    writeWall(o.suiteDir, spec.id, {
+      seconds: wall.seconds + (performance.now() - started) / 1000,
+      sessions: wall.sessions + 1,
+    });
+  let r;
+  try {
+    r = await train({
+      ...(model ? { model } : {}),
+      ...(resume ? { resume: ckpt } : {}),
+      ...(init ? { init } : {}),
+      data,
+      steps: t.steps,
+      batch: t.batch,
+      seq: t.seq,
+      // A resumed run keeps its checkpoint's schedule (the same spec made it).
+      ...(resume ? {} : { lr: t.lr }),
+      seed: spec.seed,
+      evalEvery: t.evalEvery,
+      evalBatches: t.evalBatches,
+      finalEvalBatches: t.evalBatches,
+      logEvery: t.logEvery,
+      checkpointEvery: t.checkpointEvery,
+      samples: 0,
+      out,
+      progress: o.progress ?? false,
+      handleInterrupt: false,
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onLog ? { onLog: o.onLog } : {}),
+    });
+  } catch (e) {
+    // Stopped before its first step: nothing was written, the next session starts it again.
+    if (e instanceof TrainInterrupted) {
+      await saveWall();
+      throw new RunInterrupted(spec.id);
+    }
+    throw e;
+  }
   const session = (performance.now() - started) / 1000;
-  await writeWall(o.suiteDir, spec.id, {
-    seconds: wall.seconds + session,
-    sessions: wall.sessions + 1,
-  });
+  await saveWall();
   if (r.interrupted) throw new RunInterrupted(spec.id, r.step);
 
   const records = await readMetrics(r.paths.metrics);

@@ -77,6 +77,20 @@ Deno.test("runOne: a run stopped at step 3 resumes to the uninterrupted run's re
   assert.deepEqual(b.curve, a.curve);
 });
 
+Deno.test("runOne: a run stopped before its first step starts again next time", async () => {
+  mj.setBackend("cpu");
+  const dir = await Deno.makeTempDir({ prefix: "moejit-run-one-" });
+  const s = spec({ train: train({ steps: 2, evalEvery: 1 }) });
+  await writeSpec(dir, s);
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(() => runOne(s, { suiteDir: dir, signal: ac.signal }), RunInterrupted);
+  assert.equal(await readResult(dir, s.id), null);
+  assert.ok(!(await Deno.stat(checkpointDir(dir, s.id)).then(() => true, () => false)));
+  const r = await runOne(s, { suiteDir: dir });
+  assert.deepEqual([r.sessions, r.steps.map((p) => p.step)], [2, [1, 2]]);
+});
+
 Deno.test("runOne: continued pretraining and BAM upcycling start from the runs they name, and resume", async () => {
   mj.setBackend("cpu");
   const dir = await Deno.makeTempDir({ prefix: "moejit-run-one-" });
