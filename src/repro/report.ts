@@ -56,6 +56,27 @@ function runsOf(results: readonly RunResult[], group: string, arm: string): RunR
     .sort((a, b) => a.spec.seed - b.spec.seed);
 }
 
+/** judge() of the values' distance to `threshold`, with the interval reported in the values' units. */
+function judgeAgainst(
+  values: readonly (number | null)[],
+  expect: "negative" | "positive",
+  threshold: number,
+): Verdict {
+  const v = judge(values.map((x) => (x === null ? null : x - threshold)), expect);
+  if (!v.estimate || threshold === 0) return v;
+  const e = v.estimate;
+  return {
+    ...v,
+    estimate: {
+      ...e,
+      mean: e.mean + threshold,
+      lo: e.lo + threshold,
+      hi: e.hi + threshold,
+      values: e.values.map((x) => x + threshold),
+    },
+  };
+}
+
 /**
  * Evaluates a claim over the seeds both of its arms finished.
  *
@@ -80,7 +101,7 @@ export function claimOutcome(c: Claim, results: readonly RunResult[]): ClaimOutc
     b: c.b,
     expect: c.expect,
     perSeed,
-    verdict: judge(perSeed.map((p) => p.value), c.expect),
+    verdict: judgeAgainst(perSeed.map((p) => p.value), c.expect, c.threshold ?? 0),
   };
 }
 
@@ -153,7 +174,8 @@ function claimRow(i: number, o: ClaimOutcome, c: Claim): string {
   const ci = e
     ? e.n > 1 ? `${c.format(e.mean)} [${c.format(e.lo)}, ${c.format(e.hi)}]` : c.format(e.mean)
     : "–";
-  const want = c.expect === "negative" ? "< 0" : "> 0";
+  const bound = c.threshold ? c.format(c.threshold) : "0";
+  const want = c.expect === "negative" ? `< ${bound}` : `> ${bound}`;
   return `| ${i} | ${cell(o.paper)} (${cell(o.source)}) | ${cell(o.measured)}; claim: ${want} | ${
     perSeed || "–"
   } | ${ci} | ${VERDICT_MARK[o.verdict.kind]}: ${cell(o.verdict.text.replace(/^[^:]*: /, ""))} |`;

@@ -168,7 +168,10 @@ export interface Claim {
   b: string;
   /** The signed quantity for one seed (null: the event never happened within the run). */
   value: (a: RunResult, b: RunResult) => number | null;
+  /** The quantity is expected below (negative) or above (positive) `threshold`. */
   expect: Direction;
+  /** The bound the claim puts on the quantity (default 0), e.g. 0.02 for "under 2 % overhead". */
+  threshold?: number;
   /** Formats a value of the quantity (e.g. as a percentage). */
   format: (v: number) => string;
 }

@@ -5,7 +5,7 @@
  * and for every real suite's claims, columns and charts.
  */
 import { assert } from "../helpers.ts";
-import { chartSeries, writeReport } from "../../src/repro/report.ts";
+import { chartSeries, claimOutcome, writeReport } from "../../src/repro/report.ts";
 import { SUITES } from "../../src/repro/suites/index.ts";
 import type { RunResult, Suite } from "../../src/repro/suite.ts";
 import type { Machine } from "../../src/repro/machine.ts";
@@ -126,6 +126,34 @@ Deno.test("writeReport: claims with per-seed values, interval and verdict; arms 
   assert.equal(json.claims[0].verdict.kind, "held");
   assert.deepEqual(json.claims[0].perSeed.map((p: { seed: number }) => p.seed), [0, 1, 2]);
   assert.deepEqual(json.arms[0].columns.ppl.perSeed, [10, 11, 12]);
+});
+
+Deno.test("claimOutcome: a claim with a threshold is judged against it, reported in its own units", () => {
+  const results = [0, 1, 2].flatMap((s) => [
+    fakeResult(fakeSpec("g", "a", s), 10, { stepSeconds: 1 }),
+    fakeResult(fakeSpec("g", "b", s), 10, { stepSeconds: [1.01, 1.015, 1.012][s] }),
+  ]);
+  const overhead = (threshold: number) =>
+    claimOutcome({
+      group: "g",
+      paper: "B's overhead is under the threshold",
+      source: "Table 3",
+      measured: "step time: B / A − 1",
+      a: "a",
+      b: "b",
+      value: (a, b) => b.stepSeconds / a.stepSeconds - 1,
+      expect: "negative",
+      threshold,
+      format: (v) => v.toFixed(3),
+    }, results);
+  const two = overhead(0.02);
+  assert.equal(two.verdict.kind, "held", two.verdict.text);
+  assert.ok(
+    Math.abs(two.verdict.estimate!.mean - 0.0123333) < 1e-6,
+    "the mean overhead, not its distance",
+  );
+  assert.equal(overhead(0.005).verdict.kind, "did not hold");
+  assert.equal(overhead(0.012).verdict.kind, "inside the noise");
 });
 
 Deno.test("writeReport: a seed only one arm finished is left out of the pairing", async () => {

@@ -168,6 +168,7 @@ export const defaultMoeSuite: Suite = {
           b: "default",
           value: (a, b) => b.stepSeconds / a.stepSeconds - 1,
           expect: "negative",
+          threshold: 0.02,
           format: percent,
         },
       ];
