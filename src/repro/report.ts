@@ -61,12 +61,14 @@ function judgeAgainst(
   values: readonly (number | null)[],
   expect: "negative" | "positive",
   threshold: number,
+  format: (v: number) => string,
 ): Verdict {
   const v = judge(values.map((x) => (x === null ? null : x - threshold)), expect);
   if (!v.estimate || threshold === 0) return v;
   const e = v.estimate;
   return {
     ...v,
+    text: v.text.replace("includes 0", `includes ${format(threshold)}`),
     estimate: {
       ...e,
       mean: e.mean + threshold,
@@ -101,7 +103,7 @@ export function claimOutcome(c: Claim, results: readonly RunResult[]): ClaimOutc
     b: c.b,
     expect: c.expect,
     perSeed,
-    verdict: judgeAgainst(perSeed.map((p) => p.value), c.expect, c.threshold ?? 0),
+    verdict: judgeAgainst(perSeed.map((p) => p.value), c.expect, c.threshold ?? 0, c.format),
   };
 }
 
