@@ -67,6 +67,8 @@ const LAYERS: string[][] = [
   ["src/nn/"],
   ["src/data/", "src/io/"],
   ["src/train/"],
+  // The papers' comparisons: suites of training runs, their runner, statistics and reports.
+  ["src/repro/"],
   // Public namespaces assembled from several layers (mj.moe).
   ["src/api/"],
 ];

@@ -9,7 +9,7 @@ import { fail } from "../errors.ts";
 import { realize } from "../realize.ts";
 import { type ModelConfig, modelConfig, parameterCount } from "../nn/config.ts";
 import { initParams, type Params } from "../nn/model.ts";
-import { upcycle } from "../moe/upcycle.ts";
+import { upcycle } from "../nn/upcycle.ts";
 import { prepareData, type PreparedData } from "../data/dataset.ts";
 import { type PreparedMixture, prepareMixture } from "../data/mixture.ts";
 import { checkpointExists, loadCheckpoint } from "../io/checkpoint.ts";

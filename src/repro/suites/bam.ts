@@ -7,7 +7,7 @@
  */
 import { type ModelConfig, modelConfig } from "../../nn/config.ts";
 import { initParams } from "../../nn/model.ts";
-import { upcycle } from "../../moe/upcycle.ts";
+import { upcycle } from "../../nn/upcycle.ts";
 import { trainingFlopsPerToken } from "../compute.ts";
 import type { Claim, Column, GroupInfo, RunResult, RunSpec, Scale, Suite } from "../suite.ts";
 import {
