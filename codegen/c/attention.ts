@@ -28,8 +28,8 @@
  *    so a NaN or inf in a key a query does not see cannot reach it through 0 · inf.
  *  - Deterministic whatever the thread count: a task owns its output rows, and every sum is one
  *    chain in an order fixed by the shapes alone (the blocking never changes it); tasks go to
- *    threads dynamically (causal blocks differ in cost), with no atomics and no cross-thread
- *    reductions.
+ *    threads dynamically, the costliest causal blocks first, with no atomics and no
+ *    cross-thread reductions.
  *  - Scratch is fixed-size arrays on each task's stack (about 40 KiB); accumulators live in the
  *    output rows themselves, so nothing depends on Dh and nothing can fail to allocate. Heads
  *    wider than MJ_ATTN_DC are transposed chunk by chunk.
@@ -348,7 +348,8 @@ MJ_ATTN_API void mj_attention_fwd(int batch, int S, int Sk, int Dh, int causal, 
   (void)work;
 #pragma omp parallel for schedule(dynamic, 1) if (work >= MJ_ATTN_PARALLEL_WORK)
   for (int64_t task = 0; task < tasks; task++) {
-    const int b = (int)(task / blocks), i0 = (int)(task % blocks) * MJ_ATTN_ROWS;
+    /* The last query blocks see the most keys: they go first, for every batch entry. */
+    const int b = (int)(task % batch), i0 = (blocks - 1 - (int)(task / batch)) * MJ_ATTN_ROWS;
     const int nr = mj_attn_min(MJ_ATTN_ROWS, S - i0);
     const float* qb = q + ((int64_t)b * S + i0) * Dh;
     const float* kb = k + (int64_t)b * Sk * Dh;
@@ -424,7 +425,8 @@ MJ_ATTN_API void mj_attention_bwd_q(int batch, int S, int Sk, int Dh, int causal
   (void)work;
 #pragma omp parallel for schedule(dynamic, 1) if (work >= MJ_ATTN_PARALLEL_WORK)
   for (int64_t task = 0; task < tasks; task++) {
-    const int b = (int)(task / blocks), i0 = (int)(task % blocks) * MJ_ATTN_ROWS;
+    /* The last query blocks see the most keys: they go first, for every batch entry. */
+    const int b = (int)(task % batch), i0 = (blocks - 1 - (int)(task / batch)) * MJ_ATTN_ROWS;
     const int nr = mj_attn_min(MJ_ATTN_ROWS, S - i0);
     const int64_t row0 = (int64_t)b * S + i0;
     const float* qb = q + row0 * Dh;
@@ -481,7 +483,8 @@ MJ_ATTN_API void mj_attention_bwd_kv(int batch, int S, int Sk, int Dh, int causa
   (void)work;
 #pragma omp parallel for schedule(dynamic, 1) if (work >= MJ_ATTN_PARALLEL_WORK)
   for (int64_t task = 0; task < tasks; task++) {
-    const int b = (int)(task / blocks), j0 = (int)(task % blocks) * MJ_ATTN_ROWS;
+    /* The first key blocks are seen by the most queries: they go first. */
+    const int b = (int)(task % batch), j0 = (int)(task / batch) * MJ_ATTN_ROWS;
     const int nk = mj_attn_min(MJ_ATTN_ROWS, Sk - j0);
     const int64_t key0 = (int64_t)b * Sk + j0;
     const float* kb = k + key0 * Dh;
