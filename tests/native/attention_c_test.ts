@@ -5,13 +5,19 @@
  * sizes 4 to 300, S = Sk and Sk > S (and Sk < S without the mask), causal and not, batch 1 and 6;
  * the gradients of a loss that uses both output columns, with delta formed the way the VJP forms
  * it; non-finite inputs behind the causal mask; empty shapes; the same bits with 1, 2 and 3
- * threads. The portable build (no vector extensions) is checked the same way.
+ * threads; a clean exit right after a parallel call. The builds with 4-float vectors and with
+ * no vector extensions are checked the same way.
  */
 import * as mj from "../../mod.ts";
 import { ATTENTION_C } from "../../codegen/c/attention.ts";
 import { prim } from "../../src/ops/prim.ts";
 import { assert, assertClose, randomArray } from "../helpers.ts";
 
+/**
+ * The native backend's flags, plus `-z nodelete`: without it, a process that exits while
+ * OpenMP's workers still spin after a call has libgomp unmapped under them (Deno closes the
+ * library at exit) and dies of SIGSEGV — the last test below.
+ */
 const FLAGS = [
   "-O3",
   "-march=native",
@@ -20,6 +26,7 @@ const FLAGS = [
   "-shared",
   "-fwrapv",
   "-fno-math-errno",
+  "-Wl,-z,nodelete",
 ];
 
 /** Exported wrappers around the static kernels, plus a thread-count switch. */
@@ -346,5 +353,30 @@ Deno.test({
         assert.ok(a.every((bits, i) => bits === b[i]), `${JSON.stringify(c)}: ${key} bits`);
       }
     }
+  }
+});
+
+Deno.test({
+  name: "attention (C): a process that exits right after a parallel call exits cleanly",
+  ignore: !compiled,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-attention-c-exit-" });
+  try {
+    const lib = await build(dir, "exit", []);
+    assert.ok(lib !== null);
+    const child = `
+      const lib = Deno.dlopen(${JSON.stringify(lib)}, ${JSON.stringify(SYMBOLS)});
+      const n = 64 * 128 * 32, x = new Float32Array(n).fill(0.5);
+      const out = new Float32Array(64 * 128 * 33);
+      for (let i = 0; i < 5; i++) lib.symbols.test_fwd(64, 128, 128, 32, 1, 0.2, x, x, x, out);
+    `;
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", child],
+      env: { OMP_NUM_THREADS: "2" },
+      stderr: "piped",
+    }).output();
+    assert.equal(r.code, 0, `exit status ${r.code} (signal ${r.signal})`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
