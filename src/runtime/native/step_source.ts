@@ -9,7 +9,7 @@ import type { StepProgram } from "../../passes/step_program.ts";
 import { cStorageType } from "../../../codegen/c/emit.ts";
 import { PRELUDE_C } from "../../../codegen/c/prelude.ts";
 import { BLAS_C, SIMPLE_SGEMM_C } from "../../../codegen/c/blas.ts";
-import { ATTENTION_REFERENCE_C } from "../../../codegen/c/attention_reference.ts";
+import { ATTENTION_C } from "../../../codegen/c/attention.ts";
 
 /**
  * The C source of a step program compiled for the C target. With `profile`, `mj_step` takes a
@@ -46,7 +46,7 @@ export function stepSource(prog: StepProgram, profile = false): string {
     PRELUDE_C,
     SIMPLE_SGEMM_C,
     BLAS_C,
-    ATTENTION_REFERENCE_C,
+    ATTENTION_C,
     ...defs.values(),
     profile
       ? `#include <time.h>
