@@ -488,17 +488,3 @@ export function walk(roots: readonly Exp[], f: (e: Exp) => void): void {
     }
   }
 }
-
-/** Whether `e` depends on any variable in `names`. */
-export function dependsOn(
-  e: Exp,
-  names: ReadonlySet<string>,
-  memo = new Map<Exp, boolean>(),
-): boolean {
-  const m = memo.get(e);
-  if (m !== undefined) return m;
-  let r = e.op === "var" && names.has(e.attr as string);
-  if (!r) { for (const a of e.args) if (dependsOn(a, names, memo)) r = true; }
-  memo.set(e, r);
-  return r;
-}

@@ -39,7 +39,6 @@ export class LoweringConflict extends Error {
 }
 
 export function scalarType(d: DType): ScalarType {
-  if (d === "f16") throw new Error("f16 is not supported");
   return d;
 }
 

@@ -1,5 +1,7 @@
 /** Debugging helpers: `mj.debug.*`. */
 import { printGraph } from "./ir/print.ts";
+import { toposort } from "./ir/graph.ts";
+import type { OpArgs } from "./ir/ops.ts";
 import type { Tensor } from "./tensor.ts";
 import { treeTensors } from "./autodiff/tree.ts";
 import { type KernelProfile, profileRows, setProfiling } from "./runtime/profile.ts";
@@ -17,6 +19,28 @@ export { checkNumerics } from "./numerics.ts";
  */
 export function graph(t: Tensor | readonly Tensor[] | Record<string, Tensor>): string {
   return printGraph(treeTensors(t).map((x) => x.node));
+}
+
+/**
+ * The gradient estimators in the graph behind `t`: the names of the custom VJPs registered with
+ * `estimator: true` (their backward is deliberately not the forward's gradient) that a gradient
+ * of `t` passes through, in graph order. Empty when every gradient of `t` is the true one, so a
+ * finite-difference check applies.
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.route(logits, { topK: 2, estimator: "sparsemixer", seed: 1 });
+ * mj.debug.estimators(r.weights); // ["moe.sparsemixer.v2"]
+ * ```
+ */
+export function estimators(t: Tensor | readonly Tensor[] | Record<string, Tensor>): string[] {
+  const names = new Set<string>();
+  for (const n of toposort(treeTensors(t).map((x) => x.node))) {
+    if (n.op !== "custom") continue;
+    const a = n.arg as OpArgs["custom"];
+    if (a.estimator) names.add(a.name);
+  }
+  return [...names];
 }
 
 /** Prints `graph(t)` to the console and returns the text. */

@@ -1,10 +1,10 @@
 import { fail } from "./errors.ts";
 
 /**
- * Element types. `f16` is reserved: it is part of the type so that signatures stay stable,
- * but no op accepts it yet.
+ * Element types. (Half precision is not supported: `checkDType` refuses "f16" with a clear
+ * error, and safetensors F16/BF16 tensors are read as f32.)
  */
-export type DType = "f32" | "i32" | "u32" | "bool" | "f16";
+export type DType = "f32" | "i32" | "u32" | "bool";
 
 /** The dtypes tensors may have today. */
 export const DTYPES: readonly DType[] = ["f32", "i32", "u32", "bool"];
@@ -13,7 +13,7 @@ export const DTYPES: readonly DType[] = ["f32", "i32", "u32", "bool"];
 export type TypedArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array;
 
 export function isFloat(d: DType): boolean {
-  return d === "f32" || d === "f16";
+  return d === "f32";
 }
 
 export function isInt(d: DType): boolean {
@@ -21,8 +21,8 @@ export function isInt(d: DType): boolean {
 }
 
 /** Bytes per element in device storage (bool is stored as u32 on the device). */
-export function deviceItemSize(d: DType): number {
-  return d === "f16" ? 2 : 4;
+export function deviceItemSize(_d: DType): number {
+  return 4;
 }
 
 /** Allocates host storage for `n` elements; `wide` stores floats as f64 (the oracle's mode). */
@@ -36,8 +36,6 @@ export function allocHost(d: DType, n: number, wide = false): TypedArray {
       return new Uint32Array(n);
     case "bool":
       return new Uint8Array(n);
-    case "f16":
-      throw new Error("f16 is reserved and not supported yet");
   }
 }
 

@@ -43,8 +43,3 @@ export const stats: Stats = {
 export function snapshot(): Stats {
   return { ...stats };
 }
-
-/** Resets the peak-memory mark to the current allocation. */
-export function resetPeak(): void {
-  stats.peakBytes = stats.bytesAllocated;
-}

@@ -23,7 +23,11 @@ export interface CustomVjpSpec<A extends unknown[], O> {
    * none; non-tensor arguments must get null).
    */
   bwd: (saved: Tensor[], gOut: O, xs: A) => readonly unknown[];
-  /** True when `bwd` is deliberately not the forward's gradient (a gradient estimator). */
+  /**
+   * True when `bwd` is deliberately not the forward's gradient (a gradient estimator). The
+   * graph records it, so `mj.debug.estimators` can tell where a gradient is an estimate (and a
+   * finite-difference check of it would fail by design).
+   */
   estimator?: boolean;
 }
 
@@ -77,13 +81,6 @@ onCreate("custom", (n) => {
   if (shape) shapes.set(n, shape);
 });
 
-/** The registered spec for a custom node's name. */
-export function customSpec(name: string): CustomVjpSpec<unknown[], unknown> {
-  const r = registry.get(name);
-  if (!r) throw new Error(`internal: custom VJP ${name} is not registered`);
-  return r.spec;
-}
-
 /** The call a custom node belongs to, over the node's own sources. */
 export function callRecord(n: Node): CallRecord {
   const cached = records.get(n);
@@ -104,11 +101,6 @@ export function callRecord(n: Node): CallRecord {
   };
   records.set(n, r);
   return r;
-}
-
-/** Names of registered estimators (custom VJPs whose backward is not the true gradient). */
-export function isEstimator(name: string): boolean {
-  return !!registry.get(name)?.spec.estimator;
 }
 
 function splitResult<O>(r: O | { out: O; saved?: Tensor[] }): { out: O; saved: Tensor[] } {

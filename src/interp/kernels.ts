@@ -87,8 +87,8 @@ const isIntType = (d: DType) => d === "i32" || d === "u32";
 /** Value conversion between dtypes (see `cast`). */
 export function convert(v: number, from: DType, to: DType): number {
   if (to === "bool") return v !== 0 ? 1 : 0; // NaN !== 0 → true
-  if (to === "f32" || to === "f16") return v;
-  if (from === "f32" || from === "f16") {
+  if (to === "f32") return v;
+  if (from === "f32") {
     if (Number.isNaN(v)) return 0;
     const t = Math.trunc(v);
     if (to === "i32") return Math.min(Math.max(t, -2147483648), 2147483647);

@@ -309,7 +309,6 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
       if (names.has(l)) return; // the same tensor twice: stored once
       const name = sf.paths[i] === "" ? "tensor" : sf.paths[i];
       if (used.has(name)) fail(op, `trainingState.tensors has two tensors at path ${name}`);
-      if (l.dtype === "f16") fail(op, `trainingState.tensors.${name}: f16 is not supported`);
       used.add(name);
       names.set(l, name);
       stateTensors.push(l);

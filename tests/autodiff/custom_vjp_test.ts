@@ -64,6 +64,23 @@ Deno.test("customVjp: the estimator flag is recorded on the graph node", () => {
   assert.equal(arg.estimator, true);
 });
 
+Deno.test("mj.debug.estimators names the estimators a gradient passes through, and only those", () => {
+  const x = mj.tensor([0.5, -2]);
+  const exact = mj.customVjp({
+    name: "test.custom.exactSquare",
+    fwd: (x: mj.Tensor) => x.square(),
+    bwd: (_s, g, [x]) => [(g as mj.Tensor).mul(x as mj.Tensor).mul(2)],
+  });
+  assert.deepEqual(mj.debug.estimators(exact(x).sum()), [], "a true backward is no estimator");
+  assert.deepEqual(mj.debug.estimators(steSign(x).add(exact(x)).sum()), ["test.custom.steSign"]);
+  assert.deepEqual(mj.debug.estimators({ a: x.exp(), b: x }), []);
+  // The MoE estimators are found behind a routing result.
+  const logits = mj.tensor([[0.1, 0.5, -0.2], [1, 0, 0.3]]);
+  const grin = mj.moe.route(logits, { topK: 2, estimator: "sparsemixer", seed: 1 });
+  assert.deepEqual(mj.debug.estimators(grin.weights), ["moe.sparsemixer.v2"]);
+  assert.deepEqual(mj.debug.estimators(mj.moe.route(logits, { topK: 2 }).weights), []);
+});
+
 // A rounding STE with a plain identity backward: the textbook straight-through estimator.
 const steRound = mj.customVjp({
   name: "test.custom.steRound",

@@ -156,7 +156,10 @@ Deno.test("tensor: bad input throws errors that name tensor", () => {
     /tensor: unknown option "dtyp"; expected dtype/,
   );
   assert.throws(() => mj.tensor([1], undefined, { dtype: "f64" as Any }), /tensor: unknown dtype/);
-  assert.throws(() => mj.tensor([1], undefined, { dtype: "f16" }), /tensor: dtype f16 is reserved/);
+  assert.throws(
+    () => mj.tensor([1], undefined, { dtype: "f16" as mj.DType }),
+    /tensor: dtype f16 is reserved/,
+  );
   assert.throws(
     () => mj.tensor([1.5, 2], undefined, { dtype: "i32" }),
     /tensor: element 0 is 1.5, which is not an integer, but dtype is i32/,
@@ -225,7 +228,7 @@ Deno.test("zeros/ones/full: bad input names the op", () => {
   assert.throws(() => mj.full([1.5], 0), /full: expected a shape of non-negative integers/);
   assert.throws(() => mj.full([2], "x" as Any), /full: expected a number value, got string/);
   assert.throws(() => mj.full([2], 0, { foo: 1 } as Any), /full: unknown option "foo"/);
-  assert.throws(() => mj.zeros([2], { dtype: "f16" }), /zeros: dtype f16 is reserved/);
+  assert.throws(() => mj.zeros([2], { dtype: "f16" as mj.DType }), /zeros: dtype f16 is reserved/);
   assert.throws(() => mj.ones(3 as Any), /ones: expected a shape of non-negative integers, got 3/);
   assert.throws(() => mj.ones([2], { dtyp: "i32" } as Any), /ones: unknown option "dtyp"/);
   assert.throws(
