@@ -49,7 +49,7 @@ const teacher = {
   up: mj.randn([N, f, d], { seed: 12 }).mul(1 / Math.sqrt(d)),
   down: mj.randn([N, d, f], { seed: 13 }).mul(1 / Math.sqrt(f)),
 };
-const target = await mj.realize(mj.moe.layer(x, teacher, { k }).y);
+const target = await mj.realize(mj.moe.layer(x, teacher, { topK: k }).y);
 const fixedColumn = mj.tensor(Array.from({ length: N }, (_, i) => (i < 2 ? skew : 0))).reshape([
   N,
   1,
@@ -79,7 +79,7 @@ const results: { name: string; vio: number[]; loss: number[]; seconds: number }[
 for (const [name, balance] of methods) {
   const step = mj.jit((p: P, v: P, state: mj.moe.LayerState, lr: number) => {
     const lossFn = (p: P) => {
-      const r = mj.moe.layer(x, p, { k, balance, state });
+      const r = mj.moe.layer(x, p, { topK: k, balance, state });
       const mse = r.y.sub(target).square().mean();
       const total = Object.values(r.losses).reduce((a, b) => a.add(b), mse);
       return [total, { mse, r }] as const;

@@ -24,8 +24,8 @@ const straightThroughGate = mj.customVjp({
 });
 
 /** A routing estimator: selection by top-k of the (biased) scores, weights from our rule. */
-const straightThrough: mj.moe.EstimatorFn = ({ scores, selection, k }) => {
-  const indices = selection.topk(k).indices;
+const straightThrough: mj.moe.EstimatorFn = ({ scores, selection, topK }) => {
+  const indices = selection.topk(topK).indices;
   return { indices, weights: straightThroughGate(scores, indices) };
 };
 
@@ -40,7 +40,7 @@ let params: mj.moe.MoeParams = await mj.realize({
 
 const step = mj.jit((p: mj.moe.MoeParams, lr: number) => {
   const loss = (p: mj.moe.MoeParams) =>
-    mj.moe.layer(x, p, { k: 2, estimator: straightThrough }).y.sub(target).square().mean();
+    mj.moe.layer(x, p, { topK: 2, estimator: straightThrough }).y.sub(target).square().mean();
   const [l, [g]] = mj.valueAndGrad(loss)(p);
   return {
     loss: l,
@@ -63,5 +63,5 @@ for (let i = 0; i <= 100; i++) {
     console.log(`step ${String(i).padStart(3)}  loss ${(await r.loss.item()).toFixed(4)}`);
   }
 }
-const { counts } = mj.moe.layer(x, params, { k: 2, estimator: straightThrough });
+const { counts } = mj.moe.layer(x, params, { topK: 2, estimator: straightThrough });
 console.log(`tokens per expert: ${Array.from(await counts.data()).join(" ")}`);

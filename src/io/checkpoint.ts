@@ -548,8 +548,15 @@ const HF_FIELD: Record<string, string> = {
 };
 
 /** Fields in which config.json's configuration differs from the one saved with the state. */
-function stateConfigDifferences(config: ModelConfig, saved: unknown): string[] {
-  if (!isPlainObject(saved)) return [];
+function stateConfigDifferences(config: ModelConfig, given: unknown): string[] {
+  if (!isPlainObject(given)) return [];
+  // A state saved before a field existed lacks it: compare with the defaults filled in.
+  let saved: Record<string, unknown> = given;
+  try {
+    saved = modelConfig(given as Partial<ModelConfig>) as unknown as Record<string, unknown>;
+  } catch {
+    // Not a valid configuration: compare as written, so the message shows what differs.
+  }
   const keys = new Set([...Object.keys(config), ...Object.keys(saved)]);
   const out: string[] = [];
   for (const k of keys) {

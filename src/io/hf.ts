@@ -21,6 +21,7 @@
  * | `layers.i.attn.{q,k,v,o}[j]`  | `model.layers.i.self_attn.experts.j.{q,k,v,o}_proj.weight` (stacked [N,d,d]; shared K/V keep the plain name) |
  * | `layers.i.ffnNorm.{weight,bias}`  | `model.layers.i.post_attention_layernorm.{weight,bias}` |
  * | `layers.i.moe.router` [E,d]   | `model.layers.i.block_sparse_moe.gate.weight`              |
+ * | `layers.i.moe.routerBias` [E] | `model.layers.i.block_sparse_moe.gate.bias` (moejit)       |
  * | `layers.i.moe.gate[e]` [f,d]  | `model.layers.i.block_sparse_moe.experts.e.w1.weight`      |
  * | `layers.i.moe.up[e]` [f,d]    | `….experts.e.w3.weight` (SwiGLU); `….experts.e.w1.weight` (gelu/relu: no gate) |
  * | `layers.i.moe.down[e]` [d,f]  | `….experts.e.w2.weight`                                    |
@@ -36,13 +37,9 @@
  * first, `mlp.experts.down_proj` [E, d, f]).
  */
 import { fail } from "../errors.ts";
-import {
-  type BalanceSpec,
-  layerBalance,
-  type ModelConfig,
-  modelConfig,
-  parameterShapes,
-} from "../nn/config.ts";
+import { layerBalance, type ModelConfig, modelConfig, parameterShapes } from "../nn/config.ts";
+import { balancerKind } from "../moe/balancers/index.ts";
+import { estimators } from "../moe/estimators/index.ts";
 import type { HostArray, SafetensorsInput } from "./safetensors.ts";
 import { hfMatch } from "./hf_families.ts";
 
@@ -108,15 +105,18 @@ function hfAuxCoef(config: ModelConfig): number {
   return hfAuxCoefs(config).find((c) => c > 0) ?? 0;
 }
 
-/** The HF `router_aux_loss_coef` of each layer's balancers (0 without an auxLoss). */
+/**
+ * The HF `router_aux_loss_coef` of each layer's balancers: the coefficient of the balancer kind
+ * that stands for HF's auxiliary loss (the auxLoss), 0 without one.
+ */
 function hfAuxCoefs(config: ModelConfig): number[] {
   return Array.from({ length: config.nLayers }, (_, l) => {
-    const aux = layerBalance(config, l).find((b) => b.kind === "auxLoss") as
-      | Extract<BalanceSpec, { kind: "auxLoss" }>
-      | undefined;
-    if (!aux) return 0;
-    const alpha = aux.alpha ?? 0.01;
-    return (aux.convention ?? "unified") === "hf" ? alpha : alpha / config.topK;
+    for (const spec of layerBalance(config, l)) {
+      const { kind, ...options } = spec;
+      const coef = balancerKind(kind)?.hfRouterAuxLossCoef?.(options, config.topK);
+      if (coef !== undefined) return coef;
+    }
+    return 0;
   });
 }
 
@@ -183,6 +183,11 @@ export function hfConfigJson(
       router_aux_loss_coef: hfAuxCoef(c),
     }
     : {};
+  // moejit's own model types say what no family's keys can (a family never has these).
+  const ownKeys = {
+    ...(c.rope === "none" ? { position_embedding_type: "none" } : {}),
+    ...(c.ffn === "moe" && c.routerBias ? { router_bias: true } : {}),
+  };
   if (family === "mixtral") {
     Object.assign(out, moeKeys, {
       router_jitter_noise: 0,
@@ -208,9 +213,10 @@ export function hfConfigJson(
       parallel_attention: c.block === "parallel",
       ...moeKeys,
       ...(c.ffn === "moe" ? { normalize_top_k: c.normalizeTopK } : {}),
+      ...ownKeys,
     });
   } else {
-    Object.assign(out, moeKeys);
+    Object.assign(out, moeKeys, ownKeys);
   }
   out.torch_dtype = "float32";
   out.moejit = {
@@ -444,10 +450,12 @@ export function modelConfigFromHf(json: unknown, source = "config.json"): ModelC
     initStd: num("initializer_range", 0.02),
   };
   if (moe) {
+    // The first registered estimator whose inference routing is the family's (topk, sparsemixer).
+    const estimator = estimators().find((e) => e.hfFamily === family)!.name;
     Object.assign(partial, {
       experts,
       topK,
-      estimator: family === "phimoe" ? "sparsemixer" : "topk",
+      estimator,
       // Mixtral renormalises its top-k weights; PhiMoE's SparseMixer computes its own.
       normalizeTopK: family === "mixtral",
       balance: coef > 0 ? [{ kind: "auxLoss", alpha: coef, convention: "hf" }] : [],
@@ -517,6 +525,7 @@ export function hfLayout(config: ModelConfig): HfEntry[] {
         return { path, shape, names: `${L}.mlp.${p[3]}_proj.weight` };
       case "moe": {
         if (p[3] === "router") return { path, shape, names: `${L}.block_sparse_moe.gate.weight` };
+        if (p[3] === "routerBias") return { path, shape, names: `${L}.block_sparse_moe.gate.bias` };
         const w = p[3] === "gate" ? "w1" : p[3] === "down" ? "w2" : gated ? "w3" : "w1";
         const names = Array.from(
           { length: shape[0] },

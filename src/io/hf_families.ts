@@ -19,7 +19,14 @@
  *    the masked softmax (not renormalised), the second pass without the first expert — always
  *    two experts.
  */
-import { allBalanceSpecs, DEFAULT_CONFIG, type ModelConfig } from "../nn/config.ts";
+import {
+  allBalanceSpecs,
+  balancerOf,
+  DEFAULT_CONFIG,
+  estimatorOf,
+  type ModelConfig,
+} from "../nn/config.ts";
+import { estimatorNamed } from "../moe/estimators/index.ts";
 
 /** The Hugging Face families moejit exports to when the function matches. */
 export type HfFamilyName = "llama" | "mixtral" | "phimoe";
@@ -51,8 +58,8 @@ export interface HfFamilySpec {
   requires: readonly HfRequirement[];
 }
 
-/** Estimators whose inference routing is the plain softmax → top-k of the router's scores. */
-const TOPK_AT_INFERENCE: readonly ModelConfig["estimator"][] = ["topk", "dense", "default"];
+/** The Hugging Face family whose inference routing the configuration's estimator shares. */
+const routingFamily = (c: ModelConfig) => estimatorNamed(c.estimator)?.hfFamily;
 
 const show = (v: unknown) => JSON.stringify(v);
 
@@ -84,27 +91,41 @@ const DECODER: readonly HfRequirement[] = [
     "swiglu",
     "the family's FFN is gated SiLU (w1/w3, gate_proj/up_proj); an ungated FFN leaves out w3/gate_proj, which transformers would initialise at random",
   ),
+  equal(
+    "rope",
+    "rotateHalf",
+    "the family's attention applies rotary position embeddings (rotate-half form)",
+  ),
 ];
 
-/** Loss-free and BIP balancing move moejit's own selection; no softmax-router family can. */
+/** Balancer kinds of a configuration that shift the selection (loss-free's bias, BIP's prices). */
+function selectionShifters(c: ModelConfig): string[] {
+  const kinds = allBalanceSpecs(c).filter((b) => balancerOf(b, c.maxSeqLen).selectionShift)
+    .map((b) => b.kind);
+  return [...new Set(kinds)];
+}
+
+/** Balancers that move moejit's own selection: no softmax-router family can. */
 const NO_SELECTION_BIAS: HfRequirement = {
-  holds: (c) =>
-    c.ffn !== "moe" || !allBalanceSpecs(c).some((b) => b.kind === "lossFree" || b.kind === "bip"),
+  holds: (c) => c.ffn !== "moe" || selectionShifters(c).length === 0,
   because: (c) =>
     `balance ${
-      [
-        ...new Set(
-          allBalanceSpecs(c).filter((b) => b.kind === "lossFree" || b.kind === "bip").map((b) =>
-            b.kind
-          ),
-        ),
-      ].join("+")
+      selectionShifters(c).join("+")
     }: its per-expert selection bias changes which experts moejit picks at inference, and the family's router has no slot for it`,
 };
 
+/** The families' routers are bias-free linear maps. */
+const NO_ROUTER_BIAS = equal(
+  "routerBias",
+  false,
+  "the family's router (block_sparse_moe.gate) has no bias",
+);
+
 /**
  * The families, in the order they are tried. A family is its requirements: nothing else decides
- * the label, so a new family (or a new estimator a family accepts) is a change to this table.
+ * the label, so a new family is a change to this table; an estimator joins a family by its
+ * `hfFamily` (the estimator registry), a balancer leaves every MoE family when it shifts the
+ * selection.
  */
 export const HF_FAMILIES: readonly HfFamilySpec[] = [
   {
@@ -123,21 +144,19 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
     modelType: "mixtral",
     architecture: "MixtralForCausalLM",
     title: "Mixtral",
-    selects: (c) => c.ffn === "moe" && TOPK_AT_INFERENCE.includes(c.estimator),
+    selects: (c) => c.ffn === "moe" && routingFamily(c) === "mixtral",
     defaults: { norm: "rmsnorm", normalizeTopK: true },
     requires: [
       ...DECODER,
       equal("ffn", "moe", "Mixtral's FFN is a mixture of experts"),
       equal("norm", "rmsnorm", "Mixtral's norms are RMSNorm (no bias, no centring)"),
       {
-        holds: (c) => TOPK_AT_INFERENCE.includes(c.estimator),
+        holds: (c) => routingFamily(c) === "mixtral",
         because: (c) =>
           `estimator ${
             show(c.estimator)
           }: at inference Mixtral routes softmax → top-k → renormalise, which is not this estimator's routing (${
-            c.estimator.startsWith("sparsemixer")
-              ? "SparseMixer's masked-softmax weight of the argmax"
-              : "its own"
+            estimatorOf(c).inference ?? "its own"
           })`,
       },
       equal(
@@ -146,13 +165,14 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
         "Mixtral renormalises the top-k softmax weights to sum to 1, this model uses them as they are (set normalizeTopK: true, or --normalize-top-k true)",
       ),
       NO_SELECTION_BIAS,
+      NO_ROUTER_BIAS,
     ],
   },
   {
     modelType: "phimoe",
     architecture: "PhimoeForCausalLM",
     title: "PhiMoE",
-    selects: (c) => c.ffn === "moe" && c.estimator === "sparsemixer",
+    selects: (c) => c.ffn === "moe" && routingFamily(c) === "phimoe",
     defaults: { norm: "layernorm", topK: 2 },
     requires: [
       ...DECODER,
@@ -162,13 +182,16 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
         "layernorm",
         "PhiMoE's norms are nn.LayerNorm with bias (transformers would centre by the mean and add zero biases)",
       ),
-      equal(
-        "estimator",
-        "sparsemixer",
-        "PhiMoE routes with SparseMixer-v2 at inference (ε-mask, argmax, masked-softmax weight)",
-      ),
+      {
+        holds: (c) => routingFamily(c) === "phimoe",
+        because: (c) =>
+          `estimator ${
+            show(c.estimator)
+          }: PhiMoE routes with SparseMixer-v2 at inference (ε-mask, argmax, masked-softmax weight)`,
+      },
       equal("topK", 2, "PhiMoE always routes exactly 2 experts per token"),
       NO_SELECTION_BIAS,
+      NO_ROUTER_BIAS,
     ],
   },
 ];

@@ -7,16 +7,14 @@
  */
 import {
   allBalanceSpecs,
-  type BalanceSpec,
+  estimatorOf,
+  estimatorSettings,
   layerBalance,
   type ModelConfig,
   modelConfig,
 } from "../nn/config.ts";
+import { balancerKind, type MegatronPart } from "../moe/balancers/index.ts";
 import type { RunInfo } from "./run_info.ts";
-
-type Aux = Extract<BalanceSpec, { kind: "auxLoss" }>;
-type Z = Extract<BalanceSpec, { kind: "zLoss" }>;
-type LossFree = Extract<BalanceSpec, { kind: "lossFree" }>;
 
 /** A number as Python's argparse reads it back exactly (JSON's shortest round-trip form). */
 const num = (v: number) => String(v);
@@ -86,40 +84,24 @@ function moeFlags(out: ArgsText, c: ModelConfig) {
     );
   }
   out.flag("moe-router-dtype", "fp32");
+  if (c.routerBias) {
+    out.missing(
+      "a router bias",
+      "This model's router adds a learned bias to its logits (block_sparse_moe.gate.bias); Megatron-Core's router is a bias-free linear map",
+    );
+  }
   out.flag("moe-grouped-gemm", undefined, "grouped expert GEMMs, as moejit's; same math");
   out.note(
     "with expert parallelism add --expert-model-parallel-size N --moe-token-dispatcher-type alltoall",
   );
 
-  switch (c.estimator) {
-    case "topk":
-      out.note("router gradient: top-k (the selected weights only), Megatron's own");
-      break;
-    case "dense":
-      out.missing(
-        'the "dense" router-gradient estimator',
-        "This run evaluated every expert for the router's gradient; Megatron trains with the top-k gradient (same forward)",
-      );
-      break;
-    case "default":
-      out.missing(
-        "Default MoE",
-        "The router's gradient used EMA default outputs of the experts a token did not use; Megatron trains with the plain top-k gradient (same forward at inference)",
-      );
-      break;
-    case "sparsemixer":
-      out.missing(
-        "SparseMixer-v2 (GRIN)",
-        `In training this model samples its experts (Gumbel-max under an ε-mask, ε = ${c.jitterEps}) with SparseMixer's router gradient; at inference it takes the argmax under the mask, weighted by the masked softmax. The flags above are plain softmax top-k routing, a different function (transformers' PhiMoE computes this one)`,
-      );
-      break;
-    case "sparsemixer-v1":
-      out.missing(
-        "SparseMixer-v1",
-        "Top-1 routing sampled under an ε-mask, with the mid-point router gradient; the flags above are plain softmax top-1 routing, a different function",
-      );
-      break;
-  }
+  const est = estimatorOf(c);
+  const said = est.megatron?.(estimatorSettings(c) as never) ?? {
+    missing: `estimator ${JSON.stringify(c.estimator)}`,
+    detail: `${est.description}; Megatron trains with the plain top-k gradient`,
+  };
+  if ("same" in said) out.note(said.same);
+  else out.missing(said.missing, said.detail);
 
   const layers = Array.from({ length: c.nLayers }, (_, l) => JSON.stringify(layerBalance(c, l)));
   if (new Set(layers).size > 1) {
@@ -127,49 +109,26 @@ function moeFlags(out: ArgsText, c: ModelConfig) {
       "the balancers differ between layers; Megatron-Core applies one setting to every MoE layer: the flags below are layer 0's",
     );
   }
-  const specs = layerBalance(c, 0);
-  const aux = specs.find((b) => b.kind === "auxLoss") as Aux | undefined;
-  const z = specs.find((b) => b.kind === "zLoss") as Z | undefined;
-  const lf = specs.find((b) => b.kind === "lossFree") as LossFree | undefined;
-  if (aux) {
-    const alpha = aux.alpha ?? 0.01;
-    // Megatron's aux loss is E·Σ f_i·P_i with f_i = c_i/(T·k): moejit's "unified" convention.
-    const coeff = (aux.convention ?? "unified") === "hf" ? alpha * c.topK : alpha;
-    out.flag(
-      "moe-router-load-balancing-type",
-      aux.scope === "sequence" ? "seq_aux_loss" : "aux_loss",
-    );
-    out.flag(
-      "moe-aux-loss-coeff",
-      num(coeff),
-      aux.convention === "hf"
-        ? `Hugging Face's coefficient ${alpha} × top-k: Megatron's loss equals its coefficient at perfect balance`
-        : undefined,
-    );
-  } else {
-    out.flag("moe-router-load-balancing-type", "none");
+  // Flags come from layer 0's balancers; what Megatron-Core lacks, from any layer's.
+  const partOf = (spec: { kind: string }): MegatronPart => {
+    const { kind, ...options } = spec;
+    const k = balancerKind(kind);
+    return k?.megatron?.(options, { topK: c.topK }) ??
+      { missing: [[`balancer ${kind}`, k?.description ?? "a balancer registered in moejit"]] };
+  };
+  const flags = layerBalance(c, 0).flatMap((b) => partOf(b).flags ?? []);
+  if (!flags.some(([name]) => name === "moe-router-load-balancing-type")) {
+    // Megatron's default is the auxiliary loss: no balancer loss must be said.
+    flags.unshift(["moe-router-load-balancing-type", "none"]);
   }
-  if (z) out.flag("moe-z-loss-coeff", num(z.beta ?? 0.001));
-  if (lf) {
-    const rate = lf.rate ?? 1e-3;
-    if ((lf.rule ?? "sign") === "sign") {
-      out.missing(
-        "an expert bias on a softmax router",
-        `This model's loss-free balancing is Megatron's expert-bias rule (b ← b + ${rate}·sign(mean load − load), for selection only), but Megatron-Core allows it with sigmoid scores only; the nearest is --moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-bias-update-rate ${rate}, a different router`,
-      );
-    } else {
-      out.missing(
-        `loss-free balancing with rule "${lf.rule}"`,
-        "Megatron-Core's expert bias moves by rate·sign(·) only",
-      );
+  for (const [name, value, why] of flags) out.flag(name, value, why);
+  const missing = new Map<string, string>();
+  for (const b of allBalanceSpecs(c)) {
+    for (const [what, detail] of partOf(b).missing ?? []) {
+      if (!missing.has(what)) missing.set(what, detail);
     }
   }
-  if (allBalanceSpecs(c).some((b) => b.kind === "bip")) {
-    out.missing(
-      "BIP balancing",
-      "per-batch dual prices (a bipartite-matching relaxation) shift the selection; Megatron-Core has aux/seq/global aux loss, sinkhorn and the expert bias",
-    );
-  }
+  for (const [what, detail] of missing) out.missing(what, detail);
 }
 
 /**
@@ -205,17 +164,21 @@ export function megatronArgs(config: ModelConfig, run: RunInfo = {}): string {
   const seq = run.seqLength ?? c.maxSeqLen;
   out.flag("seq-length", seq);
   out.flag("max-position-embeddings", c.maxSeqLen);
-  out.flag("position-embedding-type", "rope");
-  if (Number.isInteger(c.ropeTheta)) {
-    out.flag("rotary-base", c.ropeTheta);
+  if (c.rope === "none") {
+    out.flag("position-embedding-type", "none", "no position encoding, as this model");
   } else {
-    out.missing(
-      `rotary base ${c.ropeTheta}`,
-      "--rotary-base takes an integer; set TransformerConfig.rotary_base in code",
-    );
+    out.flag("position-embedding-type", "rope");
+    if (Number.isInteger(c.ropeTheta)) {
+      out.flag("rotary-base", c.ropeTheta);
+    } else {
+      out.missing(
+        `rotary base ${c.ropeTheta}`,
+        "--rotary-base takes an integer; set TransformerConfig.rotary_base in code",
+      );
+    }
+    out.flag("rotary-percent", "1.0");
+    out.note("RoPE in the rotate-half form (Megatron's default; not --rotary-interleaved)");
   }
-  out.flag("rotary-percent", "1.0");
-  out.note("RoPE in the rotate-half form (Megatron's default; not --rotary-interleaved)");
   out.flag("normalization", c.norm === "layernorm" ? "LayerNorm" : "RMSNorm");
   out.flag("norm-epsilon", num(c.normEps));
   if (c.activation === "swiglu") out.flag("swiglu");

@@ -3,7 +3,13 @@
  * does), the tokenizer and how to reproduce its ids, how to load it, and how to continue the run
  * in moejit, transformers or Megatron-Core ("Scaling out").
  */
-import { type ModelConfig, modelConfig, parameterCount } from "../nn/config.ts";
+import {
+  estimatorOf,
+  estimatorSettings,
+  type ModelConfig,
+  modelConfig,
+  parameterCount,
+} from "../nn/config.ts";
 import { hfMatch } from "./hf_families.ts";
 import type { RunInfo } from "./run_info.ts";
 
@@ -60,7 +66,12 @@ function modelTable(c: ModelConfig): string[] {
   const rows: [string, string][] = [
     ["layers", String(c.nLayers)],
     ["hidden size", String(c.dModel)],
-    ["attention heads", `${c.nHeads} (head size ${c.dModel / c.nHeads}), RoPE θ = ${c.ropeTheta}`],
+    [
+      "attention heads",
+      `${c.nHeads} (head size ${c.dModel / c.nHeads}), ${
+        c.rope === "none" ? "no position encoding" : `RoPE θ = ${c.ropeTheta}`
+      }`,
+    ],
     ["block", c.block === "prenorm" ? "pre-norm" : "parallel (one norm)"],
     ["norm", `${c.norm === "layernorm" ? "LayerNorm (with bias)" : "RMSNorm"}, ε = ${c.normEps}`],
     [
@@ -71,15 +82,16 @@ function modelTable(c: ModelConfig): string[] {
     ],
   ];
   if (c.ffn === "moe") {
+    const est = estimatorOf(c);
     rows.push(["router estimator (training)", c.estimator]);
-    if (c.estimator === "sparsemixer" || c.estimator === "sparsemixer-v1") {
-      rows.push(["SparseMixer ε", String(c.jitterEps)]);
-    } else {
+    rows.push(...(est.card?.(estimatorSettings(c) as never) ?? []));
+    if (!est.ownGates) {
       rows.push([
         "top-k weights",
         c.normalizeTopK ? "renormalised to sum 1" : "as softmax gives them",
       ]);
     }
+    if (c.routerBias) rows.push(["router", "linear with a learned bias"]);
   }
   if (c.attnExperts > 1) {
     rows.push([

@@ -7,7 +7,7 @@
 import { fail } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { stopGradient } from "../ops/meta.ts";
-import { findMarked } from "../passes/balance.ts";
+import { findMarked } from "./routing.ts";
 
 export interface LayerMetrics {
   /** [N] i32 (token, slot) pairs per expert. */

@@ -13,7 +13,7 @@
  *     attn: { router: [N, d], q: [N, d, d], k: [N, d, d] | [d, d],  // a mixture of N
  *             v: [N, d, d] | [d, d], o: [N, d, d] },             // (kvExperts | sharedKV)
  *     ffnNorm?: { weight: [d], bias?: [d] },          // pre-norm blocks only
- *     moe?: { router: [E, d], gate?: [E, f, d], up: [E, f, d], down: [E, d, f] },
+ *     moe?: { router: [E, d], routerBias?: [E], gate?: [E, f, d], up: [E, f, d], down: [E, d, f] },
  *     mlp?: { gate?: [f, d], up: [f, d], down: [d, f] },   // dense FFN layers
  *   }],
  *   finalNorm: { weight: [d], bias?: [d] },
@@ -23,48 +23,27 @@
  */
 import { fail, formatValue, MoejitError } from "../errors.ts";
 import {
-  auxLoss,
-  type AuxLossOptions,
+  type BalanceConfig,
   type Balancer,
-  bip,
-  type BipOptions,
-  lossFree,
-  type LossFreeOptions,
-  zLoss,
-  type ZLossOptions,
-} from "../passes/balance.ts";
-import { defaultConfig, type DefaultOptions } from "../moe/estimators/default_moe.ts";
+  balancerFromSpec,
+  balancerKinds,
+  type BalanceSpec,
+  isBalancer,
+  parseBalance,
+  specOf,
+} from "../moe/balancers/index.ts";
+import {
+  type Estimator,
+  estimatorChoices,
+  estimatorNamed,
+  estimatorOptions,
+} from "../moe/estimators/index.ts";
+
+export type { BalanceConfig, BalanceSpec };
 
 /**
- * A balancer in serializable form (config.json, CLI): its `kind` plus any option of the matching
- * constructor of `mj.balance` (auxLoss, zLoss, lossFree, bip). For an auxLoss with scope
- * "sequence", `seqLen` defaults to the length of the sequences the model is run on.
- *
- * @example
- * ```ts
- * const specs: mj.nn.BalanceSpec[] = [
- *   { kind: "auxLoss", alpha: 0.01, score: "softmax" },
- *   { kind: "bip", iters: 4, cap: "floor" },
- * ];
- * ```
- */
-export type BalanceSpec =
-  | ({ kind: "auxLoss" } & AuxLossOptions)
-  | ({ kind: "zLoss" } & ZLossOptions)
-  | ({ kind: "lossFree" } & LossFreeOptions)
-  | ({ kind: "bip" } & BipOptions);
-
-/**
- * A model's balancers: one list for every MoE layer, or one list per layer (`nLayers` lists;
- * an empty list leaves that layer unbalanced).
- */
-export type BalanceConfig = BalanceSpec[] | BalanceSpec[][];
-
-const BALANCER_KINDS = ["auxLoss", "zLoss", "lossFree", "bip"] as const;
-
-/**
- * The balancer a spec describes, for a model run on sequences of `seqLen` tokens (the default
- * `seqLen` of an auxLoss with scope "sequence").
+ * The balancer a spec describes, for a model run on sequences of `seqLen` tokens (what options
+ * that depend on the run default to, e.g. the `seqLen` of an auxLoss with scope "sequence").
  *
  * @example
  * ```ts
@@ -72,27 +51,13 @@ const BALANCER_KINDS = ["auxLoss", "zLoss", "lossFree", "bip"] as const;
  * ```
  */
 export function balancerOf(spec: BalanceSpec, seqLen: number): Balancer {
-  // The constructors reject unknown options: everything but `kind` goes to them unchanged.
-  const opts = <T>(s: T) => {
-    const { kind: _, ...o } = s as T & { kind: string };
-    return o;
-  };
-  switch (spec.kind) {
-    case "auxLoss": {
-      const o = opts(spec);
-      return auxLoss(o.scope === "sequence" ? { ...o, seqLen: o.seqLen ?? seqLen } : o);
+  try {
+    return balancerFromSpec(spec, { seqLen });
+  } catch (e) {
+    if (e instanceof MoejitError && e.op === "balance") {
+      return fail("modelConfig", e.message.split("\n")[0].replace(/^balance: /, ""));
     }
-    case "zLoss":
-      return zLoss(opts(spec));
-    case "lossFree":
-      return lossFree(opts(spec));
-    case "bip":
-      return bip(opts(spec));
-    default:
-      return fail(
-        "modelConfig",
-        `unknown balancer ${formatValue(spec)}; expected kind ${BALANCER_KINDS.join(", ")}`,
-      );
+    throw e;
   }
 }
 
@@ -135,25 +100,41 @@ export function allBalanceSpecs(config: ModelConfig): BalanceSpec[] {
 }
 
 /**
- * Checks one balancer spec: a known kind, only options its constructor takes, values it accepts.
- * `where` names the spec in errors, e.g. "balance[1]" or "balance[0][2]".
+ * One balancer as a spec: a spec is checked (a known kind, only options its constructor takes,
+ * values it accepts), a balancer object becomes its spec. `where` names it in errors, e.g.
+ * "balance[1]" or "balance[0][2]".
  */
-function checkBalanceSpec(b: unknown, where: string): void {
+function balanceSpecOf(given: unknown, where: string): BalanceSpec {
+  let b = given;
+  if (isBalancer(given)) {
+    if (!balancerKinds().some((k) => k.kind === given.kind)) {
+      fail(
+        "modelConfig",
+        `${where}: a balancer of kind ${
+          formatValue(given.kind)
+        }, which is not registered: a configuration holds specs, so register its kind with mj.balance.registerBalancer`,
+      );
+    }
+    b = specOf(given);
+  }
+  const kinds = balancerKinds().map((k) => k.kind);
   if (
     !b || typeof b !== "object" || Array.isArray(b) ||
-    !BALANCER_KINDS.includes((b as BalanceSpec).kind)
+    !kinds.includes((b as BalanceSpec).kind)
   ) {
     fail(
       "modelConfig",
-      `unknown balancer ${
-        formatValue(b)
-      } at ${where}; expected kind auxLoss, zLoss, lossFree or bip`,
+      `unknown balancer ${formatValue(b)} at ${where}; expected kind ${
+        kinds.slice(0, -1).join(", ")
+      } or ${
+        kinds[kinds.length - 1]
+      } (other kinds must be registered first: mj.balance.registerBalancer, or --import the module that registers them)`,
     );
   }
   // The constructor checks the option names (and lists the allowed ones) and their values;
   // seqLen 1 stands in for the model's sequence length, which is known only at run time.
   try {
-    balancerOf(b as BalanceSpec, 1);
+    balancerFromSpec(b as BalanceSpec, { seqLen: 1 });
   } catch (e) {
     if (!(e instanceof MoejitError)) throw e;
     const msg = e.message.split("\n")[0].replace(`${e.op}: `, "");
@@ -164,6 +145,87 @@ function checkBalanceSpec(b: unknown, where: string): void {
       }`,
     );
   }
+  return { ...(b as BalanceSpec) };
+}
+
+/** The balance setting as specs: a --balance string is parsed, balancer objects become specs. */
+function balanceConfigOf(balance: unknown): BalanceConfig {
+  if (typeof balance === "string") {
+    try {
+      return parseBalance(balance, "modelConfig");
+    } catch (e) {
+      if (!(e instanceof MoejitError)) throw e;
+      return fail(
+        "modelConfig",
+        `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]), one such array per layer, or a string as --balance takes it (e.g. "aux:0.01"); ${
+          e.message.split("\n")[0].replace(/^modelConfig: /, "")
+        }`,
+      );
+    }
+  }
+  if (!Array.isArray(balance)) {
+    fail(
+      "modelConfig",
+      `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]), one such array per layer, or a string as --balance takes it (e.g. "aux:0.01"), got ${
+        formatValue(balance)
+      }`,
+    );
+  }
+  if (perLayer(balance)) {
+    return (balance as unknown[][]).map((list, l) =>
+      list.map((b, i) => balanceSpecOf(b, `balance[${l}][${i}]`))
+    );
+  }
+  const list = balance.findIndex((b) => Array.isArray(b));
+  if (list >= 0) {
+    fail(
+      "modelConfig",
+      `balance mixes per-layer lists and balancer specs (balance[${list}] is a list, balance[${
+        balance.findIndex((b) => !Array.isArray(b))
+      }] is not); give one list of specs for every layer, or one list per layer`,
+    );
+  }
+  return balance.map((b, i) => balanceSpecOf(b, `balance[${i}]`));
+}
+
+/**
+ * Configuration fields that are also estimator options: an estimator declaring one of these
+ * options takes the field's value (SparseMixer's ε is `jitterEps`, exported as PhiMoE's
+ * router_jitter_noise).
+ */
+export const ESTIMATOR_FIELDS = ["jitterEps"] as const;
+
+/**
+ * The registered estimator a configuration names.
+ *
+ * @example
+ * ```ts
+ * mj.nn.estimatorOf(mj.nn.modelConfig()).name; // "sparsemixer"
+ * ```
+ */
+export function estimatorOf(config: ModelConfig): Estimator {
+  return estimatorNamed(config.estimator) ?? fail(
+    "modelConfig",
+    `estimator must be one of ${estimatorChoices()}, got ${
+      formatValue(config.estimator)
+    } (other estimators must be registered first: mj.moe.registerEstimator, or --import the module that registers them)`,
+  );
+}
+
+/**
+ * The options a configuration's estimator runs with, defaults filled in: `estimatorOptions`
+ * plus the fields of ESTIMATOR_FIELDS the estimator declares.
+ *
+ * @example
+ * ```ts
+ * mj.nn.estimatorSettings(mj.nn.modelConfig({ estimator: "sparsemixer" })); // { jitterEps: 0.01, expertGrad: "code" }
+ * ```
+ */
+export function estimatorSettings(config: ModelConfig): Record<string, unknown> {
+  const e = estimatorOf(config);
+  const given: Record<string, unknown> = { ...config.estimatorOptions };
+  for (const f of ESTIMATOR_FIELDS) if (f in (e.options ?? {})) given[f] = config[f];
+  return estimatorOptions("modelConfig", e, given, (n) => `estimatorOptions.${n}`);
 }
 
 export interface ModelConfig {
@@ -177,6 +239,13 @@ export interface ModelConfig {
   block: "prenorm" | "parallel";
   norm: "rmsnorm" | "layernorm";
   normEps: number;
+  /**
+   * Position encoding: rotary embeddings in the rotate-half form of Hugging Face's
+   * Llama/Mixtral ("rotateHalf", default), or none ("none": attention sees no positions but
+   * the causal mask).
+   */
+  rope: "rotateHalf" | "none";
+  /** RoPE's base θ (a positive number). */
   ropeTheta: number;
   tiedEmbeddings: boolean;
   /** The FFN of every layer: a mixture of experts or a dense MLP. */
@@ -186,29 +255,31 @@ export interface ModelConfig {
   activation: "swiglu" | "gelu" | "relu";
   /** MoE only. */
   experts: number;
+  /** Experts per token. */
   topK: number;
-  estimator: "topk" | "dense" | "default" | "sparsemixer" | "sparsemixer-v1";
+  /** The router of each MoE layer adds a learned bias [experts] to its logits. */
+  routerBias: boolean;
+  /**
+   * The routing gradient estimator, by its registered name (`mj.moe.estimators()`; built in:
+   * topk, dense, default, sparsemixer, sparsemixer-v1).
+   */
+  estimator: string;
+  /** The estimator's options (e.g. `{ beta: 0.99 }` for "default"); unknown names are errors. */
+  estimatorOptions: Record<string, unknown>;
   /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
   jitterEps: number;
   /**
-   * Default MoE's options (estimator "default"; see `mj.moe.layer`'s `default`): EMA decay
-   * `beta`, what the EMA averages (`ema`: "mean", or the two readings of the paper's scored
-   * update, "scoredMean" and "scoredWeighted"), `mode` "forward" (the method) or "backwardOnly"
-   * (the ablation), and `evalDefaults`. Partial options are completed with the defaults.
-   *
-   * ```ts
-   * { estimator: "default", defaultMoe: { beta: 0.9, ema: "scoredWeighted" } }
-   * ```
-   */
-  defaultMoe: DefaultOptions;
-  /**
    * Load balancers of the MoE layers: one list for every layer, or one list per layer (an array
    * of `nLayers` lists; `[]` for a layer without balancers). Each spec is `{ kind, ...options }`
-   * with the options of `mj.balance.auxLoss/zLoss/lossFree/bip`; unknown options are errors.
+   * with a registered kind and the options of its constructor (`mj.balance.auxLoss/zLoss/
+   * lossFree/bip` for the built-ins); unknown options are errors. `modelConfig` also takes
+   * balancer objects (made through the registry) and a string as --balance takes it, and stores
+   * specs.
    *
    * ```ts
    * { balance: [{ kind: "auxLoss", alpha: 0.01 }, { kind: "zLoss" }] }     // every layer
    * { nLayers: 2, balance: [[{ kind: "auxLoss" }], [{ kind: "bip", iters: 4, cap: "floor" }]] }
+   * { balance: "aux:0.01,z" }                                              // as on the command line
    * ```
    */
   balance: BalanceConfig;
@@ -240,6 +311,7 @@ export const DEFAULT_CONFIG: ModelConfig = {
   block: "prenorm",
   norm: "rmsnorm",
   normEps: 1e-5,
+  rope: "rotateHalf",
   ropeTheta: 10000,
   tiedEmbeddings: true,
   ffn: "moe",
@@ -247,9 +319,10 @@ export const DEFAULT_CONFIG: ModelConfig = {
   activation: "swiglu",
   experts: 8,
   topK: 2,
+  routerBias: false,
   estimator: "sparsemixer",
+  estimatorOptions: {},
   jitterEps: 0.01,
-  defaultMoe: { beta: 0.9, ema: "mean", mode: "forward", evalDefaults: false },
   balance: [{ kind: "auxLoss", alpha: 0.01 }],
   normalizeTopK: false,
   attnExperts: 1,
@@ -260,22 +333,16 @@ export const DEFAULT_CONFIG: ModelConfig = {
 
 const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
 
-/** Default MoE's options completed with the defaults and checked (errors name the field). */
-function defaultMoeOf(o: unknown): DefaultOptions {
-  if (o === undefined) return { ...DEFAULT_CONFIG.defaultMoe };
-  if (!o || typeof o !== "object" || Array.isArray(o)) {
-    fail("modelConfig", `defaultMoe must be an object of options, got ${JSON.stringify(o)}`);
-  }
-  try {
-    return { ...defaultConfig({ ...DEFAULT_CONFIG.defaultMoe, ...o as DefaultOptions }) };
-  } catch (e) {
-    if (!(e instanceof MoejitError)) throw e;
-    const msg = e.message.split("\n")[0].replace(/^[^:]*: /, "").replaceAll("default.", "");
-    return fail("modelConfig", `defaultMoe: ${msg}`);
-  }
-}
-
-/** Fills defaults and checks a model configuration, with errors naming the field. */
+/**
+ * Fills defaults and checks a model configuration, with errors naming the field. Balancers may
+ * be given as specs, balancer objects or a --balance string, and are stored as specs; an
+ * estimator option that is a field of its own (ESTIMATOR_FIELDS) moves to that field.
+ *
+ * @example
+ * ```ts
+ * const c = mj.nn.modelConfig({ estimator: "default", estimatorOptions: { beta: 0.99 }, balance: "aux:0.01" });
+ * ```
+ */
 export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   for (const k of Object.keys(partial)) {
     if (!CONFIG_KEYS.includes(k as keyof ModelConfig)) {
@@ -285,22 +352,13 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
       );
     }
   }
-  if (partial.balance !== undefined && !Array.isArray(partial.balance)) {
-    fail(
-      "modelConfig",
-      `balance must be an array of balancer specs (e.g. [{ kind: "auxLoss", alpha: 0.01 }]) or one such array per layer, got ${
-        formatValue(partial.balance)
-      }`,
-    );
-  }
+  // A private copy: callers may edit the lists of the result.
+  const balance = balanceConfigOf(partial.balance ?? DEFAULT_CONFIG.balance);
   const c: ModelConfig = {
     ...DEFAULT_CONFIG,
     ...partial,
-    // A private copy: callers may edit the lists of the result.
-    balance: (partial.balance ?? DEFAULT_CONFIG.balance).map((b) =>
-      Array.isArray(b) ? [...b] : b
-    ) as BalanceConfig,
-    defaultMoe: defaultMoeOf(partial.defaultMoe),
+    balance,
+    estimatorOptions: { ...(partial.estimatorOptions ?? DEFAULT_CONFIG.estimatorOptions) },
   };
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];
@@ -329,13 +387,15 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
       }`,
     );
   }
-  if (typeof c.normalizeTopK !== "boolean") {
-    fail("modelConfig", `normalizeTopK must be a boolean, got ${formatValue(c.normalizeTopK)}`);
+  for (const k of ["normalizeTopK", "routerBias", "tiedEmbeddings"] as const) {
+    if (typeof c[k] !== "boolean") {
+      fail("modelConfig", `${k} must be a boolean, got ${formatValue(c[k])}`);
+    }
   }
   if (c.dModel % c.nHeads !== 0) {
     fail("modelConfig", `dModel (${c.dModel}) must be divisible by nHeads (${c.nHeads})`);
   }
-  if ((c.dModel / c.nHeads) % 2 !== 0) {
+  if (c.rope !== "none" && (c.dModel / c.nHeads) % 2 !== 0) {
     fail(
       "modelConfig",
       `the head size dModel/nHeads (${c.dModel / c.nHeads}) must be even for RoPE`,
@@ -356,50 +416,63 @@ export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   };
   oneOf("block", ["prenorm", "parallel"]);
   oneOf("norm", ["rmsnorm", "layernorm"]);
+  oneOf("rope", ["rotateHalf", "none"]);
   oneOf("ffn", ["moe", "dense"]);
   oneOf("activation", ["swiglu", "gelu", "relu"]);
-  oneOf("estimator", ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"]);
   oneOf("attention", ["kvExperts", "sharedKV"]);
-  if (c.normalizeTopK && (c.estimator === "sparsemixer" || c.estimator === "sparsemixer-v1")) {
+  const est = estimatorOf(c);
+  if (c.normalizeTopK && est.ownGates) {
     fail(
       "modelConfig",
       `normalizeTopK does not apply to estimator ${
         formatValue(c.estimator)
-      }: SparseMixer computes its own gate weights`,
+      }: it computes its own gate weights`,
     );
   }
-  if (c.estimator === "sparsemixer" && c.topK > 2) {
-    fail("modelConfig", `estimator "sparsemixer" supports topK 1 or 2, got ${c.topK}`);
-  }
-  if (c.estimator === "sparsemixer-v1" && c.topK !== 1) {
-    fail("modelConfig", `estimator "sparsemixer-v1" is top-1 only, got topK ${c.topK}`);
-  }
-  for (const k of ["normEps", "ropeTheta", "initStd", "jitterEps"] as const) {
+  const topKProblem = est.checkTopK?.(c.topK);
+  if (topKProblem) fail("modelConfig", `estimator ${formatValue(c.estimator)} ${topKProblem}`);
+  for (const k of ["normEps", "initStd", "jitterEps"] as const) {
     if (typeof c[k] !== "number" || !(c[k] >= 0)) {
       fail("modelConfig", `${k} must be a non-negative number, got ${formatValue(c[k])}`);
     }
   }
-  if (perLayer(c.balance)) {
-    if (c.balance.length !== c.nLayers) {
-      fail(
-        "modelConfig",
-        `balance given per layer must have one list per layer (nLayers = ${c.nLayers}), got ${c.balance.length}`,
-      );
-    }
-    (c.balance as BalanceSpec[][]).forEach((list, l) =>
-      list.forEach((b, i) => checkBalanceSpec(b, `balance[${l}][${i}]`))
+  if (typeof c.ropeTheta !== "number" || !(c.ropeTheta > 0) || !Number.isFinite(c.ropeTheta)) {
+    fail(
+      "modelConfig",
+      `ropeTheta must be a positive finite number (RoPE's base; rope: "none" for no rotary embedding), got ${
+        formatValue(c.ropeTheta)
+      }`,
     );
-  } else {
-    const list = c.balance.findIndex((b) => Array.isArray(b));
-    if (list >= 0) {
+  }
+  if (!c.estimatorOptions || typeof c.estimatorOptions !== "object") {
+    fail(
+      "modelConfig",
+      `estimatorOptions must be an object, got ${formatValue(c.estimatorOptions)}`,
+    );
+  }
+  // An option that is a field of its own lives in the field (one place for one setting).
+  for (const f of ESTIMATOR_FIELDS) {
+    if (c.estimatorOptions[f] === undefined) continue;
+    if (partial[f] !== undefined && partial[f] !== c.estimatorOptions[f]) {
       fail(
         "modelConfig",
-        `balance mixes per-layer lists and balancer specs (balance[${list}] is a list, balance[${
-          c.balance.findIndex((b) => !Array.isArray(b))
-        }] is not); give one list of specs for every layer, or one list per layer`,
+        `${f} is given twice, as ${formatValue(partial[f])} and as estimatorOptions.${f} ${
+          formatValue(c.estimatorOptions[f])
+        }; give the field ${f} only`,
       );
     }
-    c.balance.forEach((b, i) => checkBalanceSpec(b, `balance[${i}]`));
+    (c as unknown as Record<string, unknown>)[f] = c.estimatorOptions[f];
+    delete c.estimatorOptions[f];
+  }
+  if (c.jitterEps < 0 || typeof c.jitterEps !== "number") {
+    fail("modelConfig", `jitterEps must be a non-negative number, got ${formatValue(c.jitterEps)}`);
+  }
+  estimatorSettings(c);
+  if (perLayer(c.balance) && c.balance.length !== c.nLayers) {
+    fail(
+      "modelConfig",
+      `balance given per layer must have one list per layer (nLayers = ${c.nLayers}), got ${c.balance.length}`,
+    );
   }
   return c;
 }
@@ -428,6 +501,7 @@ export function parameterShapes(c: ModelConfig): [string, number[]][] {
     if (c.block === "prenorm") norm(`${L}.ffnNorm`);
     if (c.ffn === "moe") {
       out.push([`${L}.moe.router`, [E, d]]);
+      if (c.routerBias) out.push([`${L}.moe.routerBias`, [E]]);
       if (c.activation === "swiglu") out.push([`${L}.moe.gate`, [E, f, d]]);
       out.push([`${L}.moe.up`, [E, f, d]], [`${L}.moe.down`, [E, d, f]]);
     } else {

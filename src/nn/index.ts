@@ -13,11 +13,14 @@ export {
 } from "./layers.ts";
 export { balancersOf, forward, initParams, setPath } from "./model.ts";
 export type { ForwardOptions, ForwardResult, Params } from "./model.ts";
-export type { AttentionOptions } from "./layers.ts";
+export type { AttentionOptions, RopeKind, SelfAttentionOptions } from "./layers.ts";
 export {
   allBalanceSpecs,
   balancerOf,
   DEFAULT_CONFIG,
+  ESTIMATOR_FIELDS,
+  estimatorOf,
+  estimatorSettings,
   layerBalance,
   modelConfig,
   parameterCount,

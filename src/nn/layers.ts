@@ -3,7 +3,7 @@
  * nothing, and differentiate like any other op.
  */
 import { MAX_LOOP_ITERATIONS } from "../../codegen/lower.ts";
-import { fail } from "../errors.ts";
+import { fail, formatValue } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { describe, prim } from "../ops/prim.ts";
 import { checkIndex, gatherTrusted, takeRowsTrusted } from "../ops/indexing.ts";
@@ -105,6 +105,17 @@ function ropeTable(S: number, Dh: number, theta: number): [Tensor, Tensor] {
   return t;
 }
 
+/** RoPE's base must be a positive finite number: 0 would make every angle NaN (0⁻ˣ·p). */
+export function checkRopeTheta(op: string, theta: unknown): number {
+  if (typeof theta !== "number" || !(theta > 0) || !Number.isFinite(theta)) {
+    fail(op, `ropeTheta must be a positive finite number (RoPE's base), got ${formatValue(theta)}`);
+  }
+  return theta;
+}
+
+/** Position encodings of attention: RoPE in the rotate-half form, or none. */
+export type RopeKind = "rotateHalf" | "none";
+
 /**
  * Rotary position embedding over x [..., S, Dh] (e.g. [B, H, S, Dh]) in the half-split form of Hugging Face's
  * Llama/Mixtral (rotate_half), so exported checkpoints agree: x·cos + rotate_half(x)·sin.
@@ -118,6 +129,7 @@ export function rope(x: Tensor, theta = 10000): Tensor {
       }`,
     );
   }
+  checkRopeTheta("nn.rope", theta);
   const a = x.ndim - 1;
   const S = x.shape[a - 1], Dh = x.shape[a];
   const half = Dh / 2;
@@ -207,21 +219,45 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   return scores.softmax(-1).matmul(v);
 }
 
-/** Causal multi-head self-attention with RoPE on x [B, S, d], projections `{ q, k, v, o }`. */
+/** Options of {@link selfAttention}: the attention's, and the position encoding. */
+export interface SelfAttentionOptions extends AttentionOptions {
+  /** RoPE in the rotate-half form (default) or no position encoding. */
+  rope?: RopeKind;
+}
+
+/**
+ * Causal multi-head self-attention with RoPE (or none) on x [B, S, d], projections
+ * `{ q, k, v, o }`.
+ *
+ * @example
+ * ```ts
+ * const y = mj.nn.selfAttention(x, params.layers[0].attn, 4, 10000); // [B, S, d]
+ * const noPositions = mj.nn.selfAttention(x, p, 4, 10000, { rope: "none", fused: false });
+ * ```
+ */
 export function selfAttention(
   x: Tensor,
   p: { q: Tensor; k: Tensor; v: Tensor; o: Tensor },
   nHeads: number,
   ropeTheta: number,
-  opts: AttentionOptions = {},
+  opts: SelfAttentionOptions = {},
 ): Tensor {
+  const { rope: kind = "rotateHalf", ...attnOpts } = opts;
+  if (kind !== "rotateHalf" && kind !== "none") {
+    fail("nn.selfAttention", `rope must be "rotateHalf" or "none", got ${formatValue(kind)}`);
+  }
   const [B, S, d] = x.shape;
   const Dh = d / nHeads;
   const heads = (t: Tensor) => t.reshape([B, S, nHeads, Dh]).permute([0, 2, 1, 3]); // [B, H, S, Dh]
-  const q = rope(heads(linear(x, p.q)), ropeTheta);
-  const k = rope(heads(linear(x, p.k)), ropeTheta);
+  const position = (t: Tensor) => (kind === "none" ? t : rope(t, ropeTheta));
+  const q = position(heads(linear(x, p.q)));
+  const k = position(heads(linear(x, p.k)));
   const v = heads(linear(x, p.v));
-  const o = attention(q, k, v, { causal: true, ...opts }).permute([0, 2, 1, 3]).reshape([B, S, d]);
+  const o = attention(q, k, v, { causal: true, ...attnOpts }).permute([0, 2, 1, 3]).reshape([
+    B,
+    S,
+    d,
+  ]);
   return linear(o, p.o);
 }
 

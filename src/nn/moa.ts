@@ -13,7 +13,8 @@ import { fail } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 import { describe } from "../ops/prim.ts";
 import { oneHot } from "../ops/indexing.ts";
-import { attention, type AttentionOptions, linear, rope } from "./layers.ts";
+import { attention, type AttentionOptions, linear, rope, type RopeKind } from "./layers.ts";
+import { renamed } from "../deprecation.ts";
 
 /** Parameters of one MoA layer: router [N, d]; q, o [N, d, d]; k, v [N, d, d] or shared [d, d]. */
 export interface MoaParams {
@@ -26,14 +27,18 @@ export interface MoaParams {
 
 export interface MoaOptions {
   nHeads: number;
+  /** RoPE in the rotate-half form (default) or no position encoding. */
+  rope?: RopeKind;
   ropeTheta?: number;
   /** Keep only the top-k attention gates (not renormalised); 0 or absent: soft routing. */
   topK?: number;
-  /** Attention kernel choice (see nn.attention). */
+  /** Use the fused attention kernel (default: when the head size allows; see nn.attention). */
+  fusedAttention?: boolean;
+  /** @deprecated `{ fused }` as `fusedAttention` (kept for one release, with a warning). */
   kernel?: AttentionOptions;
 }
 
-const KEYS = ["nHeads", "ropeTheta", "topK", "kernel"];
+const KEYS = ["nHeads", "rope", "ropeTheta", "topK", "fusedAttention", "kernel"];
 
 /** The result: the mixture's output [B, S, d] and the gates [B, S, N] it used. */
 export interface MoaResult {
@@ -50,7 +55,13 @@ export interface MoaResult {
  * const { y, gates } = mj.nn.mixtureOfAttention(h, params.layers[0].attn, { nHeads: 4 });
  * ```
  */
-export function mixtureOfAttention(x: Tensor, p: MoaParams, opts: MoaOptions): MoaResult {
+export function mixtureOfAttention(x: Tensor, p: MoaParams, options: MoaOptions): MoaResult {
+  let opts = options;
+  if (opts && typeof opts === "object" && opts.kernel !== undefined) {
+    const o = renamed("nn.mixtureOfAttention", opts, "kernel", "fusedAttention");
+    const k = o.fusedAttention as AttentionOptions | boolean | undefined;
+    opts = { ...o, fusedAttention: typeof k === "object" ? k?.fused : k };
+  }
   for (const k of Object.keys(opts)) {
     if (!KEYS.includes(k)) {
       fail(
@@ -104,6 +115,14 @@ export function mixtureOfAttention(x: Tensor, p: MoaParams, opts: MoaOptions): M
     fail("nn.mixtureOfAttention", `topK must be 0 (soft) or 1..${N}, got ${topK}`);
   }
   const theta = opts.ropeTheta ?? 10000;
+  const kind = opts.rope ?? "rotateHalf";
+  if (kind !== "rotateHalf" && kind !== "none") {
+    fail(
+      "nn.mixtureOfAttention",
+      `rope must be "rotateHalf" or "none", got ${JSON.stringify(kind)}`,
+    );
+  }
+  const position = (t: Tensor) => (kind === "none" ? t : rope(t, theta));
 
   const flat = x.reshape([1, B * S, d]);
   // Stacked projections: [1, T, d] · [N, d, d]ᵀ → [N, T, d] (the input broadcast over experts).
@@ -121,10 +140,11 @@ export function mixtureOfAttention(x: Tensor, p: MoaParams, opts: MoaOptions): M
     ]);
     return t.expand([N, B, H, S, Dh]).reshape([N * B, H, S, Dh]);
   };
-  const q = rope(perExpertHeads(project(p.q)), theta);
-  const k = sharedK ? rope(sharedHeads(p.k), theta) : rope(perExpertHeads(project(p.k)), theta);
+  const q = position(perExpertHeads(project(p.q)));
+  const k = position(sharedK ? sharedHeads(p.k) : perExpertHeads(project(p.k)));
   const v = sharedV ? sharedHeads(p.v) : perExpertHeads(project(p.v));
-  const heads = attention(q, k, v, { causal: true, ...(opts.kernel ?? {}) }); // [N·B, H, S, Dh]
+  const fused = opts.fusedAttention !== undefined ? { fused: opts.fusedAttention } : {};
+  const heads = attention(q, k, v, { causal: true, ...fused }); // [N·B, H, S, Dh]
   const merged = heads.reshape([N, B, H, S, Dh]).permute([0, 1, 3, 2, 4]).reshape([N, B * S, d]);
   const outs = merged.matmul(p.o.swapAxes(-2, -1)); // [N, T, d]
 

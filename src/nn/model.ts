@@ -7,13 +7,17 @@ import type { Tensor } from "../tensor.ts";
 import { constant } from "../ops/prim.ts";
 import { randn } from "../ops/creation.ts";
 import { layer as moeLayer, type LayerState } from "../moe/layer.ts";
+import { initialState } from "../moe/state.ts";
 import type { Routing } from "../moe/route.ts";
-import type { Balancer } from "../passes/balance.ts";
+import type { Balancer } from "../moe/balancers/index.ts";
+import { renamed } from "../deprecation.ts";
 import { type AttentionOptions, embedding, linear, mlp, norm, selfAttention } from "./layers.ts";
 import { mixtureOfAttention, type MoaParams } from "./moa.ts";
 import {
   balancerOf,
   type BalanceSpec,
+  estimatorOf,
+  estimatorSettings,
   layerBalance,
   type ModelConfig,
   parameterShapes,
@@ -27,7 +31,7 @@ export type Params = {
     /** One attention, or a mixture of attention experts (then with a router, stacked [N, d, d]). */
     attn: { q: Tensor; k: Tensor; v: Tensor; o: Tensor; router?: Tensor };
     ffnNorm?: { weight: Tensor; bias?: Tensor };
-    moe?: { router: Tensor; gate?: Tensor; up: Tensor; down: Tensor };
+    moe?: { router: Tensor; routerBias?: Tensor; gate?: Tensor; up: Tensor; down: Tensor };
     mlp?: { gate?: Tensor; up: Tensor; down: Tensor };
   }[];
   finalNorm: { weight: Tensor; bias?: Tensor };
@@ -51,7 +55,7 @@ export function setPath(tree: Record<string, unknown>, path: string, value: unkn
 
 /**
  * Fresh parameters: weights ~ N(0, initStd²) (output projections scaled by 1/√(2L), the GPT-2
- * residual scaling), norm weights 1, biases 0. Deterministic for a seed: every parameter has its
+ * residual scaling), norm weights 1, biases (norms', routers') 0. Deterministic for a seed: every parameter has its
  * own counter-based stream, so the same seed gives the same model on every backend.
  *
  * @example
@@ -65,7 +69,7 @@ export function initParams(config: ModelConfig, seed = 0): Params {
   parameterShapes(config).forEach(([path, shape], i) => {
     let t: Tensor;
     if (path.endsWith(".weight") && shape.length === 1) t = constant(1, shape, "f32");
-    else if (path.endsWith(".bias")) t = constant(0, shape, "f32");
+    else if (path.endsWith(".bias") || path.endsWith(".routerBias")) t = constant(0, shape, "f32");
     else {
       const std = /\.(attn\.o|moe\.down|mlp\.down)$/.test(path)
         ? config.initStd * outScale
@@ -90,6 +94,30 @@ export function balancersOf(specs: readonly BalanceSpec[], seqLen: number): Bala
   return specs.map((b) => balancerOf(b, seqLen));
 }
 
+/**
+ * The MoE state of every layer before the first step: what each layer's balancers and estimator
+ * declare, at their initial values, in the order a training step returns it (so the first step
+ * and the next share one compiled program). Empty for a dense model.
+ *
+ * @example
+ * ```ts
+ * const layers = mj.nn.initialLayerState(config); // e.g. [{ lossFreeBias: zeros [E] }, …]
+ * ```
+ */
+export function initialLayerState(config: ModelConfig): LayerState[] {
+  if (config.ffn !== "moe") return [];
+  const est = estimatorOf(config);
+  const sizes = { N: config.experts, d: config.dModel, topK: config.topK };
+  return Array.from({ length: config.nLayers }, (_, i) =>
+    initialState([
+      ...balancersOf(layerBalance(config, i), config.maxSeqLen).map((b) => ({
+        who: `balancer ${b.kind}`,
+        state: b.state,
+      })),
+      { who: `estimator ${est.name}`, state: est.state },
+    ], sizes));
+}
+
 export interface ForwardOptions {
   /** Training behaviour of the MoE layers (sampling estimators, EMA updates); default true. */
   training?: boolean;
@@ -97,7 +125,12 @@ export interface ForwardOptions {
   key?: Tensor;
   /** Per-layer MoE state from the previous step (Default MoE's ehat, balancer state). */
   state?: LayerState[];
-  /** Attention kernel choice (default: fused when the head size allows; see nn.attention). */
+  /**
+   * Use the fused attention kernel (default: whenever the head size allows; see nn.attention);
+   * false builds the composite graph.
+   */
+  fusedAttention?: boolean;
+  /** @deprecated `{ fused }` as `fusedAttention` (kept for one release, with a warning). */
   attentionKernel?: AttentionOptions;
 }
 
@@ -126,8 +159,9 @@ export function forward(
   params: Params,
   tokens: Tensor,
   config: ModelConfig,
-  opts: ForwardOptions = {},
+  options: ForwardOptions = {},
 ): ForwardResult {
+  const opts = fusedAttentionOf("nn.forward", options);
   if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
     fail("nn.forward", `expected i32 token ids [B, S], got ${tokens.dtype}[${tokens.shape}]`);
   }
@@ -146,7 +180,8 @@ export function forward(
     if (!built.has(specs)) built.set(specs, balancersOf(specs, S));
     return built.get(specs)!;
   };
-  const sampling = config.estimator === "sparsemixer" || config.estimator === "sparsemixer-v1";
+  const est = estimatorOf(config);
+  const estimator = { kind: config.estimator, ...estimatorSettings(config) };
   let x = embedding(tokens, params.embed); // [B, S, d]
   const d = config.dModel;
   const losses: Record<string, Tensor> = {};
@@ -156,20 +191,15 @@ export function forward(
     if (config.ffn === "dense") return mlp(h, p.mlp!, config.activation);
     const flat = h.reshape([B * S, d]);
     const r = moeLayer(flat, p.moe!, {
-      k: config.topK,
-      estimator: config.estimator,
+      topK: config.topK,
+      estimator,
       balance: balanceOf(i),
-      ...(config.normalizeTopK ? { normalize: true } : {}),
-      ...(config.estimator === "default" ? { default: config.defaultMoe } : {}),
+      ...(config.normalizeTopK ? { normalizeTopK: true } : {}),
       training,
       ...(config.activation !== "swiglu" ? { activation: config.activation } : {}),
       ...(opts.state?.[i] ? { state: opts.state[i] } : {}),
-      ...(sampling
-        ? {
-          jitterEps: config.jitterEps,
-          ...(opts.key ? { key: opts.key.add(i * 7919).cast("u32") } : {}),
-        }
-        : {}),
+      // Each layer draws its own noise: the step's key, offset by the layer.
+      ...(est.sampling && opts.key ? { key: opts.key.add(i * 7919).cast("u32") } : {}),
     });
     for (const [name, v] of Object.entries(r.losses)) {
       losses[name] = losses[name] ? losses[name].add(v) : v;
@@ -180,14 +210,19 @@ export function forward(
   };
   const attnGates: Tensor[] = [];
   const attend = (h: Tensor, p: Params["layers"][number]): Tensor => {
+    const fused = opts.fusedAttention !== undefined ? { fused: opts.fusedAttention } : {};
     if (config.attnExperts === 1) {
-      return selfAttention(h, p.attn, config.nHeads, config.ropeTheta, opts.attentionKernel);
+      return selfAttention(h, p.attn, config.nHeads, config.ropeTheta, {
+        ...fused,
+        rope: config.rope,
+      });
     }
     const r = mixtureOfAttention(h, p.attn as MoaParams, {
       nHeads: config.nHeads,
+      rope: config.rope,
       ropeTheta: config.ropeTheta,
       topK: config.attnTopK,
-      ...(opts.attentionKernel ? { kernel: opts.attentionKernel } : {}),
+      ...(opts.fusedAttention !== undefined ? { fusedAttention: opts.fusedAttention } : {}),
     });
     attnGates.push(r.gates);
     return r.y;
@@ -204,4 +239,24 @@ export function forward(
   x = norm(x, params.finalNorm, config.norm, config.normEps);
   const logits = linear(x, config.tiedEmbeddings ? params.embed : params.lmHead!);
   return { logits, losses, state, routing, attnGates };
+}
+
+/**
+ * `attentionKernel: { fused }` (deprecated) as `fusedAttention`, in a copy of the options.
+ *
+ * @example
+ * ```ts
+ * fusedAttentionOf("nn.forward", { attentionKernel: { fused: false } }); // { fusedAttention: false }
+ * ```
+ */
+export function fusedAttentionOf<T extends { fusedAttention?: boolean }>(
+  op: string,
+  opts: T & { attentionKernel?: AttentionOptions },
+): T {
+  if (opts.attentionKernel === undefined) return opts;
+  const o = renamed(op, opts, "attentionKernel", "fusedAttention") as T & {
+    fusedAttention?: unknown;
+  };
+  const k = o.fusedAttention as AttentionOptions | boolean | undefined;
+  return { ...o, fusedAttention: typeof k === "object" ? k?.fused : k } as T;
 }

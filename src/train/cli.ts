@@ -8,13 +8,14 @@ import "../runtime/all.ts";
 import { parseArgs } from "node:util";
 import { formatValue, MoejitError } from "../errors.ts";
 import { type BackendName, setBackend } from "../backend.ts";
+import { DEFAULT_CONFIG, type ModelConfig } from "../nn/config.ts";
 import {
   type BalanceConfig,
-  type BalanceSpec,
-  DEFAULT_CONFIG,
-  type ModelConfig,
-  modelConfig,
-} from "../nn/config.ts";
+  formatBalance as formatBalanceText,
+  parseBalance as parseBalanceText,
+} from "../moe/balancers/index.ts";
+import { estimatorNamed, estimators } from "../moe/estimators/index.ts";
+import { balancerKinds } from "../moe/balancers/index.ts";
 import { BUILTIN_CORPORA } from "../data/corpus.ts";
 import { aggregate } from "../moe/metrics.ts";
 import { hfFamilyDefaults, hfMatch } from "../io/hf_families.ts";
@@ -26,8 +27,6 @@ import {
   type TrainResult,
 } from "./trainer.ts";
 import { TrainInterrupted } from "./interrupt.ts";
-
-const ESTIMATORS = ["sparsemixer", "sparsemixer-v1", "default", "dense", "topk"] as const;
 
 /**
  * What an example fixes before the flags apply. Model settings that neither the preset nor the
@@ -45,91 +44,15 @@ export interface CliPreset {
   run?: Partial<TrainOptions>;
 }
 
-/** The --balance name of each balancer kind, and the option its `name:number` form sets. */
-const BALANCE_NAMES = {
-  auxLoss: { name: "aux", main: "alpha" },
-  zLoss: { name: "z", main: "beta" },
-  lossFree: { name: "lossfree", main: "rate" },
-  bip: { name: "bip", main: "iters" },
-} as const;
-
-/** Short names with preset options. */
-const BALANCE_ALIASES: Record<string, BalanceSpec> = {
-  aux: { kind: "auxLoss" },
-  "aux-seq": { kind: "auxLoss", scope: "sequence" },
-  "aux-hf": { kind: "auxLoss", convention: "hf" },
-  z: { kind: "zLoss" },
-  lossfree: { kind: "lossFree" },
-  bip: { kind: "bip" },
-};
-
-/** One balancer: `name[:number][:option=value]…`. */
-function parseBalancer(part: string): BalanceSpec {
-  const [name, ...args] = part.trim().split(":");
-  const preset = BALANCE_ALIASES[name];
-  if (!preset) {
-    throw new CliError(
-      `--balance: unknown balancer ${
-        JSON.stringify(name)
-      }; expected aux, aux-seq, aux-hf, z, lossfree, bip or none`,
-    );
-  }
-  const spec: Record<string, unknown> = { ...preset };
-  const value = (text: string) => {
-    const n = Number(text);
-    return text.trim() !== "" && Number.isFinite(n) ? n : text;
-  };
-  args.forEach((arg, i) => {
-    const eq = arg.indexOf("=");
-    if (eq < 0) {
-      const n = Number(arg);
-      if (i > 0 || arg.trim() === "" || !(Number.isFinite(n) && n >= 0)) {
-        throw new CliError(
-          `--balance: cannot read ${
-            JSON.stringify(part)
-          }; expected name[:number][:option=value]…, e.g. aux:0.01 or bip:4:cap=floor`,
-        );
-      }
-      const main = BALANCE_NAMES[preset.kind].main;
-      if (preset.kind === "bip" && !Number.isInteger(n)) {
-        throw new CliError(`--balance: bip takes an integer iteration count, got ${arg}`);
-      }
-      spec[main] = n;
-    } else {
-      const key = arg.slice(0, eq), v = arg.slice(eq + 1);
-      if (!key || key === "kind") {
-        throw new CliError(`--balance: cannot read option ${JSON.stringify(arg)} in ${part}`);
-      }
-      spec[key] = value(v);
-    }
-  });
-  // The model's own check: option names and values as the balancer's constructor takes them.
-  try {
-    modelConfig({ nLayers: 1, balance: [spec as unknown as BalanceSpec] });
-  } catch (e) {
-    if (!(e instanceof MoejitError)) throw e;
-    throw new CliError(
-      `--balance: ${JSON.stringify(part)}: ${
-        e.message.split("\n")[0].replace(/^modelConfig: balance\[0\] \(\w+\): /, "")
-      }`,
-    );
-  }
-  return spec as unknown as BalanceSpec;
-}
-
-/** One layer's list: comma-separated balancers, or `none`. */
-function parseBalanceList(text: string): BalanceSpec[] {
-  if (text.trim() === "none" || text.trim() === "") return [];
-  return text.split(",").map(parseBalancer);
-}
-
 /**
- * Parses a --balance value: comma-separated balancers `name[:number][:option=value]…`, where
- * `name` is `aux`, `aux-seq` (scope "sequence"), `aux-hf` (convention "hf"), `z`, `lossfree` or
- * `bip`, the number sets α, β, the rate or the iteration count, and options are any others of the
- * balancer's constructor (`aux:0.01:score=softmax`, `lossfree:0.001:rule=linear:violation=raw`,
- * `bip:4:cap=3`); `none` for no balancers. Separate lists with `;` to give one list per layer
- * (`aux;bip:4` balances layer 0 with the aux loss, layer 1 with BIP).
+ * Parses a --balance value through the balancer registry: comma-separated balancers
+ * `name[:number][:option=value]…`, where `name` is a registered kind's command-line name (built
+ * in: `aux`, `aux-seq` (scope "sequence"), `aux-hf` (convention "hf"), `z`, `lossfree`, `bip`),
+ * the number sets its main option (α, β, the rate, the iteration count), and options are any
+ * others of the balancer's constructor (`aux:0.01:score=softmax`,
+ * `lossfree:0.002:rule=linear:violation=raw`, `bip:4:cap=3`); `none` for no balancers. Separate
+ * lists with `;` to give one list per layer (`aux;bip:4` balances layer 0 with the aux loss,
+ * layer 1 with BIP). Errors are CliErrors naming --balance.
  *
  * @example
  * ```ts
@@ -138,28 +61,12 @@ function parseBalanceList(text: string): BalanceSpec[] {
  * ```
  */
 export function parseBalance(text: string): BalanceConfig {
-  if (text.includes(";")) return text.split(";").map(parseBalanceList);
-  return parseBalanceList(text);
-}
-
-/** One balancer in --balance syntax. */
-function formatBalancer(b: BalanceSpec): string {
-  const o = { ...b } as Record<string, unknown>;
-  delete o.kind;
-  let name: string = BALANCE_NAMES[b.kind].name;
-  if (b.kind === "auxLoss" && b.scope === "sequence") {
-    name = "aux-seq";
-    delete o.scope;
-  } else if (b.kind === "auxLoss" && b.convention === "hf") {
-    name = "aux-hf";
-    delete o.convention;
+  try {
+    return parseBalanceText(text, "--balance");
+  } catch (e) {
+    if (!(e instanceof MoejitError)) throw e;
+    throw new CliError(e.message.split("\n")[0]);
   }
-  const main = BALANCE_NAMES[b.kind].main;
-  let text = name;
-  if (o[main] !== undefined) text += `:${o[main]}`;
-  delete o[main];
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) text += `:${k}=${v}`;
-  return text;
 }
 
 /**
@@ -172,11 +79,57 @@ function formatBalancer(b: BalanceSpec): string {
  * ```
  */
 export function formatBalance(specs: BalanceConfig): string {
-  const list = (l: readonly BalanceSpec[]) => (l.length ? l.map(formatBalancer).join(",") : "none");
-  if (specs.length && specs.every((l) => Array.isArray(l))) {
-    return (specs as BalanceSpec[][]).map(list).join(";");
+  return formatBalanceText(specs);
+}
+
+/**
+ * Parses an --estimator value: a registered estimator's name, optionally with its options
+ * `name[:option=value]…` (e.g. `default:beta=0.99`). Errors are CliErrors listing the
+ * estimators, the `first` one first (the example's own).
+ *
+ * @example
+ * ```ts
+ * parseEstimator("default:beta=0.99:mode=backwardOnly");
+ * // { estimator: "default", estimatorOptions: { beta: 0.99, mode: "backwardOnly" } }
+ * ```
+ */
+export function parseEstimator(
+  text: string,
+  first?: string,
+): { estimator: string; estimatorOptions: Record<string, unknown> } {
+  const [name, ...args] = text.split(":");
+  if (!estimatorNamed(name)) {
+    const names = estimators().map((e) => e.name);
+    const ordered = first && names.includes(first)
+      ? [first, ...names.filter((n) => n !== first)]
+      : names;
+    throw new CliError(
+      `--estimator: unknown estimator ${formatValue(name)}; expected ${ordered.join(", ")}${
+        estimators().length > 5 ? "" : " (or one registered by a module given with --import)"
+      }`,
+    );
   }
-  return list(specs as BalanceSpec[]);
+  const estimatorOptions: Record<string, unknown> = {};
+  for (const arg of args) {
+    const eq = arg.indexOf("=");
+    if (eq <= 0) {
+      throw new CliError(
+        `--estimator: cannot read ${
+          JSON.stringify(text)
+        }; expected name[:option=value]…, e.g. default:beta=0.99`,
+      );
+    }
+    const v = arg.slice(eq + 1);
+    const n = Number(v);
+    estimatorOptions[arg.slice(0, eq)] = v === "true"
+      ? true
+      : v === "false"
+      ? false
+      : v.trim() !== "" && Number.isFinite(n)
+      ? n
+      : v;
+  }
+  return { estimator: name, estimatorOptions };
 }
 
 /** A usage error: printed without a stack, exit status 2. */
@@ -187,10 +140,13 @@ export class CliError extends Error {
 interface Flag {
   /** Model field or run option it sets. */
   target: { model: keyof ModelConfig } | { run: keyof TrainOptions } | {
-    special: "backend" | "help" | "balance";
+    special: "backend" | "help" | "balance" | "estimator" | "import";
   };
-  /** "bool" takes a value (true | false); "boolean" is a switch without one. */
-  kind: "int" | "number" | "string" | "bool" | "boolean";
+  /**
+   * "bool" takes a value (true | false); "boolean" is a switch without one; "strings" may be
+   * given several times.
+   */
+  kind: "int" | "number" | "string" | "bool" | "boolean" | "strings";
   help: string;
 }
 
@@ -205,15 +161,20 @@ const FLAGS: Record<string, Flag> = {
   "top-k": { target: { model: "topK" }, kind: "int", help: "experts per token" },
   "d-ff": { target: { model: "dFf" }, kind: "int", help: "expert hidden size" },
   estimator: {
-    target: { model: "estimator" },
+    target: { special: "estimator" },
     kind: "string",
-    help: `router gradient: ${ESTIMATORS.join(" | ")}`,
+    help: "router gradient estimator, with optional :option=value (e.g. default:beta=0.99)",
   },
   balance: {
     target: { special: "balance" },
     kind: "string",
     help:
-      "balancers: aux[:α], aux-seq[:α], aux-hf[:α], z[:β], lossfree[:rate], bip[:iters], each with optional :option=value (e.g. bip:4:cap=floor), comma-separated, or none; ';' between per-layer lists",
+      "balancers, each with optional :option=value (e.g. bip:4:cap=floor), comma-separated, or none; ';' between per-layer lists",
+  },
+  "router-bias": {
+    target: { model: "routerBias" },
+    kind: "bool",
+    help: "the MoE routers add a learned bias to their logits: true | false",
   },
   "normalize-top-k": {
     target: { model: "normalizeTopK" },
@@ -229,6 +190,12 @@ const FLAGS: Record<string, Flag> = {
   block: { target: { model: "block" }, kind: "string", help: "prenorm | parallel" },
   norm: { target: { model: "norm" }, kind: "string", help: "rmsnorm | layernorm" },
   activation: { target: { model: "activation" }, kind: "string", help: "swiglu | gelu | relu" },
+  rope: {
+    target: { model: "rope" },
+    kind: "string",
+    help: "position encoding: rotateHalf (RoPE) | none",
+  },
+  "rope-theta": { target: { model: "ropeTheta" }, kind: "number", help: "RoPE's base θ" },
   lr: {
     target: { run: "lr" },
     kind: "number",
@@ -297,6 +264,12 @@ const FLAGS: Record<string, Flag> = {
     help:
       "native | webgpu | cpu (default: WebGPU on a GPU; native C on a software adapter or none)",
   },
+  import: {
+    target: { special: "import" },
+    kind: "strings",
+    help:
+      "a module to load first (repeatable): it may register estimators and balancers (mj.moe.registerEstimator, mj.balance.registerBalancer) that --estimator and --balance then name",
+  },
   help: { target: { special: "help" }, kind: "boolean", help: "print this help" },
 };
 
@@ -316,6 +289,9 @@ function defaultText(name: string, f: Flag, preset: CliPreset): string {
       return formatBalance(preset.model?.balance ?? DEFAULT_CONFIG.balance);
     }
     if (t.special === "backend") return "auto";
+    if (t.special === "estimator") {
+      return String(MODEL_FIELD_DEFAULT("estimator", preset));
+    }
     return "";
   }
   const v = (preset.run as Record<string, unknown> | undefined)?.[t.run] ??
@@ -336,12 +312,29 @@ export function usage(preset: CliPreset): string {
     const def = defaultText(name, f, preset);
     lines.push(`  --${name.padEnd(width)}${f.help}${def ? ` (default: ${def})` : ""}`);
   }
+  const family = (f: string) =>
+    estimators().filter((e) => e.hfFamily === f).map((e) => e.name).join("/");
   lines.push(
     "",
+    "Estimators (--estimator name[:option=value]…):",
+    ...estimators().map((e) => {
+      const opts = Object.entries(e.options ?? {}).map(([n, o]) => `${n}=${o.default}`);
+      return `  ${(e.name + "  ").padEnd(width)}${e.description}${
+        opts.length ? ` [options: ${opts.join(", ")}]` : ""
+      }`;
+    }),
+    "Balancers (--balance name[:number][:option=value]…):",
+    ...balancerKinds().map((k) => {
+      const names = [k.cli.name, ...Object.keys(k.cli.presets ?? {})].join(", ");
+      return `  ${(names + "  ").padEnd(width)}${k.description}${
+        k.cli.main ? ` [number: ${k.cli.main}]` : ""
+      }`;
+    }),
+    "",
     "Model defaults follow the Hugging Face family the FFN and estimator aim at (Llama for",
-    "--ffn dense, Mixtral for topk/dense/default, PhiMoE for sparsemixer), so transformers reads",
-    "the checkpoint as the same model; a flag that leaves the family is allowed, and the run and",
-    "the checkpoint's README say why no family matches.",
+    `--ffn dense, Mixtral for ${family("mixtral")}, PhiMoE for ${family("phimoe")}), so`,
+    "transformers reads the checkpoint as the same model; a flag that leaves the family is",
+    "allowed, and the run and the checkpoint's README say why no family matches.",
     "Ctrl-C stops after the current step, writes a checkpoint and exits with status 130 (a second",
     "Ctrl-C exits at once; the last checkpoint is intact); --resume continues from it with the",
     "run's original learning-rate schedule (--steps only sets where to stop). A step whose loss or",
@@ -371,19 +364,22 @@ function joinDashValues(args: string[]): string[] {
 export function parseCli(
   args: string[],
   preset: CliPreset,
-): { options: TrainOptions; backend?: string; help: boolean } {
-  let values: Record<string, string | boolean | undefined>;
+): { options: TrainOptions; backend?: string; help: boolean; imports: string[] } {
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: joinDashValues(args),
       options: Object.fromEntries(
         Object.entries(FLAGS).map((
           [k, f],
-        ) => [k, { type: f.kind === "boolean" ? "boolean" : "string" }]),
+        ) => [k, {
+          type: f.kind === "boolean" ? "boolean" : "string",
+          ...(f.kind === "strings" ? { multiple: true } : {}),
+        }]),
       ),
       strict: true,
       allowPositionals: false,
-    }) as { values: Record<string, string | boolean | undefined> });
+    }) as { values: Record<string, string | boolean | string[] | undefined> });
   } catch (e) {
     const msg = (e as Error).message;
     const unknown = msg.match(/Unknown option '([^']+)'/)?.[1];
@@ -403,9 +399,14 @@ export function parseCli(
   const model: Partial<ModelConfig> = { ...(preset.model ?? {}) };
   const run: TrainOptions = { ...(preset.run ?? {}) };
   let backend: string | undefined;
+  const imports: string[] = [];
   for (const [name, raw] of Object.entries(values)) {
     if (raw === undefined) continue;
     const f = FLAGS[name];
+    if (Array.isArray(raw)) {
+      imports.push(...raw);
+      continue;
+    }
     let value: string | number | boolean = raw;
     if (f.kind === "int" || f.kind === "number") {
       const n = Number(raw);
@@ -435,17 +436,19 @@ export function parseCli(
     }
     const t = f.target;
     if ("model" in t) {
-      if (name === "estimator" && !ESTIMATORS.includes(value as (typeof ESTIMATORS)[number])) {
-        throw new CliError(
-          `--estimator: unknown estimator ${formatValue(value)}; expected ${ESTIMATORS.join(", ")}`,
-        );
-      }
       (model as Record<string, unknown>)[t.model] = value;
     } else if ("run" in t) (run as Record<string, unknown>)[t.run] = value;
     else if (t.special === "balance") model.balance = parseBalance(String(value));
-    else if (t.special === "backend") {
+    else if (t.special === "estimator") {
+      const e = parseEstimator(String(value), preset.model?.estimator);
+      model.estimator = e.estimator;
+      // Options given with another estimator than the preset's belong to that one only.
+      model.estimatorOptions = e.estimatorOptions;
+    } else if (t.special === "backend") {
       if (value !== "native" && value !== "webgpu" && value !== "cpu") {
-        throw new CliError(`--backend: expected native, webgpu or cpu, got ${formatValue(value)}`);
+        throw new CliError(
+          `--backend: expected native, webgpu or cpu, got ${formatValue(value)}`,
+        );
       }
       backend = String(value);
     }
@@ -471,12 +474,51 @@ export function parseCli(
       }
     }
     if (!given.has("balance")) delete model.balance;
+    if (!given.has("estimator")) {
+      delete model.estimator;
+      delete model.estimatorOptions;
+    }
   }
   return {
     options: { ...run, model },
     ...(backend ? { backend } : {}),
     help: values.help === true,
+    imports,
   };
+}
+
+/** The values of every --import in argv (`--import file` and `--import=file`). */
+function importsOf(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--import" && i + 1 < args.length) out.push(args[++i]);
+    else if (args[i].startsWith("--import=")) out.push(args[i].slice("--import=".length));
+  }
+  return out;
+}
+
+/**
+ * Loads modules given with --import, in order, relative to the working directory (or URLs):
+ * what they register (estimators, balancers) is then known to --estimator and --balance.
+ *
+ * @example
+ * ```ts
+ * await importModules(["examples/ema_loss_free.ts"]);
+ * ```
+ */
+export async function importModules(specs: readonly string[]): Promise<void> {
+  for (const spec of specs) {
+    const url = /^[a-z][a-z0-9+.-]*:/i.test(spec) && !/^[a-z]:[\\/]/i.test(spec)
+      ? spec
+      : new URL(spec, `file://${Deno.cwd()}/`).href;
+    try {
+      await import(url);
+    } catch (e) {
+      if (e instanceof MoejitError) throw new CliError(`--import ${spec}: ${e.message}`);
+      const msg = (e as Error).message?.split("\n")[0] ?? String(e);
+      throw new CliError(`--import ${spec}: cannot load the module: ${msg}`);
+    }
+  }
 }
 
 /** Prints what a run produced: perplexities, balance, files, samples. */
@@ -558,6 +600,8 @@ export function printSummary(r: TrainResult): void {
 export async function runCli(args: string[], preset: CliPreset): Promise<TrainResult | null> {
   let parsed;
   try {
+    // Registration modules first: the estimators and balancers they add are flag values.
+    await importModules(importsOf(args));
     parsed = parseCli(args, preset);
   } catch (e) {
     if (e instanceof CliError) {

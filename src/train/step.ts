@@ -11,7 +11,7 @@
  * be optimised out.
  */
 import { fail } from "../errors.ts";
-import { Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { jit } from "../jit.ts";
 import { valueAndGrad } from "../autodiff/grad.ts";
 import { constant } from "../ops/prim.ts";
@@ -20,7 +20,8 @@ import { metrics as layerMetrics } from "../moe/metrics.ts";
 import type { LayerState } from "../moe/layer.ts";
 import type { Routing } from "../moe/route.ts";
 import { type AttentionOptions, crossEntropy } from "../nn/layers.ts";
-import { forward, type Params } from "../nn/model.ts";
+import { forward, initialLayerState, type Params } from "../nn/model.ts";
+import { renamed } from "../deprecation.ts";
 import type { ModelConfig } from "../nn/config.ts";
 import { type AdamW, type AdamWState, clipGradNorm, globalNorm } from "../nn/optim.ts";
 
@@ -139,7 +140,9 @@ export interface TrainStepOptions {
   clip?: number;
   /** Seed of the sampling estimators' noise (mixed with the step counter). */
   seed?: number;
-  /** Attention kernel choice (default fused; see nn.attention). */
+  /** Use the fused attention kernel (default: when the head size allows; see nn.attention). */
+  fusedAttention?: boolean;
+  /** @deprecated `{ fused }` as `fusedAttention` (kept for one release, with a warning). */
   attention?: AttentionOptions;
 }
 
@@ -162,7 +165,13 @@ export type TrainStep = (
  * state = out.state; // out.metrics: packed f32 vector, read with unpackMetrics when logging
  * ```
  */
-export function trainStep(config: ModelConfig, o: TrainStepOptions): TrainStep {
+export function trainStep(config: ModelConfig, options: TrainStepOptions): TrainStep {
+  let o = options;
+  if (options.attention !== undefined) {
+    const r = renamed("train.trainStep", options, "attention", "fusedAttention");
+    const k = r.fusedAttention as AttentionOptions | boolean | undefined;
+    o = { ...r, fusedAttention: typeof k === "object" ? k?.fused : k };
+  }
   const clip = o.clip ?? 1;
   const seed = o.seed ?? 0;
   const V = config.vocabSize;
@@ -174,7 +183,7 @@ export function trainStep(config: ModelConfig, o: TrainStepOptions): TrainStep {
         training: true,
         key,
         state: s.layers,
-        attentionKernel: o.attention,
+        ...(o.fusedAttention !== undefined ? { fusedAttention: o.fusedAttention } : {}),
       });
       const ce = crossEntropy(r.logits.reshape([-1, V]), targets.reshape([-1]));
       const total = Object.values(r.losses).reduce((a, b) => a.add(b), ce);
@@ -225,20 +234,15 @@ export function evalStep(config: ModelConfig): EvalStep {
 }
 
 /**
- * Fresh per-layer MoE state with the structure a training step returns (zeros): building the
- * step's graph on a one-token batch tells which state each layer carries, without computing
- * anything. Passing it to the first step makes step 1 and step 2 share one compiled program.
+ * Fresh per-layer MoE state with the structure a training step returns: what each layer's
+ * balancers and estimator declare, at their initial values. Passing it to the first step makes
+ * step 1 and step 2 share one compiled program.
+ *
+ * @example
+ * ```ts
+ * const layers = initLayerState(params, config);
+ * ```
  */
-export function initLayerState(params: Params, config: ModelConfig): LayerState[] {
-  if (config.ffn !== "moe") return [];
-  const tokens = constant(0, [1, 1], "i32");
-  const key = constant(0, [2], "u32");
-  const { state } = forward(params, tokens, config, { training: true, key });
-  return state.map((s) => {
-    const z: Record<string, Tensor> = {};
-    for (const [k, v] of Object.entries(s)) {
-      if (v instanceof Tensor) z[k] = constant(0, v.shape, v.dtype);
-    }
-    return z as LayerState;
-  });
+export function initLayerState(_params: Params, config: ModelConfig): LayerState[] {
+  return initialLayerState(config);
 }

@@ -550,15 +550,23 @@ async function trainRun(
   if (opts.resume) {
     const ck = await loadCheckpoint<Params>(opts.resume);
     for (const note of ck.recovered) say(`${opts.resume}: ${note}`);
-    const diffs = configDifferences(ck.config, config);
+    // What this run asks, over the checkpoint's settings (not the defaults: a setting nobody
+    // gave is the checkpoint's).
+    const asked = opts.init ? config : modelConfig({
+      ...ck.config,
+      ...(opts.model ?? {}),
+      vocabSize: data.tokenizer.vocabSize,
+      maxSeqLen: S,
+    });
+    const diffs = configDifferences(ck.config, asked);
     if (diffs.length) fail("train", `cannot resume from ${opts.resume}: ${diffs.join("; ")}`);
     for (const k of Object.keys(opts.model ?? {}) as (keyof ModelConfig)[]) {
-      if (JSON.stringify(ck.config[k]) !== JSON.stringify(config[k])) {
+      if (JSON.stringify(ck.config[k]) !== JSON.stringify(asked[k])) {
         fail(
           "train",
           `cannot resume from ${opts.resume}: ${k} is ${
             formatValue(ck.config[k])
-          } in the checkpoint but ${formatValue(config[k])} was asked`,
+          } in the checkpoint but ${formatValue(asked[k])} was asked`,
         );
       }
     }

@@ -684,8 +684,8 @@ Deno.test("estimators: bad options are clear errors", () => {
   const x = mj.zeros([4, 3]);
   const p = { router: mj.zeros([3, 3]), up: mj.zeros([3, 2, 3]), down: mj.zeros([3, 3, 2]) };
   assert.throws(
-    () => mj.moe.layer(x, p, { k: 3, estimator: "sparsemixer" }),
-    /supports k = 1 or 2/,
+    () => mj.moe.layer(x, p, { topK: 3, estimator: "sparsemixer" }),
+    /supports topK 1 or 2/,
   );
   assert.throws(() => mj.moe.layer(x, p, { k: 2, estimator: "sparsemixer-v1" }), /top-1 only/);
   assert.throws(

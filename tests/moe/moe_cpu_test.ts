@@ -48,7 +48,10 @@ Deno.test("moe.route: sigmoid scores, normalize, and a selection-only bias witho
 
 Deno.test("moe.route: errors name the option and the expected values", () => {
   const logits = mj.zeros([4, 3]);
-  assert.throws(() => mj.moe.route(logits, { k: 4 }), /moe\.route: k must be an integer in 1\.\.3/);
+  assert.throws(
+    () => mj.moe.route(logits, { topK: 4 }),
+    /moe\.route: topK must be an integer in 1\.\.3/,
+  );
   assert.throws(
     () => mj.moe.route(logits, { k: 1, score: "tanh" as "softmax" }),
     /score must be one of "softmax", "sigmoid"/,

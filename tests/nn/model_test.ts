@@ -469,8 +469,10 @@ for (const [name, partial] of VARIANTS) {
       });
       const want: Record<string, number> = {};
       for (const b of mj.nn.layerBalance(c, 0)) {
-        if (b.kind === "auxLoss") want.load_balancing_loss = (b.alpha ?? 0.01) * ref.aux;
-        if (b.kind === "zLoss") want.z_loss = (b.beta ?? 0.001) * ref.z;
+        if (b.kind === "auxLoss") {
+          want.load_balancing_loss = ((b.alpha as number | undefined) ?? 0.01) * ref.aux;
+        }
+        if (b.kind === "zLoss") want.z_loss = ((b.beta as number | undefined) ?? 0.001) * ref.z;
       }
       assert.deepEqual(
         Object.keys(r.losses).sort(),

@@ -9,10 +9,11 @@ import { fail, formatValue } from "../../errors.ts";
 import type { Tensor } from "../../tensor.ts";
 import { customVjp } from "../../autodiff/custom.ts";
 import { stopGradient } from "../../ops/meta.ts";
-import { gatherTrusted, oneHot } from "../../ops/indexing.ts";
+import { gatherTrusted, oneHot, takeRowsTrusted } from "../../ops/indexing.ts";
 import { constant, describe } from "../../ops/prim.ts";
 import { where } from "../../ops/elementwise.ts";
-import { checkChoice, checkKeys } from "../options.ts";
+import type { Estimator } from "../estimator.ts";
+import { topKRouting } from "./topk.ts";
 
 export interface DefaultOptions {
   /** EMA decay β (default 0.9). */
@@ -29,8 +30,7 @@ export interface DefaultOptions {
   evalDefaults?: boolean;
 }
 
-export const DEFAULT_KEYS = ["beta", "ema", "mode", "evalDefaults"] as const;
-
+/** Default MoE's options with their defaults filled in. */
 export interface DefaultConfig {
   beta: number;
   ema: "mean" | "scoredMean" | "scoredWeighted";
@@ -38,24 +38,12 @@ export interface DefaultConfig {
   evalDefaults: boolean;
 }
 
-export function defaultConfig(o: DefaultOptions = {}): DefaultConfig {
-  checkKeys("moe.layer default", o, DEFAULT_KEYS);
-  const beta = o.beta ?? 0.9;
-  if (typeof beta !== "number" || !(beta >= 0 && beta <= 1)) {
-    fail("moe.layer", `default.beta must be a number in [0, 1], got ${formatValue(o.beta)}`);
-  }
-  return {
-    beta,
-    ema: checkChoice(
-      "moe.layer",
-      "default.ema",
-      o.ema,
-      ["mean", "scoredMean", "scoredWeighted"],
-      "mean",
-    ),
-    mode: checkChoice("moe.layer", "default.mode", o.mode, ["forward", "backwardOnly"], "forward"),
-    evalDefaults: !!o.evalDefaults,
-  };
+/** "must be one of …, got …" for a value outside `choices`. */
+function oneOf(choices: readonly string[]) {
+  return (v: unknown) =>
+    choices.includes(v as string)
+      ? undefined
+      : `must be one of ${choices.map((c) => formatValue(c)).join(", ")}, got ${formatValue(v)}`;
 }
 
 /**
@@ -126,3 +114,64 @@ export function defaultMoe(a: DefaultInputs): { term: Tensor | null; ehat: Tenso
     : null;
   return { term, ehat };
 }
+
+/** `estimator: "default"` (options as `{ kind: "default", beta, ema, mode, evalDefaults }`). */
+export const defaultEstimator: Estimator<DefaultConfig> = {
+  name: "default",
+  description:
+    "Default MoE (Panda et al. 2025): top-k forward; unselected experts contribute their EMA default output to the router's gradient",
+  trustedIndices: true,
+  options: {
+    beta: {
+      default: 0.9,
+      doc: "EMA decay β of the default outputs",
+      check: (v) =>
+        typeof v === "number" && v >= 0 && v <= 1
+          ? undefined
+          : `must be a number in [0, 1], got ${formatValue(v)}`,
+    },
+    ema: {
+      default: "mean",
+      doc:
+        "what the EMA averages: mean of E_i(x), scoredMean of π·E_i(x), scoredWeighted Σπ·E_i(x)/Σπ",
+      check: oneOf(["mean", "scoredMean", "scoredWeighted"]),
+    },
+    mode: {
+      default: "forward",
+      doc: "forward (the method) or backwardOnly (the ablation: plain top-k forward)",
+      check: oneOf(["forward", "backwardOnly"]),
+    },
+    evalDefaults: {
+      default: false,
+      doc: "add the defaults at evaluation too",
+      check: (v) => typeof v === "boolean" ? undefined : `must be a boolean, got ${formatValue(v)}`,
+    },
+  },
+  shorthands: { default: { appliesTo: 'configures estimator "default"' } },
+  state: { ehat: ({ N, d }) => constant(0, [N, d], "f32") },
+  route: topKRouting,
+  layer({ routing, table, expertOutputs, y, training, state, x }, config) {
+    const [T, d] = x.shape;
+    const outputs = takeRowsTrusted(expertOutputs, table.destRow).reshape([
+      T,
+      routing.indices.shape[1],
+      d,
+    ]);
+    const dm = defaultMoe({
+      scores: routing.scores,
+      indices: routing.indices,
+      outputs,
+      ehat: state.ehat,
+      training,
+      config,
+    });
+    return { y: dm.term ? y.add(dm.term) : y, state: { ehat: dm.ehat } };
+  },
+  hfFamily: "mixtral",
+  inference: "softmax → top-k",
+  megatron: () => ({
+    missing: "Default MoE",
+    detail:
+      "The router's gradient used EMA default outputs of the experts a token did not use; Megatron trains with the plain top-k gradient (same forward at inference)",
+  }),
+};

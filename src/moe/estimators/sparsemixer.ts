@@ -21,15 +21,21 @@ import { gatherTrusted, oneHot } from "../../ops/indexing.ts";
 import { constant, describe } from "../../ops/prim.ts";
 import { randomBits, uniformFromBits } from "../../ops/creation.ts";
 import { where } from "../../ops/elementwise.ts";
+import { renamed } from "../../deprecation.ts";
+import type { Estimator, EstimatorContext, EstimatorLayerContext } from "../estimator.ts";
+import { combine } from "../dispatch.ts";
 
 /** Injected randomness: exponential draws [k, T, N] for Gumbel-max, uniform draws [k, T] for c. */
-export interface SparseMixerNoise {
+export type SparseMixerNoise = {
   exponential: Tensor;
   uniform: Tensor;
-}
+};
 
 export interface SparseMixerOptions {
-  k: number;
+  /** Experts per token. */
+  topK: number;
+  /** @deprecated the same as `topK` (kept for one release). */
+  k?: number;
   /** ε of the drop rule (default 0.01 for v2, HF PhiMoE's router_jitter_noise; 0.1 for v1). */
   jitterEps?: number;
   /** Training samples experts and scales gates; eval takes the argmax with c = 1 (default true). */
@@ -194,15 +200,15 @@ function checkCommon(opts: SparseMixerOptions, N: number): number {
  *
  * @example
  * ```ts
- * const r = mj.moe.route(logits, { k: 2, estimator: "sparsemixer", jitterEps: 0.01, key: stepKey });
+ * const r = mj.moe.sparseMixerV2(logits, { topK: 2, jitterEps: 0.01, key: stepKey });
  * ```
  */
-export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseMixerRouting {
+export function sparseMixerV2(logits: Tensor, options: SparseMixerOptions): SparseMixerRouting {
+  const opts = renamed("moe.sparseMixerV2", options, "k", "topK");
   const [T, N] = logits.shape;
-  const k = opts.k;
-  if (k !== 1 && k !== 2) {
-    fail("moe.route", `estimator "sparsemixer" supports k = 1 or 2 (as GRIN), got ${k}`);
-  }
+  const k = opts.topK;
+  const problem = sparseMixer.checkTopK!(k);
+  if (problem) fail("moe.route", `estimator "sparsemixer" ${problem}`);
   const eps = checkCommon(opts, N);
   const training = opts.training ?? true;
   const score = opts.score ?? "softmax";
@@ -240,12 +246,19 @@ export function sparseMixerV2(logits: Tensor, opts: SparseMixerOptions): SparseM
   return { indices: sel.transpose(), weights, scale: c.transpose() };
 }
 
-/** SparseMixer-v1 routing (top-1, mid-point rule). The per-channel ω is applied by the layer. */
-export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseMixerRouting {
+/**
+ * SparseMixer-v1 routing (top-1, mid-point rule). The per-channel ω is applied by the layer.
+ *
+ * @example
+ * ```ts
+ * const r = mj.moe.sparseMixerV1(logits, { topK: 1, jitterEps: 0.1, seed: 3 });
+ * ```
+ */
+export function sparseMixerV1(logits: Tensor, options: SparseMixerOptions): SparseMixerRouting {
+  const opts = renamed("moe.sparseMixerV1", options, "k", "topK");
   const [T, N] = logits.shape;
-  if (opts.k !== 1) {
-    fail("moe.route", `estimator "sparsemixer-v1" is top-1 only, got k = ${opts.k}`);
-  }
+  const problem = sparseMixerV1Estimator.checkTopK!(opts.topK);
+  if (problem) fail("moe.route", `estimator "sparsemixer-v1" ${problem}`);
   checkCommon(opts, N);
   const eps = opts.jitterEps ?? 0.1;
   const training = opts.training ?? true;
@@ -272,3 +285,110 @@ export function sparseMixerV1(logits: Tensor, opts: SparseMixerOptions): SparseM
     scale: scale.reshape([T, 1]),
   };
 }
+
+/** The options of both estimators once filled in. */
+export interface SparseMixerSettings {
+  jitterEps: number;
+  expertGrad: "code" | "paper";
+}
+
+const jitterEps = (dflt: number, what: string) => ({
+  default: dflt,
+  doc: `ε of the drop rule (${what})`,
+  check: (v: unknown) =>
+    typeof v === "number" && v >= 0 ? undefined : `must be a number ≥ 0, got ${formatValue(v)}`,
+});
+
+const expertGrad = {
+  default: "code",
+  doc:
+    'the expert-weight gradient carries the gate multiplier c like the released code ("code"), or not, like the paper\'s Algorithm 1 ("paper")',
+  check: (v: unknown) =>
+    v === "code" || v === "paper"
+      ? undefined
+      : `must be one of "code", "paper", got ${formatValue(v)}`,
+};
+
+const shorthands = {
+  jitterEps: { appliesTo: "applies to the sparsemixer estimators", option: "jitterEps" },
+  expertGrad: { appliesTo: "applies to the sparsemixer estimators", option: "expertGrad" },
+};
+
+/** The routing options both estimators hand to their functions. */
+function mixerOptions(ctx: EstimatorContext, o: SparseMixerSettings): SparseMixerOptions {
+  return {
+    topK: ctx.topK,
+    jitterEps: o.jitterEps,
+    training: ctx.training,
+    noise: ctx.noise as SparseMixerNoise | undefined,
+    key: ctx.key,
+    seed: ctx.seed,
+    bias: ctx.bias,
+    score: ctx.score,
+  };
+}
+
+/**
+ * The paper's form of the expert gradient ("paper"): the forward is c·p_D·E as always, experts
+ * see p_D (no c), the router sees ⟨g, E⟩ as in the code.
+ */
+function paperExpertGrad(ctx: EstimatorLayerContext): Tensor {
+  const { routing: r, table, expertOutputs: ys } = ctx;
+  const unscaled = stopGradient(r.weights.div(r.scale));
+  const toExperts = combine(ys, table, unscaled);
+  const toRouter = combine(stopGradient(ys), table, r.weights);
+  return toExperts.add(stopGradient(ctx.y.sub(toExperts))).add(
+    toRouter.sub(stopGradient(toRouter)),
+  );
+}
+
+const megatronDetail = {
+  v2: (eps: number) =>
+    `In training this model samples its experts (Gumbel-max under an ε-mask, ε = ${eps}) with SparseMixer's router gradient; at inference it takes the argmax under the mask, weighted by the masked softmax. The flags above are plain softmax top-k routing, a different function (transformers' PhiMoE computes this one)`,
+  v1:
+    "Top-1 routing sampled under an ε-mask, with the mid-point router gradient; the flags above are plain softmax top-1 routing, a different function",
+};
+
+/** `estimator: "sparsemixer"`: SparseMixer-v2 (GRIN), top-1 or top-2. */
+export const sparseMixer: Estimator<SparseMixerSettings> = {
+  name: "sparsemixer",
+  description:
+    "SparseMixer-v2 (GRIN, Liu et al. 2024): experts sampled under an ε-mask, a mid-point gradient estimate for the router",
+  options: {
+    jitterEps: jitterEps(0.01, "HF PhiMoE's router_jitter_noise"),
+    expertGrad,
+  },
+  shorthands,
+  sampling: true,
+  ownGates: true,
+  trustedIndices: true,
+  checkTopK: (k) => (k === 1 || k === 2 ? undefined : `supports topK 1 or 2, got ${k}`),
+  route: (ctx, o) => sparseMixerV2(ctx.logits, mixerOptions(ctx, o)),
+  layer: (ctx, o) => ({ y: o.expertGrad === "paper" ? paperExpertGrad(ctx) : ctx.y }),
+  hfFamily: "phimoe",
+  inference: "SparseMixer's masked-softmax weight of the argmax",
+  megatron: (o) => ({ missing: "SparseMixer-v2 (GRIN)", detail: megatronDetail.v2(o.jitterEps) }),
+  card: (o) => [["SparseMixer ε", String(o.jitterEps)]],
+};
+
+/** `estimator: "sparsemixer-v1"`: SparseMixer-v1, top-1, with the per-channel scale ω. */
+export const sparseMixerV1Estimator: Estimator<SparseMixerSettings> = {
+  name: "sparsemixer-v1",
+  description:
+    "SparseMixer-v1 (Liu et al. 2023): top-1 sampled under an ε-mask, mid-point rule for the router",
+  options: { jitterEps: jitterEps(0.1, "v1's default"), expertGrad },
+  shorthands,
+  sampling: true,
+  ownGates: true,
+  trustedIndices: true,
+  checkTopK: (k) => (k === 1 ? undefined : `is top-1 only, got topK ${k}`),
+  params: { omega: { shape: (d) => [d], doc: "per-channel gate scale ω (init ones)" } },
+  route: (ctx, o) => sparseMixerV1(ctx.logits, mixerOptions(ctx, o)),
+  layer(ctx, o) {
+    const y = o.expertGrad === "paper" ? paperExpertGrad(ctx) : ctx.y;
+    return { y: ctx.params.omega ? y.mul(ctx.params.omega) : y };
+  },
+  inference: "SparseMixer's masked-softmax weight of the argmax",
+  megatron: () => ({ missing: "SparseMixer-v1", detail: megatronDetail.v1 }),
+  card: (o) => [["SparseMixer ε", String(o.jitterEps)]],
+};
