@@ -55,7 +55,7 @@ const LAYERS: string[][] = [
     "src/rng.ts",
     "src/event_loop.ts",
   ],
-  ["src/ir/", "src/numerics.ts", "src/stats.ts"],
+  ["src/ir/", "src/numerics.ts", "src/stats.ts", "src/deprecation.ts"],
   ["codegen/"],
   ["src/interp/"],
   // The backend registry and the interpreter backend: what a tensor is realized with.

@@ -37,5 +37,6 @@ export { combine, dispatch, groupedMatmul } from "./dispatch.ts";
 export { allExperts, expertForward, layer } from "./layer.ts";
 export type { LayerOptions, LayerResult, LayerState, MoeParams } from "./layer.ts";
 export type { ExpertActivation, ExtraParam } from "./experts.ts";
+export { registerBalancer } from "./balancers/index.ts";
 export { initialState } from "./state.ts";
 export type { StateDeclaration, StateOwner, StateSizes } from "./state.ts";
