@@ -333,6 +333,16 @@ export const DEFAULT_CONFIG: ModelConfig = {
 
 const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
 
+/** Balancers as `modelConfig` takes them: specs, balancer objects or a --balance string. */
+export type BalanceInput =
+  | BalanceConfig
+  | string
+  | readonly (BalanceSpec | Balancer)[]
+  | readonly (readonly (BalanceSpec | Balancer)[])[];
+
+/** What `modelConfig` takes: any fields of a ModelConfig, balancers in any of their forms. */
+export type ModelConfigInput = Partial<Omit<ModelConfig, "balance">> & { balance?: BalanceInput };
+
 /**
  * Fills defaults and checks a model configuration, with errors naming the field. Balancers may
  * be given as specs, balancer objects or a --balance string, and are stored as specs; an
@@ -343,7 +353,7 @@ const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
  * const c = mj.nn.modelConfig({ estimator: "default", estimatorOptions: { beta: 0.99 }, balance: "aux:0.01" });
  * ```
  */
-export function modelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
+export function modelConfig(partial: ModelConfigInput = {}): ModelConfig {
   for (const k of Object.keys(partial)) {
     if (!CONFIG_KEYS.includes(k as keyof ModelConfig)) {
       fail(

@@ -11,7 +11,7 @@ export {
   rope,
   selfAttention,
 } from "./layers.ts";
-export { balancersOf, forward, initParams, setPath } from "./model.ts";
+export { balancersOf, forward, initialLayerState, initParams, setPath } from "./model.ts";
 export type { ForwardOptions, ForwardResult, Params } from "./model.ts";
 export type { AttentionOptions, RopeKind, SelfAttentionOptions } from "./layers.ts";
 export {
@@ -28,6 +28,13 @@ export {
 } from "./config.ts";
 export { mixtureOfAttention } from "./moa.ts";
 export type { MoaOptions, MoaParams, MoaResult } from "./moa.ts";
-export type { BalanceConfig, BalanceSpec, ModelConfig, ParameterCount } from "./config.ts";
+export type {
+  BalanceConfig,
+  BalanceInput,
+  BalanceSpec,
+  ModelConfig,
+  ModelConfigInput,
+  ParameterCount,
+} from "./config.ts";
 export { generate } from "./generate.ts";
 export type { GenerateOptions } from "./generate.ts";
