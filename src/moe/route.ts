@@ -326,9 +326,10 @@ export function routeWith(
       fail(op, `${who}'s ${name} must be ${dtype}[${T}, ${topK}], got ${describe(t)}`);
     }
   }
+  // The indices enter at the routing op, whoever called it (moe.layer routes through it).
   const indices = est.estimator.trustedIndices
     ? r.indices
-    : checkIndex(op, r.indices, N, `${who}'s experts`);
+    : checkIndex("moe.route", r.indices, N, `${who}'s experts`);
   let weights = r.weights;
   const scale = r.scale ?? constant(1, [T, topK], "f32");
   if (opts.normalizeTopK) weights = weights.div(weights.sum(-1, true));
