@@ -22,6 +22,8 @@
  * ```
  */
 import { fail, formatValue, MoejitError } from "../errors.ts";
+import { deprecated } from "../deprecation.ts";
+import type { DefaultOptions } from "../moe/estimators/default_moe.ts";
 import {
   type BalanceConfig,
   type Balancer,
@@ -188,6 +190,47 @@ function balanceConfigOf(balance: unknown): BalanceConfig {
   return balance.map((b, i) => balanceSpecOf(b, `balance[${i}]`));
 }
 
+/** The estimator whose options the deprecated field `defaultMoe` holds. */
+const DEFAULT_MOE = "default";
+
+/**
+ * The deprecated `defaultMoe` field (Default MoE's options; configs saved for a while carried it
+ * filled in for every estimator): checked as that estimator's options, moved to
+ * `estimatorOptions` when the estimator is Default MoE, dropped otherwise. A warning when it
+ * says anything.
+ */
+function moveDefaultMoe(c: ModelConfig, given: unknown): void {
+  const e = estimatorNamed(DEFAULT_MOE)!;
+  if (!given || typeof given !== "object" || Array.isArray(given)) {
+    fail("modelConfig", `defaultMoe must be an object of options, got ${formatValue(given)}`);
+  }
+  let full: Record<string, unknown>;
+  try {
+    full = estimatorOptions("modelConfig", e, given as Record<string, unknown>);
+  } catch (err) {
+    if (!(err instanceof MoejitError)) throw err;
+    return fail("modelConfig", `defaultMoe: ${err.message.split("\n")[0].replace(/^[^:]*: /, "")}`);
+  }
+  const defaults = estimatorOptions("modelConfig", e, {});
+  const informative = c.estimator === DEFAULT_MOE ||
+    Object.entries(full).some(([k, v]) => defaults[k] !== v);
+  if (informative) {
+    deprecated(
+      "modelConfig",
+      "field defaultMoe",
+      `estimatorOptions (with estimator "${DEFAULT_MOE}")`,
+    );
+  }
+  if (c.estimator !== DEFAULT_MOE) return;
+  if (Object.keys(c.estimatorOptions).length) {
+    fail(
+      "modelConfig",
+      "give Default MoE's options once, as estimatorOptions (defaultMoe is its deprecated name)",
+    );
+  }
+  c.estimatorOptions = { ...(given as Record<string, unknown>) };
+}
+
 /**
  * Configuration fields that are also estimator options: an estimator declaring one of these
  * options takes the field's value (SparseMixer's ε is `jitterEps`, exported as PhiMoE's
@@ -269,6 +312,11 @@ export interface ModelConfig {
   /** SparseMixer's ε (also written as router_jitter_noise for phimoe). */
   jitterEps: number;
   /**
+   * @deprecated Default MoE's options: give them as `estimatorOptions` with estimator "default"
+   * (read for one more release, with a warning; `modelConfig` moves them there).
+   */
+  defaultMoe?: DefaultOptions;
+  /**
    * Load balancers of the MoE layers: one list for every layer, or one list per layer (an array
    * of `nLayers` lists; `[]` for a layer without balancers). Each spec is `{ kind, ...options }`
    * with a registered kind and the options of its constructor (`mj.balance.auxLoss/zLoss/
@@ -331,7 +379,7 @@ export const DEFAULT_CONFIG: ModelConfig = {
   initStd: 0.02,
 };
 
-const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG) as (keyof ModelConfig)[];
+const CONFIG_KEYS = [...Object.keys(DEFAULT_CONFIG), "defaultMoe"] as (keyof ModelConfig)[];
 
 /** Balancers as `modelConfig` takes them: specs, balancer objects or a --balance string. */
 export type BalanceInput =
@@ -370,6 +418,8 @@ export function modelConfig(partial: ModelConfigInput = {}): ModelConfig {
     balance,
     estimatorOptions: { ...(partial.estimatorOptions ?? DEFAULT_CONFIG.estimatorOptions) },
   };
+  delete c.defaultMoe;
+  if (partial.defaultMoe !== undefined) moveDefaultMoe(c, partial.defaultMoe);
   const posInt = (k: keyof ModelConfig) => {
     const v = c[k];
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {

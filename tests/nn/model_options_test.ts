@@ -180,3 +180,37 @@ Deno.test("fusedAttention: the one name for the attention kernel choice; the old
   assert.equal(warnings.filter((w) => /option attentionKernel is deprecated/.test(w)).length, 1);
   assert.equal(warnings.filter((w) => /option kernel is deprecated/.test(w)).length, 1);
 });
+
+Deno.test("defaultMoe, the old field for Default MoE's options, moves to estimatorOptions (one warning); the filler older configs carry is dropped", () => {
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (m: string) => warnings.push(m);
+  try {
+    // What configs saved between the two carried for every estimator: all defaults, no warning.
+    const filler = { beta: 0.9, ema: "mean", mode: "forward", evalDefaults: false } as const;
+    const grin = mj.nn.modelConfig({ estimator: "sparsemixer", defaultMoe: filler });
+    assert.equal("defaultMoe" in grin, false);
+    assert.deepEqual(grin.estimatorOptions, {});
+    assert.equal(warnings.length, 0, warnings.join("\n"));
+    const d = mj.nn.modelConfig({ ...small, estimator: "default", defaultMoe: { beta: 0.5 } });
+    assert.deepEqual(d.estimatorOptions, { beta: 0.5 });
+    assert.deepEqual(
+      mj.nn.modelConfig({ ...small, estimator: "default", estimatorOptions: { beta: 0.5 } }),
+      d,
+    );
+    mj.nn.modelConfig({ ...small, estimator: "default", defaultMoe: { beta: 0.6 } });
+    assert.throws(
+      () =>
+        mj.nn.modelConfig({
+          ...small,
+          estimator: "default",
+          defaultMoe: { beta: 0.5 },
+          estimatorOptions: { beta: 0.5 },
+        }),
+      /give Default MoE's options once, as estimatorOptions/,
+    );
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(warnings.filter((w) => /field defaultMoe is deprecated/.test(w)).length, 1);
+});

@@ -33,20 +33,20 @@ const MODEL: Record<(typeof ARMS)[number]["key"], Partial<ModelConfig>> = {
   "topk": { estimator: "topk" },
   "default": {
     estimator: "default",
-    defaultMoe: { ema: "mean", mode: "forward", evalDefaults: true },
+    estimatorOptions: { ema: "mean", mode: "forward", evalDefaults: true },
   },
   "default-topk-eval": {
     estimator: "default",
-    defaultMoe: { ema: "mean", mode: "forward", evalDefaults: false },
+    estimatorOptions: { ema: "mean", mode: "forward", evalDefaults: false },
   },
-  "default-bwd": { estimator: "default", defaultMoe: { ema: "mean", mode: "backwardOnly" } },
+  "default-bwd": { estimator: "default", estimatorOptions: { ema: "mean", mode: "backwardOnly" } },
   "default-scored-mean": {
     estimator: "default",
-    defaultMoe: { ema: "scoredMean", mode: "forward", evalDefaults: true },
+    estimatorOptions: { ema: "scoredMean", mode: "forward", evalDefaults: true },
   },
   "default-scored-weighted": {
     estimator: "default",
-    defaultMoe: { ema: "scoredWeighted", mode: "forward", evalDefaults: true },
+    estimatorOptions: { ema: "scoredWeighted", mode: "forward", evalDefaults: true },
   },
 };
 
@@ -131,7 +131,9 @@ export const defaultMoeSuite: Suite = {
               topK: gi + 1,
               balance: [{ kind: "auxLoss", alpha: s.auxAlpha }],
               ...m,
-              ...(m.defaultMoe ? { defaultMoe: { ...m.defaultMoe, beta: s.beta } } : {}),
+              ...(m.estimatorOptions
+                ? { estimatorOptions: { ...m.estimatorOptions, beta: s.beta } }
+                : {}),
             }),
           };
         })
