@@ -14,7 +14,11 @@ import {
   formatBalance as formatBalanceText,
   parseBalance as parseBalanceText,
 } from "../moe/balancers/index.ts";
-import { estimatorNamed, estimators } from "../moe/estimators/index.ts";
+import {
+  estimatorNamed,
+  estimatorOptions as checkEstimatorOptions,
+  estimators,
+} from "../moe/estimators/index.ts";
 import { balancerKinds } from "../moe/balancers/index.ts";
 import { BUILTIN_CORPORA } from "../data/corpus.ts";
 import { aggregate } from "../moe/metrics.ts";
@@ -128,6 +132,13 @@ export function parseEstimator(
       : v.trim() !== "" && Number.isFinite(n)
       ? n
       : v;
+  }
+  // The estimator's own check of its options, in the flag's words.
+  try {
+    checkEstimatorOptions("--estimator", estimatorNamed(name)!, estimatorOptions);
+  } catch (e) {
+    if (!(e instanceof MoejitError)) throw e;
+    throw new CliError(e.message.split("\n")[0]);
   }
   return { estimator: name, estimatorOptions };
 }

@@ -141,6 +141,12 @@ Deno.test("estimator options in a config and on the command line reach the layer
     () => parseCli(["--estimator", "default:beta"], preset),
     /cannot read "default:beta"/,
   );
+  assert.throws(
+    () => parseCli(["--estimator", "default:bta=1"], preset),
+    /--estimator: unknown option "bta" of estimator "default"; expected one of beta, ema, mode/,
+  );
+  const cliEps = parseCli(["--estimator", "sparsemixer:jitterEps=0.05"], preset).options.model;
+  assert.equal(mj.nn.modelConfig(cliEps).jitterEps, 0.05);
   // Two layers with different keys: the estimator's options select the graph.
   const p = mj.nn.initParams(c, 0);
   const a = mj.nn.forward(p, tokens, c).logits.node.key;
