@@ -67,6 +67,7 @@ export function emaLossFree(opts: EmaLossFreeOptions = {}): mj.balance.Balancer 
       emaBias: ({ N }) => mj.zeros([N]),
       emaViolation: ({ N }) => mj.zeros([N]),
     },
+    metrics: ["bias_range"],
     selectionShift: (_scores, { state }) => ({ shift: mj.stopGradient(state.emaBias) }),
     finish({ routing, state, T, N, topK }) {
       const mean = (T * topK) / N;

@@ -56,6 +56,7 @@ export interface BalanceOutput {
  * const watch: mj.balance.Balancer = {
  *   kind: "watch",
  *   config: {},
+ *   metrics: ["max_share"],
  *   finish: ({ routing, T, topK }) => ({
  *     metrics: { max_share: routing.counts.max().cast("f32").div(T * topK) },
  *   }),
@@ -70,6 +71,11 @@ export interface Balancer {
   readonly config: Readonly<Record<string, unknown>>;
   /** State it carries between steps, with initial values. */
   readonly state?: StateDeclaration;
+  /**
+   * Names of the scalar metrics its `finish` reports (a training run logs them per layer in
+   * metrics.jsonl, beside max_vio and the others).
+   */
+  readonly metrics?: readonly string[];
   /** A shift [N] of the selection scores, computed from the selection scores so far [T, N]. */
   selectionShift?(
     scores: Tensor,
@@ -139,7 +145,7 @@ const registry = new Map<string, BalancerKind>();
  *   kind: "watch",
  *   description: "reports the largest load share",
  *   cli: { name: "watch" },
- *   create: () => ({ kind: "watch", config: {}, finish: ({ routing, T, topK }) => ({
+ *   create: () => ({ kind: "watch", config: {}, metrics: ["max_share"], finish: ({ routing, T, topK }) => ({
  *     metrics: { max_share: routing.counts.max().cast("f32").div(T * topK) },
  *   }) }),
  * });

@@ -70,14 +70,22 @@ export function maxVio(counts: ArrayLike<number>): number {
   return (Math.max(...c) - mean) / mean;
 }
 
-/** Mean and max over layers of each scalar metric (numbers already read back). */
+/**
+ * Mean and max over layers of each scalar metric (numbers already read back); a metric only some
+ * layers report (a balancer's) is aggregated over those layers.
+ *
+ * @example
+ * ```ts
+ * mj.balance.aggregate([{ max_vio: 0.5 }, { max_vio: 1.5 }]); // { mean: { max_vio: 1 }, max: { max_vio: 1.5 } }
+ * ```
+ */
 export function aggregate(
   perLayer: readonly Record<string, number>[],
 ): { mean: Record<string, number>; max: Record<string, number> } {
   const mean: Record<string, number> = {}, max: Record<string, number> = {};
-  if (!perLayer.length) return { mean, max };
-  for (const key of Object.keys(perLayer[0])) {
-    const vals = perLayer.map((m) => m[key]);
+  const keys = [...new Set(perLayer.flatMap((m) => Object.keys(m)))];
+  for (const key of keys) {
+    const vals = perLayer.filter((m) => key in m).map((m) => m[key]);
     mean[key] = vals.reduce((a, b) => a + b, 0) / vals.length;
     max[key] = Math.max(...vals);
   }

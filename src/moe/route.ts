@@ -346,7 +346,23 @@ export function routeWith(
     for (const [name, v] of Object.entries(f.losses ?? {})) {
       losses[name] = losses[name] ? losses[name].add(v) : v;
     }
-    for (const [name, v] of Object.entries(f.metrics ?? {})) metrics[name] = v;
+    for (const [name, v] of Object.entries(f.metrics ?? {})) {
+      if (!(b.metrics ?? []).includes(name)) {
+        fail(
+          op,
+          `balancer ${b.kind} reported metric ${name}, which it does not declare; list it in its \`metrics\``,
+        );
+      }
+      if (!(v instanceof Tensor) || v.size !== 1) {
+        fail(op, `balancer ${b.kind}'s metric ${name} must be a scalar tensor`);
+      }
+      metrics[name] = v;
+    }
+    for (const name of b.metrics ?? []) {
+      if (!(name in (f.metrics ?? {}))) {
+        fail(op, `balancer ${b.kind} declares metric ${name} but did not report it`);
+      }
+    }
     Object.assign(updates, f.state ?? {});
   }
   // Inference leaves the state as it found it (no EMA or balancer updates from eval batches).

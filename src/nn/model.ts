@@ -8,7 +8,7 @@ import { constant } from "../ops/prim.ts";
 import { randn } from "../ops/creation.ts";
 import { layer as moeLayer, type LayerState } from "../moe/layer.ts";
 import { initialState } from "../moe/state.ts";
-import type { Routing } from "../moe/route.ts";
+import type { RouteResult } from "../moe/route.ts";
 import type { Balancer } from "../moe/balancers/index.ts";
 import { renamed } from "../deprecation.ts";
 import { type AttentionOptions, embedding, linear, mlp, norm, selfAttention } from "./layers.ts";
@@ -142,7 +142,7 @@ export interface ForwardResult {
   /** Per-layer MoE state for the next step. */
   state: LayerState[];
   /** Per-layer routing (for metrics); empty for dense models. */
-  routing: Routing[];
+  routing: RouteResult[];
   /** Per-layer attention-router gates [B, S, N] of mixtures of attention; empty otherwise. */
   attnGates: Tensor[];
 }
@@ -186,7 +186,7 @@ export function forward(
   const d = config.dModel;
   const losses: Record<string, Tensor> = {};
   const state: LayerState[] = [];
-  const routing: Routing[] = [];
+  const routing: RouteResult[] = [];
   const ffn = (h: Tensor, p: Params["layers"][number], i: number): Tensor => {
     if (config.ffn === "dense") return mlp(h, p.mlp!, config.activation);
     const flat = h.reshape([B * S, d]);

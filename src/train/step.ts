@@ -18,11 +18,11 @@ import { constant } from "../ops/prim.ts";
 import { concat, stack } from "../ops/movement.ts";
 import { metrics as layerMetrics } from "../moe/metrics.ts";
 import type { LayerState } from "../moe/layer.ts";
-import type { Routing } from "../moe/route.ts";
+import type { RouteResult } from "../moe/route.ts";
 import { type AttentionOptions, crossEntropy } from "../nn/layers.ts";
-import { forward, initialLayerState, type Params } from "../nn/model.ts";
+import { balancersOf, forward, initialLayerState, type Params } from "../nn/model.ts";
 import { renamed } from "../deprecation.ts";
-import type { ModelConfig } from "../nn/config.ts";
+import { layerBalance, type ModelConfig } from "../nn/config.ts";
 import { type AdamW, type AdamWState, clipGradNorm, globalNorm } from "../nn/optim.ts";
 
 /** Scalar metrics per MoE layer, in the order they are packed into a step's metrics vector. */
@@ -55,14 +55,50 @@ export interface StepMetrics {
    * ("loss", "grad_norm"); empty for a healthy step.
    */
   nonFinite: ("loss" | "grad_norm")[];
-  /** One record per MoE layer: LAYER_SCALARS plus tokens_per_expert. */
-  layers: (Record<(typeof LAYER_SCALARS)[number], number> & { tokens_per_expert: number[] })[];
+  /**
+   * One record per MoE layer: LAYER_SCALARS, tokens_per_expert, and the metrics the layer's
+   * balancers declare (by name).
+   */
+  layers: (
+    & Record<(typeof LAYER_SCALARS)[number], number>
+    & { tokens_per_expert: number[] }
+    & Record<string, number | number[]>
+  )[];
+}
+
+/**
+ * The metrics each MoE layer's balancers declare, in the order a step packs them (balancers in
+ * list order, each its names in order). A name may appear once per layer and must not be one of
+ * LAYER_SCALARS.
+ *
+ * @example
+ * ```ts
+ * balancerMetricNames(config); // e.g. [["bias_range"], []]
+ * ```
+ */
+export function balancerMetricNames(config: ModelConfig): string[][] {
+  if (config.ffn !== "moe") return [];
+  return Array.from({ length: config.nLayers }, (_, l) => {
+    const names = balancersOf(layerBalance(config, l), config.maxSeqLen).flatMap((b) =>
+      b.metrics ?? []
+    );
+    for (const [i, n] of names.entries()) {
+      if ((LAYER_SCALARS as readonly string[]).includes(n) || n === "tokens_per_expert") {
+        fail("train", `a balancer of layer ${l} declares metric ${n}, which every layer logs`);
+      }
+      if (names.indexOf(n) !== i) {
+        fail("train", `two balancers of layer ${l} declare metric ${n}`);
+      }
+    }
+    return names;
+  });
 }
 
 /** The length of the packed metrics vector for a model. */
 function metricsLength(config: ModelConfig): number {
   const moeLayers = config.ffn === "moe" ? config.nLayers : 0;
-  return 6 + moeLayers * (LAYER_SCALARS.length + config.experts);
+  const extra = balancerMetricNames(config).reduce((a, n) => a + n.length, 0);
+  return 6 + moeLayers * (LAYER_SCALARS.length + config.experts) + extra;
 }
 
 /**
@@ -86,7 +122,8 @@ function packMetrics(
   loss: Tensor,
   ce: Tensor,
   gradNorm: Tensor,
-  routing: readonly Routing[],
+  routing: readonly RouteResult[],
+  extra: readonly string[][],
 ): Tensor {
   // [loss, ce, grad norm, and 1 for each of them that is NaN or ±Inf]: the tests fuse into
   // the kernel that packs the metrics (no extra kernel, no extra readback).
@@ -97,6 +134,10 @@ function packMetrics(
     for (const name of LAYER_SCALARS) parts.push(m[name].cast("f32").reshape([1]));
     parts.push(m.tokens_per_expert.cast("f32"));
   }
+  // Then every layer's balancer metrics (after all layers: the layout above stays fixed).
+  routing.forEach((r, l) => {
+    for (const name of extra[l] ?? []) parts.push(r.metrics[name].cast("f32").reshape([1]));
+  });
   return concat(parts, 0);
 }
 
@@ -122,6 +163,9 @@ export function unpackMetrics(v: ArrayLike<number>, config: ModelConfig): StepMe
     o += config.experts;
     out.layers.push(rec);
   }
+  balancerMetricNames(config).forEach((names, l) => {
+    for (const name of names) out.layers[l][name] = v[o++];
+  });
   return out;
 }
 
@@ -173,6 +217,7 @@ export function trainStep(config: ModelConfig, options: TrainStepOptions): Train
     o = { ...r, fusedAttention: typeof k === "object" ? k?.fused : k };
   }
   const clip = o.clip ?? 1;
+  const extra = balancerMetricNames(config);
   const seed = o.seed ?? 0;
   const V = config.vocabSize;
   const fn = (s: TrainState, inputs: Tensor, targets: Tensor, lr: number, step: number) => {
@@ -197,7 +242,7 @@ export function trainStep(config: ModelConfig, options: TrainStepOptions): Train
     const upd = o.optimizer.update(s.params, grads, s.opt, lr, stepT);
     return {
       state: { params: upd.params, opt: upd.state, layers: aux.r.state },
-      metrics: packMetrics(loss, aux.ce, gradNorm, aux.r.routing),
+      metrics: packMetrics(loss, aux.ce, gradNorm, aux.r.routing, extra),
     };
   };
   return jit(fn, { name: "train step" }) as unknown as TrainStep;

@@ -796,7 +796,9 @@ async function trainRun(
         };
         if (lastMetrics.layers.length) {
           const over = aggregate(
-            lastMetrics.layers.map(({ tokens_per_expert: _, ...scalars }) => scalars),
+            lastMetrics.layers.map(({ tokens_per_expert: _, ...scalars }) =>
+              scalars as Record<string, number>
+            ),
           );
           record.layers_mean = over.mean;
           record.layers_max = over.max;

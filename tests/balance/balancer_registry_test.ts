@@ -96,6 +96,7 @@ function counter(opts: { scale?: number } = {}): mj.balance.Balancer {
     kind: "testCounter",
     config: { scale },
     state: { counted: ({ N }) => mj.zeros([N]) },
+    metrics: ["max_share"],
     finish: ({ routing, state, T, topK }) => ({
       state: { counted: state.counted.add(routing.counts.cast("f32").mul(scale)) },
       metrics: { max_share: routing.counts.max().cast("f32").div(T * topK) },
@@ -153,6 +154,7 @@ Deno.test("balancers: clear errors for unregistered kinds in configs, clashing a
   const unregistered: mj.balance.Balancer = {
     kind: "adHoc",
     config: {},
+    metrics: ["n"],
     finish: ({ routing }) => ({ metrics: { n: routing.counts.sum().cast("f32") } }),
   };
   // A router takes any balancer object; a configuration holds specs of registered kinds only.
@@ -169,6 +171,23 @@ Deno.test("balancers: clear errors for unregistered kinds in configs, clashing a
   assert.throws(
     () => mj.moe.route(logitsOf(x, params.router), { topK: 2, balance: [leaky] }),
     /balancer leaky returned state secret, which it does not declare/,
+  );
+  const chatty: mj.balance.Balancer = {
+    kind: "chatty",
+    config: {},
+    finish: () => ({ metrics: { extra: mj.tensor(1) } }),
+  };
+  assert.throws(
+    () => mj.moe.route(logitsOf(x, params.router), { topK: 2, balance: [chatty] }),
+    /balancer chatty reported metric extra, which it does not declare/,
+  );
+  assert.throws(
+    () =>
+      mj.moe.route(logitsOf(x, params.router), {
+        topK: 2,
+        balance: [{ ...chatty, metrics: ["extra", "missing"] }],
+      }),
+    /balancer chatty declares metric missing but did not report it/,
   );
   const clash: mj.balance.Balancer = {
     kind: "clash",

@@ -111,6 +111,15 @@ Deno.test("emaLossFree: run from grin.ts by name with --import, checkpointed and
     { kind: "emaLossFree", rate: 0.01, beta: 0.5 },
   ]);
   assert.match(json.moejit.hf.line, /balance emaLossFree: its per-expert selection bias/);
+  // Its declared metric is logged per layer beside the built-in ones.
+  const records = (await Deno.readTextFile(`${dir}/run/metrics.jsonl`)).trim().split("\n")
+    .map((l) => JSON.parse(l)).filter((r) => r.layers);
+  assert.ok(records.length > 0);
+  for (const r of records) {
+    assert.ok(Number.isFinite(r.layers[0].bias_range) && r.layers[0].bias_range >= 0);
+    assert.ok(Number.isFinite(r.layers[0].max_vio));
+    assert.equal(r.layers_mean.bias_range, r.layers[0].bias_range);
+  }
   const loaded = await mj.io.loadCheckpoint(ck);
   const layers = (loaded.trainingState!.tensors as { layers: Record<string, mj.Tensor>[] }).layers;
   assert.deepEqual(Object.keys(layers[0]), ["emaBias", "emaViolation"]);
