@@ -36,13 +36,15 @@
  * the tile's position and the thread count change nothing, so the bits are the same whatever the
  * number of threads or their timing.
  *
- * Threads (OpenMP): products of at least 2·10⁶ multiply-adds run on omp_get_max_threads()
- * threads, splitting M (threads pack disjoint shares of each B block into one shared buffer,
- * barriers between packing and use) or, when M is short, N (each thread with private buffers),
- * whichever costs less in a model of tile work plus packing. Inside an active parallel region
- * (omp_in_parallel(), e.g. a loop over experts) it runs on the calling thread alone. Packing
- * buffers are allocated per call (malloc, 64-byte aligned); no static state, so concurrent calls
- * are safe. Without memory it falls back to one-panel buffers on the stack (same bits, slower).
+ * Threads (OpenMP): products of at least 2·10⁶ multiply-adds are cut into two pieces of C per
+ * thread (omp_get_max_threads()), in the grid over M and N that costs least per piece (padded
+ * tiles plus packing), handed out dynamically, each piece packing its own panels: no barriers,
+ * so a thread that loses its core to another process holds up only its current piece (with the
+ * packed B shared behind barriers instead, 2 threads ran at half the speed on a busy machine).
+ * Inside an active parallel region (omp_in_parallel(), e.g. a loop over experts) it runs on the
+ * calling thread alone. Packing buffers are allocated per call (malloc, 64-byte aligned); no
+ * static state, so concurrent calls are safe. Without memory it falls back to one-panel
+ * buffers on the stack (same bits, slower).
  */
 export const GEMM_C: string = String.raw`
 /* moejit's own single-precision GEMM (row-major), GotoBLAS/BLIS style: packed panels of A and
@@ -133,6 +135,9 @@ export const GEMM_C: string = String.raw`
 
 #ifndef MJ_GEMM_PARALLEL_MIN
 #define MJ_GEMM_PARALLEL_MIN 2e6 /* M*N*K below which threads do not pay */
+#endif
+#ifndef MJ_GEMM_TASKS
+#define MJ_GEMM_TASKS 2 /* pieces of C per thread */
 #endif
 
 #define MJ_GEMM_NV (MJ_GEMM_NR / MJ_GEMM_VW)
@@ -273,39 +278,26 @@ static int mj_gemm_kc(int K) {
 static int mj_gemm_min(int a, int b) { return a < b ? a : b; }
 static size_t mj_gemm_round(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-/* GotoBLAS's loop nest for rows [m0, m1) of C, run by thread tid of a team of that many threads that
- * shares the packed B block (each packs its share of the panels; barriers separate packing from
- * use). The K blocks, and with them every element's summation order, depend on K alone. */
-static void mj_gemm_rows(int transA, int transB, int m0, int m1, int N, int K, const float *A,
-                         intptr_t lda, const float *B, intptr_t ldb, float *C, intptr_t ldc,
-                         int accumulate, float *apack, int mcMax, float *bpack, int ncMax,
-                         int tid, int team) {
+/* GotoBLAS's loop nest for one piece of C on the calling thread (A, B and C point at the
+ * piece). apack holds mcMax x KC floats, bpack KC x ncMax. */
+static void mj_gemm_block(int transA, int transB, int M, int N, int K, const float *A,
+                          intptr_t lda, const float *B, intptr_t ldb, float *C, intptr_t ldc,
+                          int accumulate, float *apack, int mcMax, float *bpack, int ncMax) {
   int kcb = mj_gemm_kc(K);
   for (int jc = 0; jc < N; jc += ncMax) {
     int nc = mj_gemm_min(N - jc, ncMax);
-    int panels = (nc + MJ_GEMM_NR - 1) / MJ_GEMM_NR;
-    int q0 = (int)((long long)panels * tid / team) * MJ_GEMM_NR;
-    int q1 = mj_gemm_min(nc, (int)((long long)panels * (tid + 1) / team) * MJ_GEMM_NR);
     for (int pc = 0; pc < K; pc += kcb) {
       int kc = mj_gemm_min(K - pc, kcb);
       int add = accumulate || pc > 0;
-      if (q1 > q0) {
-        int n0 = jc + q0;
-        const float *Bp = transB ? B + (intptr_t)n0 * ldb + pc : B + (intptr_t)pc * ldb + n0;
-        mj_gemm_pack_b(transB, kc, q1 - q0, Bp, ldb, bpack + (intptr_t)q0 * kc);
-      }
-#ifdef _OPENMP
-      if (team > 1) {
-#pragma omp barrier
-      }
-#endif
-      for (int ic = m0; ic < m1; ic += mcMax) {
-        int mc = mj_gemm_min(m1 - ic, mcMax);
+      const float *Bp = transB ? B + (intptr_t)jc * ldb + pc : B + (intptr_t)pc * ldb + jc;
+      mj_gemm_pack_b(transB, kc, nc, Bp, ldb, bpack);
+      for (int ic = 0; ic < M; ic += mcMax) {
+        int mc = mj_gemm_min(M - ic, mcMax);
         const float *Ap = transA ? A + (intptr_t)pc * lda + ic : A + (intptr_t)ic * lda + pc;
         mj_gemm_pack_a(transA, mc, kc, Ap, lda, apack);
         float *Cb = C + (intptr_t)ic * ldc + jc;
-        /* Innermost jr: the A micro-panel stays in L1 and B streams from L2 (needs KC x NC in
-         * L2); innermost ir (BLIS's order): the B micro-panel stays in L1, A streams from L2. */
+        /* Innermost jr: the A micro-panel stays in L1 while B streams from L2 (so KC x NC must
+         * fit L2); innermost ir (BLIS's order): the B micro-panel stays in L1, A streams. */
 #if MJ_GEMM_JR_INNER
         for (int ir = 0; ir < mc; ir += MJ_GEMM_MR) {
           int mr = mj_gemm_min(mc - ir, MJ_GEMM_MR);
@@ -322,11 +314,6 @@ static void mj_gemm_rows(int transA, int transB, int m0, int m1, int N, int K, c
           }
         }
       }
-#ifdef _OPENMP
-      if (team > 1) {
-#pragma omp barrier
-      }
-#endif
     }
   }
 }
@@ -344,26 +331,25 @@ static void mj_gemm_free(float *p) {
   if (p) free(((void **)p)[-1]);
 }
 
-static int mj_gemm_mc(int M) { return (int)mj_gemm_round(mj_gemm_min(M, MJ_GEMM_MC), MJ_GEMM_MR); }
-static int mj_gemm_nc(int N) { return (int)mj_gemm_round(mj_gemm_min(N, MJ_GEMM_NC), MJ_GEMM_NR); }
-
-/* The whole product on the calling thread, with its own buffers. */
-static void mj_gemm_serial(int transA, int transB, int M, int N, int K, const float *A,
-                           intptr_t lda, const float *B, intptr_t ldb, float *C, intptr_t ldc,
-                           int accumulate) {
-  int kcb = mj_gemm_kc(K), mcMax = mj_gemm_mc(M), ncMax = mj_gemm_nc(N);
+/* One piece of C on the calling thread, with its own packing buffers. */
+static void mj_gemm_piece(int transA, int transB, int M, int N, int K, const float *A,
+                          intptr_t lda, const float *B, intptr_t ldb, float *C, intptr_t ldc,
+                          int accumulate) {
+  int kcb = mj_gemm_kc(K);
+  int mcMax = (int)mj_gemm_round(mj_gemm_min(M, MJ_GEMM_MC), MJ_GEMM_MR);
+  int ncMax = (int)mj_gemm_round(mj_gemm_min(N, MJ_GEMM_NC), MJ_GEMM_NR);
   float *apack = mj_gemm_alloc((size_t)mcMax * kcb);
   float *bpack = mj_gemm_alloc((size_t)ncMax * kcb);
   if (apack && bpack) {
-    mj_gemm_rows(transA, transB, 0, M, N, K, A, lda, B, ldb, C, ldc, accumulate, apack, mcMax,
-                 bpack, ncMax, 0, 1);
+    mj_gemm_block(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, apack, mcMax,
+                  bpack, ncMax);
   } else {
-    /* Out of memory: one panel each on the stack. MC and NC do not change any sum (only KC
-     * does), so the result is bit-identical, only slower. */
+    /* Out of memory: one panel each on the stack. MC and NC change no sum (only KC does), so
+     * the result is bit-identical, only slower. */
     float a1[MJ_GEMM_MR * MJ_GEMM_KC] MJ_GEMM_ALIGNED;
     float b1[MJ_GEMM_NR * MJ_GEMM_KC] MJ_GEMM_ALIGNED;
-    mj_gemm_rows(transA, transB, 0, M, N, K, A, lda, B, ldb, C, ldc, accumulate, a1, MJ_GEMM_MR,
-                 b1, MJ_GEMM_NR, 0, 1);
+    mj_gemm_block(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, a1, MJ_GEMM_MR,
+                  b1, MJ_GEMM_NR);
   }
   mj_gemm_free(apack);
   mj_gemm_free(bpack);
@@ -371,10 +357,11 @@ static void mj_gemm_serial(int transA, int transB, int M, int N, int K, const fl
 
 /* C (+)= opA . opB, row-major: opA[m,k] = transA ? A[k*lda + m] : A[m*lda + k], opB[k,n] =
  * transB ? B[n*ldb + k] : B[k*ldb + n]; accumulate 0 overwrites C, 1 adds to it. Threads split
- * only M or N, never K, so the bits do not depend on the thread count; inside a parallel region
- * it runs on the calling thread alone. */
-MJ_GEMM_UNUSED static void mj_sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float *C, int ldc, int accumulate) {
+ * M and N, never K, so the bits do not depend on the thread count; inside an active parallel
+ * region it runs on the calling thread alone. */
+MJ_GEMM_UNUSED static void mj_sgemm(int transA, int transB, int M, int N, int K, const float *A,
+                                    int lda, const float *B, int ldb, float *C, int ldc,
+                                    int accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)
@@ -386,53 +373,36 @@ MJ_GEMM_UNUSED static void mj_sgemm(int transA, int transB, int M, int N, int K,
   if (!omp_in_parallel() && (double)M * N * K >= MJ_GEMM_PARALLEL_MIN) threads = omp_get_max_threads();
 #endif
   if (threads <= 1) {
-    mj_gemm_serial(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    mj_gemm_piece(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     return;
   }
-#ifdef _OPENMP
-  /* Per-thread work in FMAs, packing one element costing about 2 VW: split M with the packed B
-   * shared, or split N with everything private (for short M). */
-  double T = threads, tiles = (double)mj_gemm_round(N, MJ_GEMM_NR);
-  double mt = (double)mj_gemm_round((size_t)((M + T - 1) / T), MJ_GEMM_MR);
-  double nt = (double)mj_gemm_round((size_t)((N + T - 1) / T), MJ_GEMM_NR);
-  double byRows = mt * tiles + 2.0 * MJ_GEMM_VW * (tiles / T + mt * ((N + MJ_GEMM_NC - 1) / MJ_GEMM_NC));
-  double byCols = (double)mj_gemm_round(M, MJ_GEMM_MR) * nt +
-                  2.0 * MJ_GEMM_VW * (nt + M * ((nt + MJ_GEMM_NC - 1) / MJ_GEMM_NC));
+  /* MJ_GEMM_TASKS pieces per thread, handed out dynamically (a thread that loses its core to
+   * another process leaves its remaining pieces to the others), in the tm x tn grid that costs
+   * least per piece: padded tiles plus packing (about 2 VW multiply-adds per packed element; each
+   * piece packs its B columns once and its A rows once per NC columns). */
+  int pieces = threads * MJ_GEMM_TASKS, tm = 1, tn = pieces;
+  double best = -1;
+  for (int t = 1; t <= pieces; t++) {
+    if (pieces % t) continue;
+    int u = pieces / t;
+    double mt = (double)mj_gemm_round((M + t - 1) / t, MJ_GEMM_MR);
+    double nt = (double)mj_gemm_round((N + u - 1) / u, MJ_GEMM_NR);
+    double cost = mt * nt + 2.0 * MJ_GEMM_VW * (nt + mt * (double)((nt + MJ_GEMM_NC - 1) / MJ_GEMM_NC));
+    if (best < 0 || cost < best) best = cost, tm = t, tn = u;
+  }
+  int mStep = (int)mj_gemm_round((M + tm - 1) / tm, MJ_GEMM_MR);
+  int nStep = (int)mj_gemm_round((N + tn - 1) / tn, MJ_GEMM_NR);
   intptr_t la = lda, lb = ldb, lc = ldc;
-  if (byRows <= byCols) {
-    int kcb = mj_gemm_kc(K), mcMax = mj_gemm_mc((int)mt), ncMax = mj_gemm_nc(N);
-    size_t aSize = mj_gemm_round((size_t)mcMax * kcb, MJ_GEMM_ALIGN / sizeof(float));
-    float *bpack = mj_gemm_alloc((size_t)ncMax * kcb);
-    float *apacks = mj_gemm_alloc(aSize * threads);
-    if (!bpack || !apacks) {
-      mj_gemm_free(bpack);
-      mj_gemm_free(apacks);
-      mj_gemm_serial(transA, transB, M, N, K, A, la, B, lb, C, lc, accumulate);
-      return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-      int team = omp_get_num_threads(), tid = omp_get_thread_num();
-      int panels = (M + MJ_GEMM_MR - 1) / MJ_GEMM_MR;
-      int m0 = (int)((long long)panels * tid / team) * MJ_GEMM_MR;
-      int m1 = mj_gemm_min(M, (int)((long long)panels * (tid + 1) / team) * MJ_GEMM_MR);
-      mj_gemm_rows(transA, transB, m0, m1, N, K, A, la, B, lb, C, lc, accumulate,
-                   apacks + aSize * tid, mcMax, bpack, ncMax, tid, team);
-    }
-    mj_gemm_free(bpack);
-    mj_gemm_free(apacks);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    int team = omp_get_num_threads(), tid = omp_get_thread_num();
-    int panels = (N + MJ_GEMM_NR - 1) / MJ_GEMM_NR;
-    int n0 = (int)((long long)panels * tid / team) * MJ_GEMM_NR;
-    int n1 = mj_gemm_min(N, (int)((long long)panels * (tid + 1) / team) * MJ_GEMM_NR);
-    if (n1 > n0)
-      mj_gemm_serial(transA, transB, M, n1 - n0, K, A, la, transB ? B + n0 * lb : B + n0, lb,
-                     C + n0, lc, accumulate);
-  }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
 #endif
+  for (int p = 0; p < tm * tn; p++) {
+    int m0 = p / tn * mStep, n0 = p % tn * nStep;
+    if (m0 >= M || n0 >= N) continue;
+    const float *Ap = transA ? A + m0 : A + m0 * la;
+    const float *Bp = transB ? B + n0 * lb : B + n0;
+    mj_gemm_piece(transA, transB, mj_gemm_min(M - m0, mStep), mj_gemm_min(N - n0, nStep), K, Ap,
+                  la, Bp, lb, C + m0 * lc + n0, lc, accumulate);
+  }
 }
 `;
