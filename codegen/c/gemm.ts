@@ -91,6 +91,9 @@ export const GEMM_C: string = String.raw`
 #endif
 #if MJ_GEMM_VW > 1
 #define MJ_GEMM_VECTOR 1
+#if MJ_GEMM_NR % MJ_GEMM_VW != 0
+#error "MJ_GEMM_NR must be a multiple of the vector width MJ_GEMM_VW"
+#endif
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define MJ_GEMM_ALIGNED __attribute__((aligned(64)))
