@@ -9,8 +9,11 @@
  * Needs a C compiler (cc) with OpenMP and libopenblas.so.0 (Debian: libopenblas0-pthread). Each
  * round times --reps calls of one system, then of the other (median per round); idle thread
  * pools get a pause to go to sleep before the other system runs. Prints GFLOP/s per system (the
- * median and the best of the round medians) and the ratio of the medians.
+ * median and the best of the round medians) and the ratio of the medians, by the wall clock and
+ * by CPU time per thread (on a machine other processes load, the wall clock undercounts both
+ * systems; CPU time shows what each would do with the cores to itself).
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { GEMM_C } from "../codegen/c/gemm.ts";
 import { median, table } from "./peers/util.ts";
@@ -142,7 +145,7 @@ function randomFloats(n: number, seed: number): Float32Array {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const rows: string[][] = [];
+const wallRows: string[][] = [], cpuRows: string[][] = [];
 for (const [M, K, N] of shapes) {
   for (const p of problems(M, K, N)) {
     const A = randomFloats(p.M * p.K, 1), B = randomFloats(p.K * p.N, 2);
@@ -175,38 +178,42 @@ for (const [M, K, N] of shapes) {
     }
     if (worst > 1e-3) throw new Error(`${p.label}: results differ from OpenBLAS by ${worst}`);
     const flop = 2 * p.M * p.N * p.K;
-    const rate = (ms: number) => flop / ms / 1e6;
-    const oursRound: number[] = [], blasRound: number[] = [];
+    // Per round: GFLOP/s by the wall clock, and by the process's CPU time per thread (what the
+    // threads would do with the cores to themselves; other processes' load hardly moves it).
     const timed = async (run: () => void) => {
       await sleep(pauseMs);
-      const ts: number[] = [];
+      const wall: number[] = [], cpu: number[] = [];
       for (let r = 0; r < reps; r++) {
-        const t0 = performance.now();
+        const c0 = process.cpuUsage(), t0 = performance.now();
         run();
-        ts.push(performance.now() - t0);
+        const t1 = performance.now(), c1 = process.cpuUsage(c0);
+        wall.push(flop / (t1 - t0) / 1e6);
+        cpu.push(flop / ((c1.user + c1.system) / 1000 / threads) / 1e6);
       }
-      return rate(median(ts));
+      return { wall: median(wall), cpu: median(cpu) };
     };
+    const ourRounds: { wall: number; cpu: number }[] = [], blasRounds: typeof ourRounds = [];
     for (let r = 0; r < rounds; r++) {
-      oursRound.push(await timed(runOurs));
-      blasRound.push(await timed(runBlas));
+      ourRounds.push(await timed(runOurs));
+      blasRounds.push(await timed(runBlas));
     }
-    const mo = median(oursRound), mb = median(blasRound);
-    rows.push([
-      p.label,
-      mo.toFixed(1),
-      Math.max(...oursRound).toFixed(1),
-      mb.toFixed(1),
-      Math.max(...blasRound).toFixed(1),
-      (mo / mb).toFixed(2) + "×",
-    ]);
+    for (const [clock, out] of [["wall", wallRows], ["cpu", cpuRows]] as const) {
+      const o = ourRounds.map((x) => x[clock]), b = blasRounds.map((x) => x[clock]);
+      out.push([
+        p.label,
+        median(o).toFixed(1),
+        Math.max(...o).toFixed(1),
+        median(b).toFixed(1),
+        Math.max(...b).toFixed(1),
+        (median(o) / median(b)).toFixed(2) + "×",
+      ]);
+    }
   }
 }
-console.log(
-  table(
-    ["problem", "moejit GFLOP/s", "(best round)", "OpenBLAS GFLOP/s", "(best round)", "ratio"],
-    rows,
-  ),
-);
+const head = ["problem", "moejit GFLOP/s", "(best round)", "OpenBLAS GFLOP/s", "(best round)"];
+console.log("By the wall clock (medians over rounds of each round's median):");
+console.log(table([...head, "ratio"], wallRows));
+console.log("By CPU time per thread (flop ÷ (process CPU seconds ÷ threads)):");
+console.log(table([...head, "ratio"], cpuRows));
 console.log(`load average after: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 await Deno.remove(dir, { recursive: true });
