@@ -9,9 +9,11 @@
  * Needs a C compiler (cc) with OpenMP and libopenblas.so.0 (Debian: libopenblas0-pthread). Each
  * round times --reps calls of one system, then of the other (median per round); idle thread
  * pools get a pause to go to sleep before the other system runs. Prints GFLOP/s per system (the
- * median and the best of the round medians) and the ratio of the medians, by the wall clock and
- * by CPU time per thread (on a machine other processes load, the wall clock undercounts both
- * systems; CPU time shows what each would do with the cores to itself).
+ * median and the best of the round medians) and the ratio of the medians by the wall clock; with
+ * --threads 1 also by the process's CPU time, which other processes' load hardly moves (on a
+ * shared machine the wall clock undercounts both systems). Not with more threads: the kernel
+ * brings a running thread's CPU time up to date only at scheduler ticks, so the other threads'
+ * time would be undercounted by up to a tick per call.
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -178,8 +180,7 @@ for (const [M, K, N] of shapes) {
     }
     if (worst > 1e-3) throw new Error(`${p.label}: results differ from OpenBLAS by ${worst}`);
     const flop = 2 * p.M * p.N * p.K;
-    // Per round: GFLOP/s by the wall clock, and by the process's CPU time per thread (what the
-    // threads would do with the cores to themselves; other processes' load hardly moves it).
+    // Per round: GFLOP/s by the wall clock and by the process's CPU time (one thread only).
     const timed = async (run: () => void) => {
       await sleep(pauseMs);
       const wall: number[] = [], cpu: number[] = [];
@@ -188,7 +189,7 @@ for (const [M, K, N] of shapes) {
         run();
         const t1 = performance.now(), c1 = process.cpuUsage(c0);
         wall.push(flop / (t1 - t0) / 1e6);
-        cpu.push(flop / ((c1.user + c1.system) / 1000 / threads) / 1e6);
+        cpu.push(flop / ((c1.user + c1.system) / 1000) / 1e6);
       }
       return { wall: median(wall), cpu: median(cpu) };
     };
@@ -213,7 +214,9 @@ for (const [M, K, N] of shapes) {
 const head = ["problem", "moejit GFLOP/s", "(best round)", "OpenBLAS GFLOP/s", "(best round)"];
 console.log("By the wall clock (medians over rounds of each round's median):");
 console.log(table([...head, "ratio"], wallRows));
-console.log("By CPU time per thread (flop ÷ (process CPU seconds ÷ threads)):");
-console.log(table([...head, "ratio"], cpuRows));
+if (threads === 1) {
+  console.log("By CPU time (flop ÷ process CPU seconds):");
+  console.log(table([...head, "ratio"], cpuRows));
+}
 console.log(`load average after: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 await Deno.remove(dir, { recursive: true });
