@@ -277,6 +277,8 @@ static void mj_gemm_tile(int kc, const float *a, const float *b, float *c, intpt
     }
 }
 
+/* Depth of each K block: K in ceil(K / KC) near-equal blocks. A function of K alone, so it fixes
+ * every element's summation order. */
 static int mj_gemm_kc(int K) {
   int blocks = (K + MJ_GEMM_KC - 1) / MJ_GEMM_KC;
   return (K + blocks - 1) / blocks;
