@@ -6,6 +6,10 @@
  *
  *   deno run -A bench/native_gemm.ts [--threads 2] [--rounds 5] [--reps 5] [--shape M,K,N]
  *
+ * libgomp's wait policy comes from the environment: on a machine other processes load, its
+ * default (spin, then sleep) made 2-thread 512³ products several times slower than with
+ * OMP_WAIT_POLICY=passive, while 1024³ and larger hardly moved.
+ *
  * Needs a C compiler (cc) with OpenMP and libopenblas.so.0 (Debian: libopenblas0-pthread). Each
  * round times --reps calls of one system, then of the other (median per round); idle thread
  * pools get a pause to go to sleep before the other system runs. Prints GFLOP/s per system (the
@@ -57,13 +61,7 @@ const FLAGS = [
   "-fwrapv",
   "-fno-math-errno",
 ];
-const dir = await Deno.makeTempDir({ prefix: "moejit-gemm-bench-" });
-const lib = `${dir}/gemm.so`;
-await Deno.writeTextFile(`${dir}/gemm.c`, GEMM_C + DRIVER);
-const cc = await new Deno.Command("cc", { args: [...FLAGS, `${dir}/gemm.c`, "-o", lib] }).output();
-if (!cc.success) throw new Error(`cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
-
-const ours = Deno.dlopen(lib, {
+const OURS = {
   mj_bench_sgemm: {
     parameters: [
       "i32",
@@ -81,7 +79,22 @@ const ours = Deno.dlopen(lib, {
     result: "void",
   },
   mj_bench_threads: { parameters: ["i32"], result: "void" },
-}).symbols;
+} as const;
+/** Our sgemm compiled and opened; the build directory is gone once it is mapped. */
+async function buildOurs(): Promise<Deno.DynamicLibrary<typeof OURS>["symbols"]> {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-gemm-bench-" });
+  try {
+    const lib = `${dir}/gemm.so`;
+    await Deno.writeTextFile(`${dir}/gemm.c`, GEMM_C + DRIVER);
+    const cc = await new Deno.Command("cc", { args: [...FLAGS, `${dir}/gemm.c`, "-o", lib] })
+      .output();
+    if (!cc.success) throw new Error(`cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
+    return Deno.dlopen(lib, OURS).symbols;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+const ours = await buildOurs();
 const blas = Deno.dlopen("libopenblas.so.0", {
   cblas_sgemm: {
     parameters: [
@@ -219,4 +232,3 @@ if (threads === 1) {
   console.log(table([...head, "ratio"], cpuRows));
 }
 console.log(`load average after: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-await Deno.remove(dir, { recursive: true });

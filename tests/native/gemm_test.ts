@@ -175,15 +175,29 @@ function variants(base: string[]): Variant[] {
   return list;
 }
 
+/**
+ * Every variant compiled and opened up front, then the build directory removed (the libraries
+ * stay mapped). They are never closed: closing the last library that uses OpenMP can unload
+ * libgomp under its idle pool threads, which then crash the process.
+ */
 const dir = await Deno.makeTempDir({ prefix: "moejit-gemm-test-" });
-const probe = await probeCompiler(dir);
-if ("skip" in probe) console.log(`native gemm tests skipped: ${probe.skip}`);
-const builds = "skip" in probe ? [] : await Promise.all(
-  variants(probe.flags).map(async (v) => ({
-    variant: v,
-    build: await compile(dir, `gemm_${v.name.replace(/\W+/g, "_")}`, GEMM_C + DRIVER, v.flags),
-  })),
-);
+let builds: { variant: Variant; lib: GemmLib | null; log: string }[] = [];
+try {
+  const probe = await probeCompiler(dir);
+  if ("skip" in probe) console.log(`native gemm tests skipped: ${probe.skip}`);
+  else {
+    builds = await Promise.all(
+      variants(probe.flags).map(async (variant) => {
+        const name = `gemm_${variant.name.replace(/\W+/g, "_")}`;
+        const build = await compile(dir, name, GEMM_C + DRIVER, variant.flags);
+        const lib = build.ok ? Deno.dlopen(build.out, SYMBOLS).symbols : null;
+        return { variant, lib, log: build.log };
+      }),
+    );
+  }
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}
 
 /** Deterministic uniform values in [-1, 1). */
 function randomFloats(n: number, seed: number): Float32Array {
@@ -372,127 +386,107 @@ function cases(): Case[] {
 
 const CASES = cases();
 
-/**
- * Opens a build once and keeps it open: closing the last library that uses OpenMP can unload
- * libgomp under its idle pool threads, which then crash the process.
- */
-const opened = new Map<string, GemmLib>();
-function load(path: string): GemmLib {
-  let lib = opened.get(path);
-  if (!lib) opened.set(path, lib = Deno.dlopen(path, SYMBOLS).symbols);
-  return lib;
-}
-
-for (const { variant, build } of builds) {
+for (const { variant, lib, log } of builds) {
   const threadsToo = variant.flags.includes("-fopenmp");
   Deno.test(`native gemm (${variant.name}): all transposes and sizes vs float64, bit-identical across calls${threadsToo ? " and thread counts" : ""}`, () => {
-    assert.ok(build.ok, `compiling the ${variant.name} gemm failed:\n${build.log}`);
-    const f = load(build.out);
-    {
-      const config = [0, 1, 2, 3].map((w) => f.mj_test_config(w));
-      console.log(
-        `${variant.name}: VW=${config[0]} MR=${config[1]} NR=${config[2]} OpenMP=${
-          config[3] === 1
-        }`,
-      );
-      const list = variant.full ? CASES : CASES.filter((_, i) => i % 3 === 0);
-      list.forEach((c, i) => {
-        const { A, B, C0, lda, ldb, ldc } = setup(c, 1000 + 17 * i);
-        const ref = reference(c, A, lda, B, ldb, C0, ldc);
-        const run = (threads: number) => {
-          const C = C0.slice();
-          f.mj_test_sgemm(
-            threads,
-            c.transA,
-            c.transB,
-            c.M,
-            c.N,
-            c.K,
-            A,
-            lda,
-            B,
-            ldb,
-            C,
-            ldc,
-            c.accumulate,
-          );
-          return C;
-        };
-        const one = run(1);
-        checkResult(c, one, C0, ldc, ref, variant.name);
-        sameBits(run(1), one, `${variant.name} ${describe(c)}: a repeated call`);
-        if (threadsToo) {
-          for (const t of i % 4 === 0 ? [2, 3, 4] : [2]) {
-            sameBits(run(t), one, `${variant.name} ${describe(c)}: ${t} threads vs 1`);
-          }
+    assert.ok(lib, `compiling the ${variant.name} gemm failed:\n${log}`);
+    const f: GemmLib = lib;
+    const config = [0, 1, 2, 3].map((w) => f.mj_test_config(w));
+    console.log(
+      `${variant.name}: VW=${config[0]} MR=${config[1]} NR=${config[2]} OpenMP=${config[3] === 1}`,
+    );
+    const list = variant.full ? CASES : CASES.filter((_, i) => i % 3 === 0);
+    list.forEach((c, i) => {
+      const { A, B, C0, lda, ldb, ldc } = setup(c, 1000 + 17 * i);
+      const ref = reference(c, A, lda, B, ldb, C0, ldc);
+      const run = (threads: number) => {
+        const C = C0.slice();
+        f.mj_test_sgemm(
+          threads,
+          c.transA,
+          c.transB,
+          c.M,
+          c.N,
+          c.K,
+          A,
+          lda,
+          B,
+          ldb,
+          C,
+          ldc,
+          c.accumulate,
+        );
+        return C;
+      };
+      const one = run(1);
+      checkResult(c, one, C0, ldc, ref, variant.name);
+      sameBits(run(1), one, `${variant.name} ${describe(c)}: a repeated call`);
+      if (threadsToo) {
+        for (const t of i % 4 === 0 ? [2, 3, 4] : [2]) {
+          sameBits(run(t), one, `${variant.name} ${describe(c)}: ${t} threads vs 1`);
         }
-      });
-    }
+      }
+    });
   });
 
   if (!threadsToo) continue;
   Deno.test(`native gemm (${variant.name}): called from inside a parallel region, each product matches the serial one bit for bit`, () => {
-    assert.ok(build.ok, `compiling the ${variant.name} gemm failed:\n${build.log}`);
-    const f = load(build.out);
-    {
-      for (
-        const [transA, transB, M, N, K] of [[0, 0, 150, 200, 300], [1, 0, 64, 33, 500], [
-          0,
-          1,
-          129,
-          257,
-          17,
-        ]]
-      ) {
-        const count = 6;
-        const c: Case = { transA, transB, M, N, K, padA: 1, padB: 0, padC: 2, accumulate: 1 };
-        const aRows = transA ? K : M, lda = (transA ? M : K) + 1;
-        const bRows = transB ? N : K, ldb = transB ? K : N;
-        const ldc = N + 2;
-        const aStride = aRows * lda, bStride = bRows * ldb, cStride = M * ldc;
-        const A = randomFloats(count * aStride, 11), B = randomFloats(count * bStride, 12);
-        const C0 = randomFloats(count * cStride, 13);
-        const nested = C0.slice();
-        f.mj_test_sgemm_nested(
-          2,
-          count,
-          transA,
-          transB,
-          M,
-          N,
-          K,
-          A,
-          lda,
-          aStride,
-          B,
-          ldb,
-          bStride,
-          nested,
-          ldc,
-          cStride,
-          1,
+    assert.ok(lib, `compiling the ${variant.name} gemm failed:\n${log}`);
+    const f: GemmLib = lib;
+    for (
+      const [transA, transB, M, N, K] of [[0, 0, 150, 200, 300], [1, 0, 64, 33, 500], [
+        0,
+        1,
+        129,
+        257,
+        17,
+      ]]
+    ) {
+      const count = 6;
+      const c: Case = { transA, transB, M, N, K, padA: 1, padB: 0, padC: 2, accumulate: 1 };
+      const aRows = transA ? K : M, lda = (transA ? M : K) + 1;
+      const bRows = transB ? N : K, ldb = transB ? K : N;
+      const ldc = N + 2;
+      const aStride = aRows * lda, bStride = bRows * ldb, cStride = M * ldc;
+      const A = randomFloats(count * aStride, 11), B = randomFloats(count * bStride, 12);
+      const C0 = randomFloats(count * cStride, 13);
+      const nested = C0.slice();
+      f.mj_test_sgemm_nested(
+        2,
+        count,
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        A,
+        lda,
+        aStride,
+        B,
+        ldb,
+        bStride,
+        nested,
+        ldc,
+        cStride,
+        1,
+      );
+      for (let e = 0; e < count; e++) {
+        const a = A.subarray(e * aStride, (e + 1) * aStride);
+        const b = B.subarray(e * bStride, (e + 1) * bStride);
+        const c0 = C0.slice(e * cStride, (e + 1) * cStride);
+        const serial = c0.slice();
+        f.mj_test_sgemm(2, transA, transB, M, N, K, a, lda, b, ldb, serial, ldc, 1);
+        checkResult(c, serial, c0, ldc, reference(c, a, lda, b, ldb, c0, ldc), variant.name);
+        sameBits(
+          nested.subarray(e * cStride, (e + 1) * cStride),
+          serial,
+          `${describe(c)} product ${e} inside a parallel region`,
         );
-        for (let e = 0; e < count; e++) {
-          const a = A.subarray(e * aStride, (e + 1) * aStride);
-          const b = B.subarray(e * bStride, (e + 1) * bStride);
-          const c0 = C0.slice(e * cStride, (e + 1) * cStride);
-          const serial = c0.slice();
-          f.mj_test_sgemm(2, transA, transB, M, N, K, a, lda, b, ldb, serial, ldc, 1);
-          checkResult(c, serial, c0, ldc, reference(c, a, lda, b, ldb, c0, ldc), variant.name);
-          sameBits(
-            nested.subarray(e * cStride, (e + 1) * cStride),
-            serial,
-            `${describe(c)} product ${e} inside a parallel region`,
-          );
-        }
       }
     }
   });
 }
 
-if (builds.length) {
-  addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-} else {
+if (!builds.length) {
   Deno.test({ name: "native gemm: no working C compiler", ignore: true }, () => {});
-  Deno.removeSync(dir, { recursive: true });
 }
