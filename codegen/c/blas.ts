@@ -47,27 +47,3 @@ static void mj_gemm(int ta, int tb, int M, int N, int K, const float* A, int lda
   mj_sgemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 `;
-
-/**
- * A plain sgemm (rows in parallel, a fixed k order per element) that stands in until the blocked
- * kernel is wired in; same signature and guarantees.
- */
-export const SIMPLE_SGEMM_C =
-  `static void mj_sgemm(int ta, int tb, int M, int N, int K, const float* A, int lda,
-                     const float* B, int ldb, float* C, int ldc, int accumulate) {
-  #pragma omp parallel for schedule(static) if (!mj_in_parallel() && (long)M * N * K > (1L << 18))
-  for (int i = 0; i < M; i++) {
-    float* c = C + (size_t)i * ldc;
-    if (!accumulate) for (int j = 0; j < N; j++) c[j] = 0.0f;
-    for (int k = 0; k < K; k++) {
-      const float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-      if (tb) {
-        for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
-      } else {
-        const float* b = B + (size_t)k * ldb;
-        for (int j = 0; j < N; j++) c[j] += a * b[j];
-      }
-    }
-  }
-}
-`;

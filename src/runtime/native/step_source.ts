@@ -8,7 +8,8 @@ import { contentHash } from "../../ir/node.ts";
 import type { StepProgram } from "../../passes/step_program.ts";
 import { cStorageType } from "../../../codegen/c/emit.ts";
 import { PRELUDE_C } from "../../../codegen/c/prelude.ts";
-import { BLAS_C, SIMPLE_SGEMM_C } from "../../../codegen/c/blas.ts";
+import { BLAS_C } from "../../../codegen/c/blas.ts";
+import { GEMM_C } from "../../../codegen/c/gemm.ts";
 import { ATTENTION_C } from "../../../codegen/c/attention.ts";
 
 /**
@@ -44,7 +45,7 @@ export function stepSource(prog: StepProgram, profile = false): string {
   }
   return [
     PRELUDE_C,
-    SIMPLE_SGEMM_C,
+    GEMM_C,
     BLAS_C,
     ATTENTION_C,
     ...defs.values(),
