@@ -28,7 +28,9 @@ export function cLiteral(v: number, t: ScalarType): string {
       if (Number.isInteger(f) && Math.abs(f) < 1e7) {
         return `${f < 0 ? `(${f}` : f}.0f${f < 0 ? ")" : ""}`;
       }
-      const s = f.toPrecision(9);
+      // Always with an exponent: toPrecision(9) writes 400000000 without one, and `400000000f`
+      // is not a C literal.
+      const s = f.toExponential(8);
       return f < 0 ? `(${s}f)` : `${s}f`;
     }
     case "i32":
