@@ -341,6 +341,12 @@ export interface NativeInfo {
  * console.log(await mj.nativeInfo()); // { compiler: "cc (Debian 12.2.0-14) 12.2.0", … }
  * ```
  */
+/** The threads OpenMP starts: OMP_NUM_THREADS's first entry when set, else every core. */
+function ompThreads(): number {
+  const n = Number.parseInt(envVar("OMP_NUM_THREADS")?.split(",")[0] ?? "", 10);
+  return Number.isFinite(n) && n > 0 ? n : (navigator.hardwareConcurrency ?? 1);
+}
+
 export async function nativeInfo(): Promise<NativeInfo | null> {
   const tc = await toolchain();
   if ("error" in tc) return null;
@@ -349,7 +355,7 @@ export async function nativeInfo(): Promise<NativeInfo | null> {
     compiler: `${tc.cc}: ${tc.version}`,
     flags: tc.flags,
     openmp: tc.openmp,
-    threads: tc.openmp ? (navigator.hardwareConcurrency ?? 1) : 1,
+    threads: tc.openmp ? ompThreads() : 1,
     blas: blas && loadedBlas.get(blas) !== false ? blas : null,
     cacheDir: tc.cacheDir,
   };
