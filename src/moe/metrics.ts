@@ -25,7 +25,8 @@ export interface LayerMetrics {
 }
 
 /**
- * Metrics of one layer's routing (a `moe.layer` or `moe.route` result).
+ * Metrics of one layer's routing (a `moe.layer` or `moe.route` result): the standard ones above,
+ * plus the scalar metrics its balancers declared (`r.metrics`, e.g. a registered balancer's own).
  *
  * @example
  * ```ts
@@ -34,8 +35,14 @@ export interface LayerMetrics {
  * ```
  */
 export function metrics(
-  r: { scores: Tensor; weights: Tensor; indices: Tensor; counts: Tensor },
-): LayerMetrics {
+  r: {
+    scores: Tensor;
+    weights: Tensor;
+    indices: Tensor;
+    counts: Tensor;
+    metrics?: Record<string, Tensor>;
+  },
+): LayerMetrics & Record<string, Tensor> {
   if (!r || typeof r !== "object" || !r.scores || !r.indices || !r.counts) {
     fail(
       "balance.metrics",
@@ -49,6 +56,7 @@ export function metrics(
   const pi = stopGradient(findMarked([r.scores], "moe.scores"));
   const logits = stopGradient(findMarked([r.scores, r.weights], "moe.logits"));
   return {
+    ...(r.metrics ?? {}),
     tokens_per_expert: r.counts,
     max_vio: counts.max().sub(mean).div(mean),
     load_balancing_loss: counts.div(T * k).mul(pi.mean(0)).sum().mul(N),

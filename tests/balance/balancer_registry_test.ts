@@ -123,6 +123,10 @@ Deno.test("a registered kind: the command-line syntax, configs and models use it
   const c1 = Array.from(await r1.counts.data());
   assert.deepEqual(Array.from(await r1.state.counted.data()), c1.map((c) => 2 * c));
   assertClose(await r1.metrics.max_share.data(), [Math.max(...c1) / 48]);
+  // balance.metrics gives the declared metric next to the standard ones.
+  const m1 = mj.balance.metrics(r1);
+  assertClose(await m1.max_share.data(), [Math.max(...c1) / 48]);
+  assert.ok(m1.max_vio);
   const r2 = mj.moe.layer(x, params, { topK: 2, balance: "test-counter:2", state: r1.state });
   assert.deepEqual(Array.from(await r2.state.counted.data()), c1.map((c) => 4 * c));
   // A model carries it: its initial state and the step's state have the same names.
