@@ -242,7 +242,7 @@ export const COMPILED: { name: "webgpu" | "native"; skip: string | null }[] = [
       ? "not in MOEJIT_TEST_BACKENDS"
       : HAS_GPU
       ? null
-      : "no WebGPU adapter; see README, Machines without a GPU",
+      : "no WebGPU adapter; see README, Backends",
   },
   {
     name: "native",
@@ -250,7 +250,7 @@ export const COMPILED: { name: "webgpu" | "native"; skip: string | null }[] = [
       ? "not in MOEJIT_TEST_BACKENDS"
       : HAS_NATIVE
       ? null
-      : "no C compiler; see README, The native backend",
+      : "no C compiler; see README, Backends",
   },
 ];
 
@@ -285,6 +285,7 @@ export function gpuTest(
           await fn(t);
         } finally {
           mj.setFusion(true);
+          mj.setBackend("cpu");
         }
       },
     });
