@@ -1,7 +1,7 @@
 /**
  * The fuzz loop: generate the program of each seed, run it on the interpreter and on the compiled
- * backend under test (WebGPU or native) in the modes drawn for that seed, and on a mismatch shrink it and print the smallest failing
- * program as a runnable snippet.
+ * backend under test (WebGPU or native) in the modes drawn for that seed, and on a mismatch shrink
+ * it and print the smallest failing program as a runnable snippet.
  *
  * `MOEJIT_FUZZ_SEED=s` (with `MOEJIT_FUZZ_COUNT=n`, default 1) runs seeds s … s+n−1 instead of a
  * tier's defaults; every report names its seed, so one failing graph is rerun with

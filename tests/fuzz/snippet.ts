@@ -1,7 +1,8 @@
 /**
  * A fuzz program as a runnable TypeScript file: the graph written out with the public API, its
- * inputs, and a driver that runs it on the interpreter and on a compiled backend (WebGPU or
- * native) in the failing mode and prints the largest difference per output. Run it from the repository root.
+ * inputs, and a driver that runs it on the interpreter and on a compiled backend (WebGPU or native)
+ * in the failing mode and prints the largest difference per output. Run it from the repository
+ * root.
  */
 import * as mj from "../../mod.ts";
 import type { Mode } from "./check.ts";

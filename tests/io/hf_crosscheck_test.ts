@@ -1,13 +1,12 @@
 /**
  * Checkpoints read the way transformers reads them: a PyTorch forward written from transformers'
- * Llama, Mixtral and PhiMoE modeling code (hf_reference.py) loads config.json +
- * model.safetensors and must give moejit's inference logits within 1e-4 (max |Δ| / max |logit|)
- * for every checkpoint labelled with a family: written by mj.train.train and by the examples'
- * CLI, byte and BPE vocabularies, on the interpreter and on each compiled backend (WebGPU,
- * native). Its key set must be exactly
- * the class's. Both directions: checkpoints the PyTorch side writes load into moejit with the
- * same logits, and moejit → Hugging Face → moejit is lossless. Without python3-torch these tests
- * are skipped with the reason printed.
+ * Llama, Mixtral and PhiMoE modeling code (hf_reference.py) loads config.json + model.safetensors
+ * and must give moejit's inference logits within 1e-4 (max |Δ| / max |logit|) for every checkpoint
+ * labelled with a family: written by mj.train.train and by the examples' CLI, byte and BPE
+ * vocabularies, on the interpreter and on each compiled backend (WebGPU, native). Its key set must
+ * be exactly the class's. Both directions: checkpoints the PyTorch side writes load into moejit
+ * with the same logits, and moejit → Hugging Face → moejit is lossless. Without python3-torch these
+ * tests are skipped with the reason printed.
  */
 import * as mj from "../../mod.ts";
 import { assert, SLOW } from "../helpers.ts";

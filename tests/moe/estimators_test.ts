@@ -1,10 +1,10 @@
 /**
  * Gradient estimators against their formulas (docs/methods.md §2 Default MoE, §5 GRIN /
- * SparseMixer-v2, §5.7 SparseMixer-v1). Expected outputs and gradients are computed in float64
- * by tests/moe/reference.ts from the formulas alone; the library must match on the interpreter
- * (float64) and on each compiled backend, WebGPU and native (f32, 1e-4 relative). SparseMixer cases use logits close together
- * relative to ε, so that the drop rule keeps several experts, and injected noise that steers
- * the samples to non-argmax experts under either coin outcome.
+ * SparseMixer-v2, §5.7 SparseMixer-v1). Expected outputs and gradients are computed in float64 by
+ * tests/moe/reference.ts from the formulas alone; the library must match on the interpreter
+ * (float64) and on each compiled backend, WebGPU and native (f32, 1e-4 relative). SparseMixer cases
+ * use logits close together relative to ε, so that the drop rule keeps several experts, and
+ * injected noise that steers the samples to non-argmax experts under either coin outcome.
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, checkGradFD, prng, wideTensor } from "../helpers.ts";

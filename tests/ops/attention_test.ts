@@ -1,8 +1,8 @@
 /**
- * The fused attention primitive (forward with log-sum-exp, and its two backward routines):
- * against the composite graph on the float64 interpreter, by finite differences, on each
- * compiled backend (WebGPU, native) against the interpreter (causal and not, Sk > S, head sizes 4…64, long sequences), and the
- * property it exists for: a compiled forward + backward holds no S×S buffer.
+ * The fused attention primitive (forward with log-sum-exp, and its two backward routines): against
+ * the composite graph on the float64 interpreter, by finite differences, on each compiled backend
+ * (WebGPU, native) against the interpreter (causal and not, Sk > S, head sizes 4…64, long
+ * sequences), and the property it exists for: a compiled forward + backward holds no S×S buffer.
  */
 import * as mj from "../../mod.ts";
 import { compileStep } from "../../src/passes/compile.ts";

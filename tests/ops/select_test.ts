@@ -1,4 +1,6 @@
-/** kthLargest: exact against a sort, on the interpreter and each compiled backend (radix select). */
+/**
+ * kthLargest: exact against a sort, on the interpreter and each compiled backend (radix select).
+ */
 import * as mj from "../../mod.ts";
 import { assert, prng } from "../helpers.ts";
 import { backend, everyBackendTest, gpuTest } from "../webgpu/harness.ts";

@@ -1,7 +1,8 @@
 /**
  * The training loop end to end on a tiny model and a small corpus file: the loss falls, each
- * compiled backend (WebGPU, native) and the interpreter agree step by step, a resumed run reproduces an uninterrupted one, an
- * interrupted run checkpoints, outputs land where they should, and bad input is named.
+ * compiled backend (WebGPU, native) and the interpreter agree step by step, a resumed run
+ * reproduces an uninterrupted one, an interrupted run checkpoints, outputs land where they should,
+ * and bad input is named.
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose } from "../helpers.ts";
