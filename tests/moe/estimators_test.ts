@@ -55,7 +55,7 @@ function estimatorTest(
   );
 }
 
-/** The variants of each table that the native backend runs: every value of every axis once. */
+/** The variants the native backend runs: both k, every EMA reading, both modes, train and eval. */
 const NATIVE_DEFAULT = ["1 mean forward", "2 scoredMean backwardOnly", "2 scoredWeighted forward"];
 const NATIVE_V2 = ["2 0.1 train", "1 0.5 eval"];
 const NATIVE_V1 = ["0.1 train", "0.5 eval"];
