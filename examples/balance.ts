@@ -29,7 +29,7 @@ const { values: flags } = parseArgs({
 if (flags.help) {
   console.log(
     "usage: deno run -A examples/balance.ts [--steps 300] [--tokens 4096] [--experts 16] [--top-k 2] " +
-      "[--skew 2] [--lr 0.05] [--out out/balance] [--backend webgpu|cpu]",
+      "[--skew 2] [--lr 0.05] [--out out/balance] [--backend native|webgpu|cpu]",
   );
   Deno.exit(0);
 }

@@ -65,7 +65,10 @@ const FLAGS = {
   data: { type: "string", help: `domains joined by + (default ${D.corpora.join("+")})` },
   seed: { type: "string", help: `seed (default ${D.seed})` },
   out: { type: "string", help: `output directory (default ${D.out})` },
-  backend: { type: "string", help: "webgpu | cpu (default: WebGPU when an adapter exists)" },
+  backend: {
+    type: "string",
+    help: "native | webgpu | cpu (default: the fastest available; README, Backends)",
+  },
   help: { type: "boolean", help: "print this help" },
 } as const;
 
@@ -104,8 +107,10 @@ const int = (k: string, fallback: number): number => {
 const quick = values.quick === true;
 const pick = (k: keyof typeof QUICK, full: number) => (quick ? QUICK[k] : full);
 if (values.backend) {
-  if (values.backend !== "webgpu" && values.backend !== "cpu") {
-    console.error(`error: --backend expects webgpu or cpu, got ${JSON.stringify(values.backend)}`);
+  if (!["native", "webgpu", "cpu"].includes(String(values.backend))) {
+    console.error(
+      `error: --backend expects native, webgpu or cpu, got ${JSON.stringify(values.backend)}`,
+    );
     Deno.exit(2);
   }
   mj.setBackend(values.backend as mj.BackendName);

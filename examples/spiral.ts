@@ -2,7 +2,7 @@
  * Trains a small GELU MLP to separate three interleaved spirals: a whole training step (forward,
  * backward, SGD with momentum) compiled once with mj.jit and replayed.
  *
- *   deno run -A examples/spiral.ts [--steps 300] [--backend webgpu|cpu]
+ *   deno run -A examples/spiral.ts [--steps 300] [--backend native|webgpu|cpu]
  */
 import { parseArgs } from "node:util";
 import * as mj from "../mod.ts";
@@ -18,7 +18,7 @@ const { values: flags } = parseArgs({
 });
 if (flags.help) {
   console.log(
-    "usage: deno run -A examples/spiral.ts [--steps 300] [--hidden 64] [--lr 0.3] [--backend webgpu|cpu]",
+    "usage: deno run -A examples/spiral.ts [--steps 300] [--hidden 64] [--lr 0.3] [--backend native|webgpu|cpu]",
   );
   Deno.exit(0);
 }

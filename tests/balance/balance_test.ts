@@ -1,13 +1,17 @@
 /**
  * Balancers against their formulas (docs/methods.md §4): values, gradients and state updates in
- * float64 on the interpreter, the same on WebGPU within f32 tolerance, over several steps.
+ * float64 on the interpreter, the same on each compiled backend (WebGPU, native) within f32
+ * tolerance, over several steps.
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, evalWide, prng, wideTensor } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
 import { evaluate } from "../../src/interp/interpreter.ts";
+import { backend, everyBackendTest, gpuTest } from "../webgpu/harness.ts";
 
-const gpu = (await acquireGpu()) !== null;
+/** The values of `ts` in one step (on the native backend each step is a compiled library). */
+async function values(...ts: mj.Tensor[]): Promise<ArrayLike<number>[]> {
+  return await Promise.all((await mj.realize(ts)).map((t) => t.data()));
+}
 
 type Mat = number[][];
 const rand = (seed: number) => {
@@ -70,7 +74,7 @@ for (
     ["softmax P under sigmoid routing", { score: "softmax" }, 1],
   ] as const
 ) {
-  Deno.test(`auxLoss ${name}: value and router gradient follow §4.1`, async () => {
+  everyBackendTest(`auxLoss ${name}: value and router gradient follow §4.1`, async (b) => {
     const s = setup(6, 4, 3, 7);
     const alpha = 0.3;
     const routeScore = name.startsWith("softmax P") ? "sigmoid" : "softmax";
@@ -112,23 +116,20 @@ for (
       return row.map((v, i) => sigmoid(v) * (1 - sigmoid(v)) * dP[t][i]);
     });
     const dRouter = routerGrad(s, dz);
-    for (const wide of [true, false]) {
-      if (!wide && !gpu) continue;
-      if (!wide) mj.setBackend("webgpu");
-      const { x, params } = layerFor(s, wide);
-      const f = (router: mj.Tensor) =>
-        mj.moe.layer(x, { ...params, router }, {
-          k,
-          score: routeScore,
-          balance: [mj.balance.auxLoss({ alpha, ...opts })],
-        }).losses.load_balancing_loss;
-      const [v, [g]] = mj.valueAndGrad(f)(params.router);
-      const [vv, gg] = wide ? evalWide(v, g) : [await v.data(), await g.data()];
-      const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
-      assertClose(vv, [expected], { ...tol, msg: "value" });
-      assertClose(gg, dRouter.flat(), { ...tol, msg: "gradient" });
-      mj.setBackend("cpu");
-    }
+    const wide = b === "cpu";
+    mj.setBackend(b);
+    const { x, params } = layerFor(s, wide);
+    const f = (router: mj.Tensor) =>
+      mj.moe.layer(x, { ...params, router }, {
+        k,
+        score: routeScore,
+        balance: [mj.balance.auxLoss({ alpha, ...opts })],
+      }).losses.load_balancing_loss;
+    const [v, [g]] = mj.valueAndGrad(f)(params.router);
+    const [vv, gg] = wide ? evalWide(v, g) : await values(v, g);
+    const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
+    assertClose(vv, [expected], { ...tol, msg: `${b} value` });
+    assertClose(gg, dRouter.flat(), { ...tol, msg: `${b} gradient` });
   });
 }
 
@@ -145,17 +146,17 @@ Deno.test("auxLoss equals α at perfect balance (unified, k=1)", async () => {
   assert.equal(await m.dead_experts.item(), 0);
 });
 
-Deno.test("auxLoss at perfect balance with k=2: α (unified) and K·α = 2α (hf), both backends", async () => {
-  // Token t prefers experts t and t+1 (mod 4): every expert is chosen by exactly T·K/N = 2
-  // tokens. Then Σ_i f_i P_i = Σ_i P_i / N for any scores, so unified = α·Σ_i P_i = α and
-  // hf = α·N·Σ_i (c_i/T)·P_i = K·α.
-  const rows = [[20, 10, 0, 0], [0, 20, 10, 0], [0, 0, 20, 10], [10, 0, 0, 20]];
-  const eye = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]];
-  const alpha = 0.03;
-  for (const backend of ["cpu", "webgpu"] as const) {
-    if (backend === "webgpu" && !gpu) continue;
-    mj.setBackend(backend);
-    const wide = backend === "cpu";
+everyBackendTest(
+  "auxLoss at perfect balance with k=2: α (unified) and K·α = 2α (hf)",
+  async (b) => {
+    // Token t prefers experts t and t+1 (mod 4): every expert is chosen by exactly T·K/N = 2
+    // tokens. Then Σ_i f_i P_i = Σ_i P_i / N for any scores, so unified = α·Σ_i P_i = α and
+    // hf = α·N·Σ_i (c_i/T)·P_i = K·α.
+    const rows = [[20, 10, 0, 0], [0, 20, 10, 0], [0, 0, 20, 10], [10, 0, 0, 20]];
+    const eye = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]];
+    const alpha = 0.03;
+    mj.setBackend(b);
+    const wide = b === "cpu";
     const t = (v: number[][]) =>
       wide ? wideTensor(v.flat(), [v.length, v[0].length]) : mj.tensor(v);
     const p = { router: t(eye), up: mj.zeros([4, 2, 4]), down: mj.zeros([4, 4, 2]) };
@@ -165,43 +166,34 @@ Deno.test("auxLoss at perfect balance with k=2: α (unified) and K·α = 2α (hf
         balance: [mj.balance.auxLoss({ alpha, convention })],
       });
     const u = loss("unified"), h = loss("hf");
-    const [counts, uv, hv] = wide
-      ? evalWide(u.counts, u.losses.load_balancing_loss, h.losses.load_balancing_loss)
-      : [
-        await u.counts.data(),
-        await u.losses.load_balancing_loss.data(),
-        await h.losses.load_balancing_loss.data(),
-      ];
-    assert.deepEqual(Array.from(counts, Number), [2, 2, 2, 2], `${backend} loads`);
+    const outs = [u.counts, u.losses.load_balancing_loss, h.losses.load_balancing_loss];
+    const [counts, uv, hv] = wide ? evalWide(...outs) : await values(...outs);
+    assert.deepEqual(Array.from(counts, Number), [2, 2, 2, 2], `${b} loads`);
     const tol = wide ? { rtol: 1e-7 } : { rtol: 1e-5 };
-    assertClose(uv, [alpha], { ...tol, msg: `${backend} unified = α` });
-    assertClose(hv, [2 * alpha], { ...tol, msg: `${backend} hf = K·α` });
-  }
-  mj.setBackend("cpu");
-});
+    assertClose(uv, [alpha], { ...tol, msg: `${b} unified = α` });
+    assertClose(hv, [2 * alpha], { ...tol, msg: `${b} hf = K·α` });
+  },
+);
 
-Deno.test("zLoss: β·mean(logsumexp(z)²), value and gradient, both backends", async () => {
+everyBackendTest("zLoss: β·mean(logsumexp(z)²), value and gradient", async (b) => {
   const s = setup(5, 4, 3, 13);
   const beta = 0.2;
   const z = logitsOf(s);
   const expected = (beta * z.reduce((a, row) => a + lse(row) ** 2, 0)) / s.T;
   const dz = z.map((row) => softmax(row).map((p) => (2 * beta * lse(row) * p) / s.T));
   const dRouter = routerGrad(s, dz);
-  for (const wide of [true, false]) {
-    if (!wide && !gpu) continue;
-    if (!wide) mj.setBackend("webgpu");
-    const { x, params } = layerFor(s, wide);
-    const [v, [g]] = mj.valueAndGrad((router: mj.Tensor) =>
-      mj.moe.layer(x, { ...params, router }, { k: 2, balance: [mj.balance.zLoss({ beta })] })
-        .losses.z_loss
-    )(params.router);
-    const [vv, gg] = wide ? evalWide(v, g) : [await v.data(), await g.data()];
-    // β is an f32 constant even on the float64 interpreter.
-    const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
-    assertClose(vv, [expected], { ...tol, msg: `${wide ? "cpu" : "webgpu"} value` });
-    assertClose(gg, dRouter.flat(), { ...tol, msg: `${wide ? "cpu" : "webgpu"} gradient` });
-    mj.setBackend("cpu");
-  }
+  const wide = b === "cpu";
+  mj.setBackend(b);
+  const { x, params } = layerFor(s, wide);
+  const [v, [g]] = mj.valueAndGrad((router: mj.Tensor) =>
+    mj.moe.layer(x, { ...params, router }, { k: 2, balance: [mj.balance.zLoss({ beta })] })
+      .losses.z_loss
+  )(params.router);
+  const [vv, gg] = wide ? evalWide(v, g) : await values(v, g);
+  // β is an f32 constant even on the float64 interpreter.
+  const tol = wide ? { rtol: 1e-6, atol: 1e-10 } : { rtol: 1e-4, atol: 1e-6 };
+  assertClose(vv, [expected], { ...tol, msg: `${b} value` });
+  assertClose(gg, dRouter.flat(), { ...tol, msg: `${b} gradient` });
 });
 
 // ---- loss-free ---------------------------------------------------------------------------------
@@ -213,67 +205,69 @@ for (
     ["linear", "raw"],
   ] as const
 ) {
-  Deno.test(`lossFree (${rule}, ${violation} violation): causal bias updates over several steps match Alg. 1`, async () => {
-    const T = 12, N = 4, k = 2, rate = 0.05, steps = 5;
-    const s = setup(T, N, 3, 21);
-    s.router[0] = s.router[0].map((v) => v + 1); // some skew
-    const z = logitsOf(s);
-    const score = z.map(softmax);
-    // Reference: select with the bias of the previous step, then update from this step's loads:
-    // e = c̄ − c, b += u·sign(e) | u·e/c̄ (relative) | u·e (raw).
-    let b = new Array(N).fill(0);
-    const expectedBias: number[][] = [], expectedCounts: number[][] = [];
-    for (let st = 0; st < steps; st++) {
-      const counts = new Array(N).fill(0);
-      for (const row of score) for (const e of topk(row.map((v, i) => v + b[i]), k)) counts[e]++;
-      const mean = (T * k) / N;
-      b = b.map((bi, i) => {
-        const e = mean - counts[i];
-        return bi + rate * (rule === "sign" ? Math.sign(e) : violation === "raw" ? e : e / mean);
-      });
-      expectedBias.push(b);
-      expectedCounts.push(counts);
-    }
-    const balance = [mj.balance.lossFree({ rate, rule, violation })];
-    // Float64 interpreter: the update rule exactly (the rate is an f32 constant).
-    {
-      const { x, params } = layerFor(s, true);
-      let state: mj.moe.LayerState = {};
+  everyBackendTest(
+    `lossFree (${rule}, ${violation} violation): causal bias updates over several steps match Alg. 1`,
+    async (on) => {
+      const T = 12, N = 4, k = 2, rate = 0.05, steps = 5;
+      const s = setup(T, N, 3, 21);
+      s.router[0] = s.router[0].map((v) => v + 1); // some skew
+      const z = logitsOf(s);
+      const score = z.map(softmax);
+      // Reference: select with the bias of the previous step, then update from this step's loads:
+      // e = c̄ − c, b += u·sign(e) | u·e/c̄ (relative) | u·e (raw).
+      let b = new Array(N).fill(0);
+      const expectedBias: number[][] = [], expectedCounts: number[][] = [];
       for (let st = 0; st < steps; st++) {
-        const r = mj.moe.layer(x, params, { k, balance, state });
-        const [counts, bias] = evaluate([r.counts.node, r.state.lossFreeBias!.node], {
-          wide: true,
+        const counts = new Array(N).fill(0);
+        for (const row of score) for (const e of topk(row.map((v, i) => v + b[i]), k)) counts[e]++;
+        const mean = (T * k) / N;
+        b = b.map((bi, i) => {
+          const e = mean - counts[i];
+          return bi + rate * (rule === "sign" ? Math.sign(e) : violation === "raw" ? e : e / mean);
         });
-        assert.deepEqual(Array.from(counts, Number), expectedCounts[st], `cpu step ${st} counts`);
-        assertClose(bias, expectedBias[st], {
-          rtol: 1e-7,
-          atol: 1e-12,
-          msg: `cpu step ${st} bias`,
-        });
-        state = { lossFreeBias: wideTensor(Array.from(bias), [N]) };
+        expectedBias.push(b);
+        expectedCounts.push(counts);
       }
-    }
-    if (gpu) {
-      mj.setBackend("webgpu");
-      const { x, params } = layerFor(s, false);
-      let state: mj.moe.LayerState = {};
-      for (let st = 0; st < steps; st++) {
-        const r = mj.moe.layer(x, params, { k, balance, state });
-        assert.deepEqual(
-          Array.from(await r.counts.data()),
-          expectedCounts[st],
-          `webgpu step ${st} counts`,
-        );
-        state = await mj.realize(r.state);
-        assertClose(await state.lossFreeBias!.data(), expectedBias[st], {
-          rtol: 1e-5,
-          atol: 1e-6,
-          msg: `webgpu step ${st} bias`,
-        });
+      const balance = [mj.balance.lossFree({ rate, rule, violation })];
+      // Float64 interpreter: the update rule exactly (the rate is an f32 constant).
+      if (on === "cpu") {
+        const { x, params } = layerFor(s, true);
+        let state: mj.moe.LayerState = {};
+        for (let st = 0; st < steps; st++) {
+          const r = mj.moe.layer(x, params, { k, balance, state });
+          const [counts, bias] = evaluate([r.counts.node, r.state.lossFreeBias!.node], {
+            wide: true,
+          });
+          assert.deepEqual(Array.from(counts, Number), expectedCounts[st], `cpu step ${st} counts`);
+          assertClose(bias, expectedBias[st], {
+            rtol: 1e-7,
+            atol: 1e-12,
+            msg: `cpu step ${st} bias`,
+          });
+          state = { lossFreeBias: wideTensor(Array.from(bias), [N]) };
+        }
+      } else {
+        mj.setBackend(on);
+        const { x, params } = layerFor(s, false);
+        let state: mj.moe.LayerState = {};
+        for (let st = 0; st < steps; st++) {
+          const r = mj.moe.layer(x, params, { k, balance, state });
+          const [counts, next] = await mj.realize([r.counts, r.state] as const);
+          assert.deepEqual(
+            Array.from(await counts.data()),
+            expectedCounts[st],
+            `${on} step ${st} counts`,
+          );
+          state = next;
+          assertClose(await state.lossFreeBias!.data(), expectedBias[st], {
+            rtol: 1e-5,
+            atol: 1e-6,
+            msg: `${on} step ${st} bias`,
+          });
+        }
       }
-      mj.setBackend("cpu");
-    }
-  });
+    },
+  );
 }
 
 // ---- BIP ----------------------------------------------------------------------------------------
@@ -313,11 +307,12 @@ function assertSameSelection(
 }
 
 /**
- * BIP over several steps against bipRef: prices q (float64 exactly, WebGPU within f32) and the
- * routing (up to ties) on both backends. `cap` is the balancer's option; the reference gets the
+ * BIP over several steps against bipRef on backend `b`: prices q (float64 exactly on the
+ * interpreter, within f32 on a compiled backend) and the routing (up to ties). `cap` is the balancer's option; the reference gets the
  * integer it stands for.
  */
 async function checkBip(
+  b: mj.BackendName,
   T: number,
   iters: number,
   score: "softmax" | "sigmoid",
@@ -340,7 +335,7 @@ async function checkBip(
   }
   const balance = [mj.balance.bip({ iters, ...(cap !== undefined ? { cap } : {}) })];
   // Float64 interpreter: the formulas exactly (ties broken the same way).
-  {
+  if (b === "cpu") {
     const { x, params } = layerFor(s, true);
     let state: mj.moe.LayerState = {};
     for (let st = 0; st < steps; st++) {
@@ -350,35 +345,48 @@ async function checkBip(
       assertSameSelection(Array.from(idx), ref[st].sel, sc, ref[st].q, k, `step ${st} selection`);
       state = { bipQ: wideTensor(Array.from(qv), [N]) };
     }
+    return;
   }
-  // WebGPU: the same prices in f32, and the same routing (up to the same ties).
-  if (gpu) {
-    mj.setBackend("webgpu");
-    try {
-      const { x, params } = layerFor(s, false);
-      let state: mj.moe.LayerState = {};
-      for (let st = 0; st < steps; st++) {
-        const r = mj.moe.layer(x, params, { k, score, balance, state });
-        const idx = Array.from(await r.indices.data(), Number);
-        state = await mj.realize(r.state);
-        assertClose(await state.bipQ!.data(), ref[st].q, {
-          rtol: 1e-4,
-          atol: 1e-5,
-          msg: `webgpu step ${st} q`,
-        });
-        assertSameSelection(idx, ref[st].sel, sc, ref[st].q, k, `webgpu step ${st} selection`);
-      }
-    } finally {
-      mj.setBackend("cpu");
+  // A compiled backend: the same prices in f32, and the same routing (up to the same ties).
+  mj.setBackend(b);
+  try {
+    const { x, params } = layerFor(s, false);
+    let state: mj.moe.LayerState = {};
+    for (let st = 0; st < steps; st++) {
+      const r = mj.moe.layer(x, params, { k, score, balance, state });
+      const [indices, next] = await mj.realize([r.indices, r.state] as const);
+      const idx = Array.from(await indices.data(), Number);
+      state = next;
+      assertClose(await state.bipQ!.data(), ref[st].q, {
+        rtol: 1e-4,
+        atol: 1e-5,
+        msg: `${b} step ${st} q`,
+      });
+      assertSameSelection(idx, ref[st].sel, sc, ref[st].q, k, `${b} step ${st} selection`);
     }
+  } finally {
+    mj.setBackend("cpu");
   }
 }
 
+/**
+ * The native backend runs a representative subset of the BIP variants (iteration counts and caps
+ * are constants of the graph, so each variant compiles its own C): two of each table.
+ */
+const NATIVE_BIP = ["T=4 softmax", "T=20 sigmoid", "cap=3 softmax", "cap=floor sigmoid"];
+const bipOn = (
+  variant: string,
+) => (NATIVE_BIP.includes(variant) ? {} : { only: "webgpu" as const });
+
 for (const iters of [1, 2, 4, 20]) {
   for (const score of ["softmax", "sigmoid"] as const) {
-    Deno.test(`bip T=${iters} ${score}: prices and routing over several steps match §4.3`, async () => {
-      await checkBip(24, iters, score, undefined);
-    });
+    everyBackendTest(
+      `bip T=${iters} ${score}: prices and routing over several steps match §4.3`,
+      async (b) => {
+        await checkBip(b, 24, iters, score, undefined);
+      },
+      bipOn(`T=${iters} ${score}`),
+    );
   }
 }
 
@@ -386,9 +394,13 @@ for (const iters of [1, 2, 4, 20]) {
 // integer cap of 3 is far below the mean load, so the prices bind on every expert.
 for (const cap of [3, 12, "floor", "ceil"] as const) {
   for (const score of ["softmax", "sigmoid"] as const) {
-    Deno.test(`bip cap=${cap} T=4 ${score}: prices and routing over several steps match §4.3`, async () => {
-      await checkBip(25, 4, score, cap);
-    });
+    everyBackendTest(
+      `bip cap=${cap} T=4 ${score}: prices and routing over several steps match §4.3`,
+      async (b) => {
+        await checkBip(b, 25, 4, score, cap);
+      },
+      bipOn(`cap=${cap} ${score}`),
+    );
   }
 }
 
@@ -398,7 +410,7 @@ for (const cap of [3, 12, "floor", "ceil"] as const) {
  * The acceptance scenario on one backend: a router with a fixed +2 bias toward experts 0 and 1.
  * Forward passes only (the skew is in the data), 3 steps per balancer.
  */
-async function skewedScenario(backend: "cpu" | "webgpu") {
+async function skewedScenario(backend: mj.BackendName) {
   mj.setBackend(backend);
   try {
     const T = 4096, d = 16, N = 16, k = 2;
@@ -441,82 +453,79 @@ async function skewedScenario(backend: "cpu" | "webgpu") {
   }
 }
 
-Deno.test(
-  "skewed router (16 experts, k=2, 4096 tokens) on the interpreter: BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower; BIP balances GRIN's sampled routing too",
-  async () => await skewedScenario("cpu"),
+everyBackendTest(
+  "skewed router (16 experts, k=2, 4096 tokens): BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower; BIP balances GRIN's sampled routing too",
+  skewedScenario,
 );
-
-Deno.test({
-  name:
-    "skewed router (16 experts, k=2, 4096 tokens) on WebGPU: BIP T=4 at MaxVio ≤ 0.1 from step 1; loss-free slower; BIP balances GRIN's sampled routing too",
-  ignore: !gpu,
-}, async () => await skewedScenario("webgpu"));
 
 // ---- compiled steps ----------------------------------------------------------------------------
 
-Deno.test("a balancer's settings key the compiled step: the same config again compiles nothing, another config compiles anew", async () => {
-  // Each entry: a balancer list built afresh per call, and lists with one setting changed.
-  const variants: [string, () => mj.balance.Balancer[], (() => mj.balance.Balancer[])[]][] = [
-    ["auxLoss", () => [mj.balance.auxLoss({ alpha: 0.0123 })], [
-      () => [mj.balance.auxLoss({ alpha: 0.0456 })],
-      () => [mj.balance.auxLoss({ alpha: 0.0123, convention: "hf" })],
-    ]],
-    ["zLoss", () => [mj.balance.zLoss({ beta: 0.0123 })], [
-      () => [mj.balance.zLoss({ beta: 0.0456 })],
-    ]],
-    ["lossFree", () => [mj.balance.lossFree({ rate: 0.0123 })], [
-      () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear" })],
-      () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear", violation: "raw" })],
-    ]],
-    ["bip", () => [mj.balance.bip({ iters: 2 })], [
-      () => [mj.balance.bip({ iters: 3 })],
-      () => [mj.balance.bip({ iters: 2, cap: 3 })],
-    ]],
-  ];
-  const s = setup(20, 5, 3, 77);
-  type Params = { router: mj.Tensor; up: mj.Tensor; down: mj.Tensor };
-  const step = (balance: mj.balance.Balancer[]) => (x: mj.Tensor, p: Params) => {
-    const r = mj.moe.layer(x, p, { k: 2, balance });
-    return { y: r.y, losses: r.losses, state: r.state };
-  };
-  // The key of every output's graph (what the step cache is keyed by), on the interpreter.
-  {
-    const { x, params } = layerFor(s, false);
-    const keys = (balance: mj.balance.Balancer[]) => {
-      const o = step(balance)(x, params);
-      return [o.y, ...Object.values(o.losses), ...Object.values(o.state)]
-        .map((t) => t!.node.key).join();
+everyBackendTest(
+  "a balancer's settings key the compiled step: the same config again compiles nothing, another config compiles anew",
+  async (b) => {
+    // Each entry: a balancer list built afresh per call, and lists with one setting changed.
+    const variants: [string, () => mj.balance.Balancer[], (() => mj.balance.Balancer[])[]][] = [
+      ["auxLoss", () => [mj.balance.auxLoss({ alpha: 0.0123 })], [
+        () => [mj.balance.auxLoss({ alpha: 0.0456 })],
+        () => [mj.balance.auxLoss({ alpha: 0.0123, convention: "hf" })],
+      ]],
+      ["zLoss", () => [mj.balance.zLoss({ beta: 0.0123 })], [
+        () => [mj.balance.zLoss({ beta: 0.0456 })],
+      ]],
+      ["lossFree", () => [mj.balance.lossFree({ rate: 0.0123 })], [
+        () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear" })],
+        () => [mj.balance.lossFree({ rate: 0.0123, rule: "linear", violation: "raw" })],
+      ]],
+      ["bip", () => [mj.balance.bip({ iters: 2 })], [
+        () => [mj.balance.bip({ iters: 3 })],
+        () => [mj.balance.bip({ iters: 2, cap: 3 })],
+      ]],
+    ];
+    const s = setup(20, 5, 3, 77);
+    type Params = { router: mj.Tensor; up: mj.Tensor; down: mj.Tensor };
+    const step = (balance: mj.balance.Balancer[]) => (x: mj.Tensor, p: Params) => {
+      const r = mj.moe.layer(x, p, { k: 2, balance });
+      return { y: r.y, losses: r.losses, state: r.state };
     };
-    for (const [name, same, others] of variants) {
-      assert.equal(keys(same()), keys(same()), `${name}: the same config, the same graph`);
-      others.forEach((o, i) =>
-        assert.notEqual(keys(o()), keys(same()), `${name}: other config ${i}, another graph`)
-      );
-    }
-  }
-  // WebGPU: count compiled steps of mj.jit functions built afresh for each config.
-  if (!gpu) return;
-  mj.setBackend("webgpu");
-  try {
-    const { x, params } = layerFor(s, false);
-    const [xv, pv] = await mj.realize([x, params] as const);
-    const compiles = async (balance: mj.balance.Balancer[]) => {
-      const before = mj.stats().stepsCompiled;
-      const o = await mj.jit(step(balance))(xv, pv);
-      await o.y.data();
-      return mj.stats().stepsCompiled - before;
-    };
-    for (const [name, same, others] of variants) {
-      await compiles(same());
-      assert.equal(await compiles(same()), 0, `${name}: the same config again compiles nothing`);
-      for (const [i, o] of others.entries()) {
-        assert.ok(await compiles(o()) >= 1, `${name}: other config ${i} compiles a new step`);
+    // The key of every output's graph (what the step cache is keyed by), on the interpreter.
+    if (b === "cpu") {
+      const { x, params } = layerFor(s, false);
+      const keys = (balance: mj.balance.Balancer[]) => {
+        const o = step(balance)(x, params);
+        return [o.y, ...Object.values(o.losses), ...Object.values(o.state)]
+          .map((t) => t!.node.key).join();
+      };
+      for (const [name, same, others] of variants) {
+        assert.equal(keys(same()), keys(same()), `${name}: the same config, the same graph`);
+        others.forEach((o, i) =>
+          assert.notEqual(keys(o()), keys(same()), `${name}: other config ${i}, another graph`)
+        );
       }
+      return;
     }
-  } finally {
-    mj.setBackend("cpu");
-  }
-});
+    // A compiled backend: count compiled steps of mj.jit functions built afresh for each config.
+    mj.setBackend(b);
+    try {
+      const { x, params } = layerFor(s, false);
+      const [xv, pv] = await mj.realize([x, params] as const);
+      const compiles = async (balance: mj.balance.Balancer[]) => {
+        const before = mj.stats().stepsCompiled;
+        const o = await mj.jit(step(balance))(xv, pv);
+        await o.y.data();
+        return mj.stats().stepsCompiled - before;
+      };
+      for (const [name, same, others] of variants) {
+        await compiles(same());
+        assert.equal(await compiles(same()), 0, `${name}: the same config again compiles nothing`);
+        for (const [i, o] of others.entries()) {
+          assert.ok(await compiles(o()) >= 1, `${name}: other config ${i} compiles a new step`);
+        }
+      }
+    } finally {
+      mj.setBackend("cpu");
+    }
+  },
+);
 
 // ---- metrics and combinations --------------------------------------------------------------------
 
@@ -555,7 +564,7 @@ Deno.test("metrics: tokens per expert, MaxVio, dead experts and router entropy f
   assert.deepEqual(agg, { mean: { max_vio: 1, z_loss: 3 }, max: { max_vio: 1.5, z_loss: 4 } });
 });
 
-Deno.test("every balancer combines with every estimator, on both backends", async () => {
+gpuTest("every balancer combines with every estimator, as on the interpreter", async () => {
   const s = setup(16, 6, 4, 5);
   for (const estimator of ["topk", "dense", "default", "sparsemixer", "sparsemixer-v1"] as const) {
     const k = estimator === "sparsemixer-v1" ? 1 : 2;
@@ -565,7 +574,7 @@ Deno.test("every balancer combines with every estimator, on both backends", asyn
       mj.balance.lossFree(),
       mj.balance.bip({ iters: 2 }),
     ];
-    const out = async (b: "cpu" | "webgpu") => {
+    const out = async (b: mj.BackendName) => {
       mj.setBackend(b);
       const { x, params } = layerFor(s, false);
       const r = mj.moe.layer(x, params, {
@@ -583,19 +592,14 @@ Deno.test("every balancer combines with every estimator, on both backends", asyn
         });
         return q.y.sum().add(q.losses.load_balancing_loss).add(q.losses.z_loss);
       })(params.router);
-      return [
-        await loss.data(),
-        await g.data(),
-        await r.state.lossFreeBias!.data(),
-        await r.state.bipQ!.data(),
-      ].map((a) => Array.from(a));
+      return (await values(loss, g, r.state.lossFreeBias!, r.state.bipQ!)).map((a) =>
+        Array.from(a)
+      );
     };
     const cpu = await out("cpu");
-    if (gpu) {
-      (await out("webgpu")).forEach((v, i) =>
-        assertClose(v, cpu[i], { rtol: 1e-4, atol: 1e-5, msg: `${estimator} output ${i}` })
-      );
-    }
+    (await out(backend())).forEach((v, i) =>
+      assertClose(v, cpu[i], { rtol: 1e-4, atol: 1e-5, msg: `${estimator} output ${i}` })
+    );
     mj.setBackend("cpu");
   }
 });

@@ -1,6 +1,7 @@
 /**
- * Runs a fuzz program on the interpreter (with error estimates) and on WebGPU, and compares the
- * outputs, the loss and the gradients of every f32 input.
+ * Runs a fuzz program on the interpreter (with error estimates) and on the compiled backend under
+ * test (WebGPU or native), and compares the outputs, the loss and the gradients of every f32
+ * input.
  *
  * f32 results must agree within SAFETY × the per-element error estimate of error_bounds.ts;
  * i32 and bool results (casts, comparisons, argmax, top-k indices) must agree exactly. A program
@@ -17,7 +18,7 @@ import { build, isGradInput, live, lossOf, type Program, runtimeScalars } from "
 /** How far past the error estimate a difference may go. */
 export const SAFETY = 8;
 
-/** One way of running a program on WebGPU. */
+/** One way of running a program on a compiled backend. */
 export interface Mode {
   /** Kernel fusion on (the default) or off (one kernel per op). */
   fusion: boolean;
@@ -172,7 +173,7 @@ export function compareRoot(
     c.bad++;
     if (c.lines.length < 6) {
       c.lines.push(
-        `  at ${describeIndex(i, shape)}: webgpu ${a}, interpreter ${e}` +
+        `  at ${describeIndex(i, shape)}: ${backend()} ${a}, interpreter ${e}` +
           (dtype === "f32"
             ? ` (|diff| ${diff.toExponential(3)}, tolerance ${tol.toExponential(3)})`
             : ""),
@@ -243,7 +244,7 @@ export async function checkProgram(p: Program, modes: readonly Mode[]): Promise<
           status: "fail",
           mode,
           what,
-          detail: `webgpu gives ${got.tensors[j].dtype}[${
+          detail: `${backend()} gives ${got.tensors[j].dtype}[${
             got.tensors[j].shape
           }], the interpreter ${t.dtype}[${t.shape}]`,
         };

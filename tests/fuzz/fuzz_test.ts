@@ -1,10 +1,10 @@
 /**
- * The standing random-graph check: seeded random graphs over the public ops run on WebGPU
- * (fused, unfused, through mj.jit, with and without gradients) and on the interpreter, values and
- * gradients compared within per-element error estimates. The fast tier runs a few dozen graphs;
- * the slow tier (MOEJIT_SLOW=1) a few hundred others. MOEJIT_FUZZ_SEED=s and MOEJIT_FUZZ_COUNT=n
- * run seeds s … s+n−1 instead (in the fast tier's test; the slow tier's is then skipped). A
- * mismatch is shrunk to a minimal graph and printed as a runnable snippet.
+ * The standing random-graph check: seeded random graphs over the public ops run on each compiled
+ * backend, WebGPU and native (fused, unfused, through mj.jit, with and without gradients) and on
+ * the interpreter, values and gradients compared within per-element error estimates. The fast tier
+ * runs a few dozen graphs; the slow tier (MOEJIT_SLOW=1) a few hundred others. MOEJIT_FUZZ_SEED=s
+ * and MOEJIT_FUZZ_COUNT=n run seeds s … s+n−1 instead (in the fast tier's test; the slow tier's is
+ * then skipped). A mismatch is shrunk to a minimal graph and printed as a runnable snippet.
  */
 import assert from "node:assert/strict";
 import { gpuTest } from "../webgpu/harness.ts";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import * as mj from "../../mod.ts";
 import { evaluate } from "../../src/interp/interpreter.ts";
-import { HAS_GPU } from "../webgpu/harness.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import { compareRoot, DEFAULT_MODE, eager, SAFETY } from "./check.ts";
 import { analyze } from "./error_bounds.ts";
 import { generate, type SizeClass } from "./generate.ts";
@@ -277,6 +277,11 @@ Deno.test("fuzz shrinker keeps the kind of failure it started from", () => {
     failureKind(fail("t3", "f32[2]: 1 of 2 elements differ")),
     failureKind(fail("grad of t0", "f32[7]: 7 of 7 elements differ")),
   );
+  // An exception on the native backend is an exception too, not a mismatch.
+  assert.notEqual(
+    failureKind(fail("native threw", "MoejitError: gather: index 7 is out of range")),
+    failureKind(fail("t3", "f32[2]: 1 of 2 elements differ")),
+  );
 });
 
 Deno.test("fuzz seeds: the tier's defaults, or MOEJIT_FUZZ_SEED and MOEJIT_FUZZ_COUNT", () => {
@@ -300,11 +305,9 @@ Deno.test("fuzz seeds: the tier's defaults, or MOEJIT_FUZZ_SEED and MOEJIT_FUZZ_
   );
 });
 
-Deno.test({
-  name: "fuzz snippet: runs on both backends and prints every root" +
-    (HAS_GPU ? "" : " [skipped: no WebGPU adapter; see README, Machines without a GPU]"),
-  ignore: !HAS_GPU,
-  fn: async () => {
+gpuTest(
+  "fuzz snippet: runs on the interpreter and the compiled backend, and prints every root",
+  async () => {
     // A small program with a runtime scalar (a number argument of the step under mj.jit).
     let seed = 1;
     while (!runtimeScalars(generate(seed)).length || generate(seed).dims.some((d) => d > 65)) {
@@ -315,7 +318,7 @@ Deno.test({
     for (const mode of [DEFAULT_MODE, { fusion: false, jit: true, grads: true }]) {
       const file = await Deno.makeTempFile({ prefix: "moejit-fuzz-", suffix: ".ts" });
       try {
-        const code = snippet(p, { seed, mode, root });
+        const code = snippet(p, { seed, mode, root, backend: backend() });
         if (mode.jit) assert.match(code, /mj\.jit\(\(xs: mj\.Tensor\[\], s: number\[\]\)/);
         await Deno.writeTextFile(file, code);
         const out = await new Deno.Command(Deno.execPath(), {
@@ -331,11 +334,11 @@ Deno.test({
         ).length;
         assert.equal(lines.length, p.outputs.length + 1 + gradInputs, text);
         for (const l of lines) {
-          assert.match(l, /max \|cpu − webgpu\| = [0-9.e-]+ at flat index/);
+          assert.match(l, new RegExp(`max \\|cpu − ${backend()}\\| = [0-9.e-]+ at flat index`));
         }
       } finally {
         await Deno.remove(file);
       }
     }
   },
-});
+);

@@ -1,7 +1,7 @@
 /**
- * The fuzz loop: generate the program of each seed, run it on the interpreter and on WebGPU in
- * the modes drawn for that seed, and on a mismatch shrink it and print the smallest failing
- * program as a runnable snippet.
+ * The fuzz loop: generate the program of each seed, run it on the interpreter and on the compiled
+ * backend under test (WebGPU or native) in the modes drawn for that seed, and on a mismatch shrink
+ * it and print the smallest failing program as a runnable snippet.
  *
  * `MOEJIT_FUZZ_SEED=s` (with `MOEJIT_FUZZ_COUNT=n`, default 1) runs seeds s … s+n−1 instead of a
  * tier's defaults; every report names its seed, so one failing graph is rerun with
@@ -13,6 +13,7 @@ import { generate } from "./generate.ts";
 import { live } from "./program.ts";
 import { shrink } from "./shrink.ts";
 import { snippet } from "./snippet.ts";
+import { backend } from "../webgpu/harness.ts";
 
 export interface Seeds {
   first: number;
@@ -81,13 +82,13 @@ export async function runSeed(
   });
   const v = small.verdict;
   const note = [
-    `webgpu (${modeName(small.mode)}) disagrees with the interpreter on ${v.what}:`,
+    `${backend()} (${modeName(small.mode)}) disagrees with the interpreter on ${v.what}:`,
     firstLines(v.detail),
     `Shrunk from ${live(p).length} to ${live(small.program).length} nodes in ${small.tried} runs.`,
   ].join("\n");
-  const code = snippet(small.program, { seed, note, mode: small.mode });
+  const code = snippet(small.program, { seed, note, mode: small.mode, backend: backend() });
   const report = [
-    `seed ${seed}: webgpu (${modeName(verdict.mode)}) disagrees with the interpreter on ` +
+    `seed ${seed}: ${backend()} (${modeName(verdict.mode)}) disagrees with the interpreter on ` +
     `${verdict.what}: ${firstLines(verdict.detail)}`,
     `Rerun: MOEJIT_FUZZ_SEED=${seed} deno test -A tests/fuzz/fuzz_test.ts`,
     `Minimal failing graph (save at the repository root and run with deno run -A):`,

@@ -44,7 +44,8 @@ type Failure = Verdict & { status: "fail" };
  * to another (or to an input the shrinking itself made invalid).
  */
 export function failureKind(f: Failure): string {
-  if (f.what !== "webgpu threw") return "mismatch";
+  // "webgpu threw" or "native threw" (check.ts names the backend).
+  if (!f.what.endsWith(" threw")) return "mismatch";
   const m = f.detail.match(/^(\w+): (.*)/);
   if (!m) return `threw ${f.detail.slice(0, 20)}`;
   const head = m[2].split(/\s+/).slice(0, 3).join(" ").replace(/\d+/g, "#");

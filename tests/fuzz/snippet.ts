@@ -1,7 +1,8 @@
 /**
  * A fuzz program as a runnable TypeScript file: the graph written out with the public API, its
- * inputs, and a driver that runs it on the interpreter and on WebGPU in the failing mode and
- * prints the largest difference per output. Run it from the repository root.
+ * inputs, and a driver that runs it on the interpreter and on a compiled backend (WebGPU or native)
+ * in the failing mode and prints the largest difference per output. Run it from the repository
+ * root.
  */
 import * as mj from "../../mod.ts";
 import type { Mode } from "./check.ts";
@@ -24,11 +25,14 @@ export interface SnippetInfo {
   mode: Mode;
   /** Module specifier of the repository root (default "./": the snippet sits at the root). */
   root?: string;
+  /** The compiled backend compared with the interpreter (default "webgpu"). */
+  backend?: "webgpu" | "native";
 }
 
 /** The program as TypeScript source. */
 export function snippet(p: Program, info: SnippetInfo): string {
   const root = info.root ?? "./";
+  const dev = info.backend ?? "webgpu";
   const env: Env = {
     dims: p.dims,
     tensors: build(p, (_i, d) => mj.zeros(d.shape).cast(d.dtype)),
@@ -96,7 +100,7 @@ export function snippet(p: Program, info: SnippetInfo): string {
   }
   lines.push(`const names = ${JSON.stringify(names)};`);
   lines.push("");
-  lines.push(`async function run(backend: "cpu" | "webgpu"): Promise<mj.TypedArray[]> {`);
+  lines.push(`async function run(backend: mj.BackendName): Promise<mj.TypedArray[]> {`);
   lines.push(`  mj.setBackend(backend);`);
   lines.push(`  mj.setFusion(${mode.fusion});`);
   if (scalars.length) {
@@ -114,17 +118,17 @@ export function snippet(p: Program, info: SnippetInfo): string {
   lines.push(`  return Promise.all(outs.map((t) => t.data()));`);
   lines.push(`}`);
   lines.push("");
-  lines.push(`const cpu = await run("cpu"), gpu = await run("webgpu");`);
+  lines.push(`const cpu = await run("cpu"), dev = await run("${dev}");`);
   lines.push(`names.forEach((n, i) => {`);
   lines.push(`  let worst = 0, at = 0;`);
   lines.push(`  cpu[i].forEach((v, j) => {`);
-  lines.push(`    const d = Math.abs(Number(v) - Number(gpu[i][j]));`);
+  lines.push(`    const d = Math.abs(Number(v) - Number(dev[i][j]));`);
   lines.push(
     `    if (d > worst || (Number.isNaN(d) && !Number.isNaN(worst))) [worst, at] = [d, j];`,
   );
   lines.push(`  });`);
   lines.push(
-    "  console.log(`${n}: max |cpu − webgpu| = ${worst} at flat index ${at} (cpu ${cpu[i][at]}, webgpu ${gpu[i][at]})`);",
+    `  console.log(\`\${n}: max |cpu − ${dev}| = \${worst} at flat index \${at} (cpu \${cpu[i][at]}, ${dev} \${dev[i][at]})\`);`,
   );
   lines.push(`});`);
   return lines.join("\n") + "\n";

@@ -1,16 +1,16 @@
 /**
  * Checkpoints read the way transformers reads them: a PyTorch forward written from transformers'
- * Llama, Mixtral and PhiMoE modeling code (hf_reference.py) loads config.json +
- * model.safetensors and must give moejit's inference logits within 1e-4 (max |Δ| / max |logit|)
- * for every checkpoint labelled with a family: written by mj.train.train and by the examples'
- * CLI, byte and BPE vocabularies, on the interpreter and on WebGPU. Its key set must be exactly
- * the class's. Both directions: checkpoints the PyTorch side writes load into moejit with the
- * same logits, and moejit → Hugging Face → moejit is lossless. Without python3-torch these tests
- * are skipped with the reason printed.
+ * Llama, Mixtral and PhiMoE modeling code (hf_reference.py) loads config.json + model.safetensors
+ * and must give moejit's inference logits within 1e-4 (max |Δ| / max |logit|) for every checkpoint
+ * labelled with a family: written by mj.train.train and by the examples' CLI, byte and BPE
+ * vocabularies, on the interpreter and on each compiled backend (WebGPU, native). Its key set must
+ * be exactly the class's. Both directions: checkpoints the PyTorch side writes load into moejit
+ * with the same logits, and moejit → Hugging Face → moejit is lossless. Without python3-torch these
+ * tests are skipped with the reason printed.
  */
 import * as mj from "../../mod.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
 import { assert, SLOW } from "../helpers.ts";
+import { COMPILED } from "../webgpu/harness.ts";
 import {
   agreement,
   moejitLogits,
@@ -21,9 +21,18 @@ import {
 
 const missing = await torchMissing();
 if (missing) console.log(`hf cross-check skipped: ${missing}`);
-const gpu = (await acquireGpu()) !== null;
-const BACKENDS: mj.BackendName[] = gpu ? ["cpu", "webgpu"] : ["cpu"];
-if (!gpu) console.log("hf cross-check: no WebGPU adapter, the webgpu cases are skipped");
+/** Why each backend's cases are skipped here (null: they run). */
+const SKIP: Record<mj.BackendName, string | null> = {
+  cpu: null,
+  ...Object.fromEntries(COMPILED.map((b) => [b.name, b.skip])) as Record<
+    "webgpu" | "native",
+    string | null
+  >,
+};
+const BACKENDS = (["cpu", "webgpu", "native"] as const).filter((b) => SKIP[b] === null);
+for (const b of ["webgpu", "native"] as const) {
+  if (SKIP[b]) console.log(`hf cross-check: the ${b} cases are skipped (${SKIP[b]})`);
+}
 
 const TOLERANCE = 1e-4;
 
@@ -101,28 +110,31 @@ async function crossCheck(ckpt: string, ids: number[][], what: string): Promise<
 }
 
 /**
- * The fast tier checks every family with bytes on both backends, and BPE (cl100k_base, a 100k
- * embedding) for PhiMoE on the interpreter; the slow tier the whole matrix.
+ * The fast tier checks every family with bytes on the interpreter and WebGPU, and BPE
+ * (cl100k_base, a 100k embedding) for PhiMoE on the interpreter; the slow tier the whole matrix.
+ * On native the examples' checkpoints (every family, trained by the CLI on native, below) are the
+ * fast tier's cross-check, and mj.train.train's are in the slow tier.
  */
 const CASES = VOCABS.flatMap((vocab) =>
   Object.keys(FAMILIES).flatMap((family) =>
-    (["cpu", "webgpu"] as const).map((backend) => ({
+    (["cpu", "webgpu", "native"] as const).map((backend) => ({
       vocab,
       family: family as keyof typeof FAMILIES,
       backend,
-      fast: vocab === "byte" || (family === "phimoe" && backend === "cpu"),
+      fast: (vocab === "byte" && backend !== "native") ||
+        (family === "phimoe" && backend === "cpu"),
     }))
   )
 );
 
-for (const backend of ["cpu", "webgpu"] as const) {
+for (const backend of ["cpu", "webgpu", "native"] as const) {
   for (const tier of ["fast", "slow"] as const) {
     const cases = CASES.filter((c) => c.backend === backend && c.fast === (tier === "fast"));
     Deno.test({
-      name: `hf cross-check (${backend}${tier === "slow" ? ", slow" : ""}): mj.train.train ` +
+      name: `${backend}: hf cross-check${tier === "slow" ? " (slow)" : ""}: mj.train.train ` +
         `checkpoints (${cases.map((c) => `${c.family}/${c.vocab}`).join(", ")}) give the ` +
         "PyTorch reading's logits",
-      ignore: missing !== null || !BACKENDS.includes(backend) || (tier === "slow" && !SLOW),
+      ignore: missing !== null || SKIP[backend] !== null || (tier === "slow" && !SLOW),
     }, async () => {
       mj.setBackend(backend);
       try {
@@ -193,15 +205,11 @@ const EXAMPLES: [string, string[], string, string][] = [
   ["examples/grin.ts", ["--ffn", "dense"], "llama", "exact Llama"],
 ];
 
-Deno.test({
-  name: "hf cross-check: the examples' checkpoints (grin.ts, default_moe.ts, --ffn dense) give " +
-    "the PyTorch reading's logits, and each run prints its family",
-  ignore: missing !== null,
-}, async () => {
+/** The examples trained with `--backend backend` and read on it, checked against PyTorch. */
+async function examplesCheck(backend: mj.BackendName) {
   const ids = await sampleIds("byte");
   for (const [script, flags, family, says] of EXAMPLES) {
-    const backend = gpu ? "webgpu" : "cpu";
-    const out = `${dir}/cli-${family}`;
+    const out = `${dir}/cli-${backend}-${family}`;
     const { ckpt, text } = await runExample(
       script,
       [...TINY_FLAGS, ...flags, "--data", corpus, "--backend", backend],
@@ -216,7 +224,19 @@ Deno.test({
       mj.setBackend("cpu");
     }
   }
-});
+}
+
+const EXAMPLES_RUN =
+  "hf cross-check: the examples' checkpoints (grin.ts, default_moe.ts, --ffn dense) " +
+  "give the PyTorch reading's logits, and each run prints its family";
+// On every compiled backend; on the interpreter only where none runs.
+for (const backend of ["cpu", "webgpu", "native"] as const) {
+  Deno.test({
+    name: `${backend}: ${EXAMPLES_RUN}`,
+    ignore: missing !== null ||
+      (backend === "cpu" ? BACKENDS.length > 1 : SKIP[backend] !== null),
+  }, () => examplesCheck(backend));
+}
 
 Deno.test({
   name: "hf cross-check (slow): the examples at their default size (a few steps) and BPE",

@@ -1,16 +1,15 @@
 /**
- * MoE primitives on WebGPU against the interpreter: the shape table of the MoE issue (forward
- * and every gradient), edge cases of routing, the routing table's invariants computed on the
- * device, and the cost of a whole layer step (no host readback, a bounded kernel count).
+ * MoE primitives on each compiled backend (WebGPU, native) against the interpreter: the shape
+ * table of the MoE issue (forward and every gradient), edge cases of routing, the routing table's
+ * invariants computed on the device, and the cost of a whole layer step (no host readback, a
+ * bounded kernel count).
  *
  * The default tier runs a subset of the shape table that covers every value of every axis; the
  * full table (108 cases) runs with MOEJIT_SLOW=1.
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, checkGradFD, randomArray, SLOW } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
-
-const ignore = (await acquireGpu()) === null;
+import { backend, gpuTest } from "../webgpu/harness.ts";
 
 interface Case {
   T: number;
@@ -58,21 +57,21 @@ async function outputs(
   const { x, params, mix } = build(c, seed);
   const [loss, [gx, gp]] = mj.valueAndGrad(layerLoss(c))(x, params, mix);
   const r = mj.moe.layer(x, params, { k: c.k, ...(c.skew ? { bias: mj.tensor(c.skew) } : {}) });
-  const out: Record<string, ArrayLike<number>> = {
-    y: await r.y.data(),
-    counts: await r.counts.data(),
-    loss: await loss.data(),
-    dx: await gx.data(),
-  };
+  const tensors: Record<string, mj.Tensor> = { y: r.y, counts: r.counts, loss, dx: gx };
   for (const key of Object.keys(params) as (keyof mj.moe.MoeParams)[]) {
-    out[`d${key}`] = await gp[key]!.data();
+    tensors[`d${key}`] = gp[key]!;
   }
-  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Array.from(v)]));
+  // One step for all of them (on the native backend each step is a compiled library).
+  const names = Object.keys(tensors);
+  const values = await mj.realize(names.map((n) => tensors[n]));
+  return Object.fromEntries(
+    await Promise.all(names.map(async (n, i) => [n, Array.from(await values[i].data())])),
+  );
 }
 
 async function compare(c: Case, seed = 1) {
   const cpu = await outputs(c, "cpu", seed);
-  const gpu = await outputs(c, "webgpu", seed);
+  const gpu = await outputs(c, backend(), seed);
   for (const [name, v] of Object.entries(cpu)) {
     // y elementwise; the loss sums T·d products, so its tolerance grows with T.
     const tol = name === "counts"
@@ -108,26 +107,17 @@ const COVERING: Case[] = [
 ];
 
 for (const c of COVERING) {
-  Deno.test({
-    name: `moe webgpu: layer ${
-      JSON.stringify(c)
-    } matches the interpreter (value, counts, all gradients)`,
-    ignore,
-  }, async () => {
-    await compare(c);
-  });
+  gpuTest(
+    `moe: layer ${JSON.stringify(c)} matches the interpreter (value, counts, all gradients)`,
+    async () => {
+      await compare(c);
+    },
+  );
 }
 
-Deno.test({
-  name: `moe webgpu: the full shape table (${table().length} cases)`,
-  ignore: ignore || !SLOW,
-}, async () => {
-  for (const c of table()) {
-    await compare(c, 3);
-    // The interpreter against float64 finite differences, where that stays affordable.
-    if (c.T * c.k * c.d * f(c) <= 2_000_000) fdLayer(c);
-  }
-});
+gpuTest(`moe: the full shape table (${table().length} cases)`, async () => {
+  for (const c of table()) await compare(c, 3);
+}, { slow: true });
 
 const EDGES: [string, Case][] = [
   ["an expert with no tokens", { T: 16, d: 8, E: 4, k: 1, skew: [0, 0, -1e4, 0] }],
@@ -137,7 +127,7 @@ const EDGES: [string, Case][] = [
   ["T·k not a multiple of any tile", { T: 37, d: 12, E: 5, k: 3 }],
 ];
 for (const [name, c] of EDGES) {
-  Deno.test({ name: `moe webgpu: ${name}`, ignore }, async () => {
+  gpuTest(`moe: ${name}`, async () => {
     const cpu = await compare(c);
     const counts = cpu.counts;
     if (name === "an expert with no tokens") assert.equal(counts[2], 0);
@@ -170,25 +160,32 @@ Deno.test("moe: the interpreter's layer gradients pass float64 finite difference
 });
 
 Deno.test({
-  name:
-    "moe webgpu: destination rows form a bijection, equal the interpreter's, and repeat exactly",
-  ignore,
-}, async () => {
-  const T = 1000, E = 64, k = 8;
-  const logits = randomArray(T * E, 9);
-  const tableOn = async (backend: mj.BackendName) => {
-    mj.setBackend(backend);
-    const r = mj.moe.route(mj.tensor(logits, [T, E]), { k });
-    const t = mj.moe.routingTable(r.indices, E);
-    return [await t.destRow.data(), await t.srcEntry.data(), await t.offsets.data()].map((a) =>
-      Array.from(a)
-    );
-  };
-  const a = await tableOn("webgpu"), b = await tableOn("webgpu"), c = await tableOn("cpu");
-  assert.deepEqual(a, b, "deterministic");
-  assert.deepEqual(a, c, "same as the interpreter");
-  assert.deepEqual([...a[0]].sort((x, y) => x - y), Array.from({ length: T * k }, (_, i) => i));
+  name: "moe: the interpreter's layer gradients pass float64 finite differences (the full table)",
+  ignore: !SLOW,
+}, () => {
+  // Where that stays affordable.
+  for (const c of table()) if (c.T * c.k * c.d * f(c) <= 2_000_000) fdLayer(c);
 });
+
+gpuTest(
+  "moe: destination rows form a bijection, equal the interpreter's, and repeat exactly",
+  async () => {
+    const T = 1000, E = 64, k = 8;
+    const logits = randomArray(T * E, 9);
+    const tableOn = async (backend: mj.BackendName) => {
+      mj.setBackend(backend);
+      const r = mj.moe.route(mj.tensor(logits, [T, E]), { k });
+      const t = mj.moe.routingTable(r.indices, E);
+      return [await t.destRow.data(), await t.srcEntry.data(), await t.offsets.data()].map((a) =>
+        Array.from(a)
+      );
+    };
+    const a = await tableOn(backend()), b = await tableOn(backend()), c = await tableOn("cpu");
+    assert.deepEqual(a, b, "deterministic");
+    assert.deepEqual(a, c, "same as the interpreter");
+    assert.deepEqual([...a[0]].sort((x, y) => x - y), Array.from({ length: T * k }, (_, i) => i));
+  },
+);
 
 /**
  * Stated kernel bounds for a whole layer forward+backward (route, routing table, dispatch, the
@@ -216,7 +213,7 @@ const VARIANT_OPTS: Record<Variant, Omit<mj.moe.LayerOptions, "k">> = {
 
 /** Kernels, readbacks and submits of the second call of a jitted layer forward+backward. */
 async function stepCost(c: Case, variant: Variant) {
-  mj.setBackend("webgpu");
+  mj.setBackend(backend());
   const { x, params, mix } = build({ ...c, swiglu: variant === "swiglu" }, 5);
   const [xv, pv, mv] = await mj.realize([x, params, mix] as const);
   const opts: mj.moe.LayerOptions = { ...VARIANT_OPTS[variant], k: c.k };
@@ -246,20 +243,16 @@ function assertBounded(cost: Awaited<ReturnType<typeof stepCost>>, variant: Vari
   );
 }
 
-Deno.test({
-  name:
-    "moe webgpu: a layer's forward+backward step has no host readback and a bounded kernel count (every expert type and estimator)",
-  ignore,
-}, async () => {
-  for (const variant of Object.keys(MOE_LAYER_STEP_KERNELS) as Variant[]) {
-    assertBounded(await stepCost({ T: 64, d: 32, E: 8, k: 2 }, variant), variant, "T=64");
-  }
-});
+gpuTest(
+  "moe: a layer's forward+backward step has no host readback and a bounded kernel count (every expert type and estimator)",
+  async () => {
+    for (const variant of Object.keys(MOE_LAYER_STEP_KERNELS) as Variant[]) {
+      assertBounded(await stepCost({ T: 64, d: 32, E: 8, k: 2 }, variant), variant, "T=64");
+    }
+  },
+);
 
-Deno.test({
-  name: "moe webgpu: the kernel bounds also hold at the benchmark shapes",
-  ignore: ignore || !SLOW,
-}, async () => {
+gpuTest("moe: the kernel bounds also hold at the benchmark shapes", async () => {
   const shapes: [string, Case, Variant[]][] = [
     ["T=4096 E=8 f=512 k=2", { T: 4096, d: 256, E: 8, F: 512, k: 2 }, [
       "gelu",
@@ -276,17 +269,17 @@ Deno.test({
   for (const [at, c, variants] of shapes) {
     for (const v of variants) assertBounded(await stepCost(c, v), v, at);
   }
-});
+}, { slow: true });
 
-Deno.test(
-  { name: "moe webgpu: the layer's value and gradients agree fused and unfused", ignore },
+gpuTest(
+  "moe: the layer's value and gradients agree fused and unfused",
   async () => {
     const c: Case = { T: 9, d: 8, E: 4, k: 2, swiglu: true };
-    const fused = await outputs(c, "webgpu", 11);
+    const fused = await outputs(c, backend(), 11);
     mj.setFusion(false);
     let unfused: Record<string, number[]>;
     try {
-      unfused = await outputs(c, "webgpu", 11);
+      unfused = await outputs(c, backend(), 11);
     } finally {
       mj.setFusion(true);
     }
@@ -296,34 +289,37 @@ Deno.test(
   },
 );
 
-Deno.test(
-  { name: "moe webgpu: a layer's outputs and gradients repeat exactly", ignore },
+gpuTest(
+  "moe: a layer's outputs and gradients repeat exactly",
   async () => {
     const c: Case = { T: 100, d: 16, E: 8, k: 2 };
-    const a = await outputs(c, "webgpu", 13), b = await outputs(c, "webgpu", 13);
+    const a = await outputs(c, backend(), 13), b = await outputs(c, backend(), 13);
     for (const name of Object.keys(a)) assert.deepEqual(b[name], a[name], name);
   },
 );
 
-Deno.test({
-  name:
-    "moe webgpu: the dispatch gather runs inside the grouped matmul, the activation in its epilogue, and the weighted un-permute is one kernel",
-  ignore,
-}, async () => {
-  mj.setBackend("webgpu");
-  const c: Case = { T: 64, d: 32, E: 8, k: 2 };
-  const { x, params } = build(c, 21);
-  const [xv, pv] = await mj.realize([x, params] as const);
-  const fwd = mj.jit((x: mj.Tensor, p: mj.moe.MoeParams) => mj.moe.layer(x, p, { k: c.k }).y);
-  await fwd(xv, pv);
-  const rows = await mj.debug.profile(() => fwd(xv, pv));
-  const labels = rows.flatMap((r) => Array<string>(r.calls).fill(r.label));
-  const producing = (shape: number[]) => labels.filter((l) => l.includes(`→ f32[${shape}]`));
-  const P = c.T * c.k, F = f(c);
-  // No [T·k, d] copy of the dispatched rows: the only kernel with that shape is the down matmul.
-  assert.deepEqual(producing([P, c.d]).map((l) => l.startsWith("grouped")), [true], labels.join());
-  // The up matmul writes GELU(x·Wᵀ) directly: one [T·k, f] kernel, the grouped one.
-  assert.deepEqual(producing([P, F]).map((l) => l.startsWith("grouped")), [true], labels.join());
-  // Routing weights × expert rows, summed over the k slots: one kernel writes y.
-  assert.equal(producing([c.T, c.d]).length, 1, labels.join());
-});
+gpuTest(
+  "moe: the dispatch gather runs inside the grouped matmul, the activation in its epilogue, and the weighted un-permute is one kernel",
+  async () => {
+    mj.setBackend(backend());
+    const c: Case = { T: 64, d: 32, E: 8, k: 2 };
+    const { x, params } = build(c, 21);
+    const [xv, pv] = await mj.realize([x, params] as const);
+    const fwd = mj.jit((x: mj.Tensor, p: mj.moe.MoeParams) => mj.moe.layer(x, p, { k: c.k }).y);
+    await fwd(xv, pv);
+    const rows = await mj.debug.profile(() => fwd(xv, pv));
+    const labels = rows.flatMap((r) => Array<string>(r.calls).fill(r.label));
+    const producing = (shape: number[]) => labels.filter((l) => l.includes(`→ f32[${shape}]`));
+    const P = c.T * c.k, F = f(c);
+    // No [T·k, d] copy of the dispatched rows: the only kernel with that shape is the down matmul.
+    assert.deepEqual(
+      producing([P, c.d]).map((l) => l.startsWith("grouped")),
+      [true],
+      labels.join(),
+    );
+    // The up matmul writes GELU(x·Wᵀ) directly: one [T·k, f] kernel, the grouped one.
+    assert.deepEqual(producing([P, F]).map((l) => l.startsWith("grouped")), [true], labels.join());
+    // Routing weights × expert rows, summed over the k slots: one kernel writes y.
+    assert.equal(producing([c.T, c.d]).length, 1, labels.join());
+  },
+);

@@ -1,15 +1,14 @@
 /**
  * Autoregressive generation: greedy decoding against a host argmax loop over mj.nn.forward on
  * the growing text (and on its last maxSeqLen tokens once the window slides), seeded sampling,
- * the temperature limits, the same tokens on cpu and webgpu, MoE state, callbacks and errors.
+ * the temperature limits, the same tokens on the interpreter and each compiled backend, MoE state,
+ * callbacks and errors.
  */
 import * as mj from "../../mod.ts";
 import { assert, prng, SLOW } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import { generate } from "../../src/nn/generate.ts";
 import { argmax, softmax, TINY_MOE, tokenTensor } from "./reference.ts";
-
-const gpu = (await acquireGpu()) !== null;
 
 const isErr = (re: RegExp) => (e: unknown) => {
   assert.ok(e instanceof mj.MoejitError, `expected a MoejitError, got ${e}`);
@@ -125,14 +124,11 @@ Deno.test("generate (greedy, dense models): equals the argmax loop; maxSeqLen 2 
   );
 });
 
-Deno.test({
-  name: "generate (greedy): the same tokens on cpu and webgpu",
-  ignore: !gpu,
-}, async () => {
+gpuTest("generate (greedy and sampled): the same tokens as on the interpreter", async () => {
   try {
     mj.setBackend("cpu");
     const cpu = await generate(moeParams, MOE, [4, 8, 15], { maxNewTokens: 8, temperature: 0 });
-    mj.setBackend("webgpu");
+    mj.setBackend(backend());
     const params = await mj.realize(mj.nn.initParams(MOE, 0));
     const web = await generate(params, MOE, [4, 8, 15], { maxNewTokens: 8, temperature: 0 });
     assert.deepEqual(web, cpu);
@@ -144,7 +140,7 @@ Deno.test({
       temperature: 1,
       seed: 5,
     });
-    mj.setBackend("webgpu");
+    mj.setBackend(backend());
     assert.deepEqual(
       await generate(params, MOE, [4, 8, 15], { maxNewTokens: 6, temperature: 1, seed: 5 }),
       sc,

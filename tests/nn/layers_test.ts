@@ -1,8 +1,8 @@
 /**
  * nn layers against float64 host references (tests/nn/reference.ts): forward values on the
- * interpreter (float64 and f32) and on WebGPU, finite-difference gradient checks in float64 with
- * outputs contracted against a fixed random weight tensor, RoPE's defining properties, and
- * argument errors.
+ * interpreter (float64 and f32) and on each compiled backend (WebGPU, native), finite-difference
+ * gradient checks in float64 with outputs contracted against a fixed random weight tensor, RoPE's
+ * defining properties, and argument errors.
  */
 import * as mj from "../../mod.ts";
 import {
@@ -13,7 +13,7 @@ import {
   fusedAndUnfused,
   wideTensor,
 } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import {
   attentionRef,
   crossEntropyRef,
@@ -27,8 +27,6 @@ import {
   uniform,
   weighted,
 } from "./reference.ts";
-
-const gpu = (await acquireGpu()) !== null;
 
 type Input = { data: Float64Array; shape: number[] };
 const W = (i: Input) => wideTensor(i.data, i.shape);
@@ -486,13 +484,10 @@ Deno.test("fd: mlp (swiglu, gelu, relu) and crossEntropy w.r.t. logits", async (
   });
 });
 
-// ---- WebGPU --------------------------------------------------------------------------------------
+// ---- compiled backends ---------------------------------------------------------------------------
 
-Deno.test({
-  name: "nn layers on WebGPU agree with the host references (f32), fused and unfused",
-  ignore: !gpu,
-}, async () => {
-  mj.setBackend("webgpu");
+gpuTest("nn layers agree with the host references (f32), fused and unfused", async () => {
+  mj.setBackend(backend());
   try {
     await fusedAndUnfused(async () => {
       const B = 1, S = 4, d = 8, H = 2, f = 6, V = 5;

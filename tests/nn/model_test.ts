@@ -13,7 +13,7 @@ import {
   prng,
   wideTensor,
 } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import {
   crossEntropyRef,
   type HostParams,
@@ -25,8 +25,6 @@ import {
   TINY_MOE,
   tokenTensor,
 } from "./reference.ts";
-
-const gpu = (await acquireGpu()) !== null;
 
 const isErr = (op: string, re: RegExp) => (e: unknown) => {
   assert.ok(e instanceof mj.MoejitError, `expected a MoejitError, got ${e}`);
@@ -392,21 +390,18 @@ Deno.test("initParams: weights ~ N(0, initStd²), output projections scaled by 1
   }
 });
 
-Deno.test({
-  name: "initParams: the same values on cpu and webgpu",
-  ignore: !gpu,
-}, async () => {
+gpuTest("initParams: the same values as on the interpreter", async () => {
   const c = mj.nn.modelConfig({ ...MOE, nLayers: 1, norm: "layernorm", tiedEmbeddings: false });
-  const read = async (backend: "cpu" | "webgpu") => {
-    mj.setBackend(backend);
+  const read = async (b: mj.BackendName) => {
+    mj.setBackend(b);
     const f = mj.treeFlatten(await mj.realize(mj.nn.initParams(c, 7)));
     return Promise.all(f.leaves.map(async (t) => Array.from(await (t as mj.Tensor).data())));
   };
   try {
-    const cpu = await read("cpu"), web = await read("webgpu");
+    const cpu = await read("cpu"), got = await read(backend());
     // Counter-based draws: the same bits, so the same normals up to the f32 rounding of the
     // Box-Muller log/sqrt/cos on each backend (observed ≤ 1.5e-8 absolute at std 0.02).
-    cpu.forEach((v, i) => assertClose(web[i], v, { rtol: 1e-5, atol: 2e-7, msg: `leaf ${i}` }));
+    cpu.forEach((v, i) => assertClose(got[i], v, { rtol: 1e-5, atol: 2e-7, msg: `leaf ${i}` }));
     const ones = cpu.filter((v) => v.every((x) => x === 1)).length;
     assert.equal(ones, 3, "three norm weights");
   } finally {
@@ -488,29 +483,29 @@ for (const [name, partial] of VARIANTS) {
   });
 }
 
-Deno.test({
-  name: "forward on WebGPU matches the host model, fused and unfused (MoE, top-2, aux + z losses)",
-  ignore: !gpu,
-}, async () => {
-  mj.setBackend("webgpu");
-  try {
-    const c = mj.nn.modelConfig({ ...VARIANTS[3][1], initStd: 0.3 });
-    const P = hostModel(c, 11);
-    const toks = randomTokens(2, 5, c.vocabSize, 12);
-    const ref = modelRef(P, toks, c);
-    await fusedAndUnfused(async (fused) => {
-      const r = await mj.realize(
-        mj.nn.forward(tensorParams(P, c, false), tokenTensor(toks), c, { training: false }),
-      );
-      const tol = { rtol: 2e-4, atol: 2e-5, msg: `logits (fused ${fused})` };
-      assertClose(await r.logits.data(), ref.logits, tol);
-      assertClose(await r.losses.load_balancing_loss.data(), [0.3 * ref.aux], { rtol: 1e-4 });
-      assertClose(await r.losses.z_loss.data(), [0.2 * ref.z], { rtol: 1e-4 });
-    });
-  } finally {
-    mj.setBackend("cpu");
-  }
-});
+gpuTest(
+  "forward matches the host model, fused and unfused (MoE, top-2, aux + z losses)",
+  async () => {
+    mj.setBackend(backend());
+    try {
+      const c = mj.nn.modelConfig({ ...VARIANTS[3][1], initStd: 0.3 });
+      const P = hostModel(c, 11);
+      const toks = randomTokens(2, 5, c.vocabSize, 12);
+      const ref = modelRef(P, toks, c);
+      await fusedAndUnfused(async (fused) => {
+        const r = await mj.realize(
+          mj.nn.forward(tensorParams(P, c, false), tokenTensor(toks), c, { training: false }),
+        );
+        const tol = { rtol: 2e-4, atol: 2e-5, msg: `logits (fused ${fused})` };
+        assertClose(await r.logits.data(), ref.logits, tol);
+        assertClose(await r.losses.load_balancing_loss.data(), [0.3 * ref.aux], { rtol: 1e-4 });
+        assertClose(await r.losses.z_loss.data(), [0.2 * ref.z], { rtol: 1e-4 });
+      });
+    } finally {
+      mj.setBackend("cpu");
+    }
+  },
+);
 
 // ---- finite differences of the whole model's loss ---------------------------------------------------
 

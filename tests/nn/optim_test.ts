@@ -6,10 +6,8 @@
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, evalWide, prng, wideTensor } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import { numel, TINY_DENSE, tokenTensor, uniform } from "./reference.ts";
-
-const gpu = (await acquireGpu()) !== null;
 
 const isErr = (op: string, re: RegExp) => (e: unknown) => {
   assert.ok(e instanceof mj.MoejitError, `expected a MoejitError, got ${e}`);
@@ -309,11 +307,8 @@ Deno.test("optim.adamw inside mj.jit (cpu): lr and step are runtime scalars, one
   assert.equal(traces(), 1);
 });
 
-Deno.test({
-  name: "optim.adamw inside mj.jit (webgpu): a new lr compiles nothing; values match the host",
-  ignore: !gpu,
-}, async () => {
-  mj.setBackend("webgpu");
+gpuTest("optim.adamw inside mj.jit: a new lr compiles nothing; values match the host", async () => {
+  mj.setBackend(backend());
   try {
     const p0 = hostTree(4), grads = [0, 1, 2].map(hostGrads);
     const want = adamwRef(p0, grads, LRS, { ...DEFAULTS, decays: defaultDecays });

@@ -1,23 +1,13 @@
 /**
- * The fused attention primitive (forward with log-sum-exp, and its two backward routines):
- * against the composite graph on the float64 interpreter, by finite differences, on WebGPU
- * against the interpreter (causal and not, Sk > S, head sizes 4…64, long sequences), and the
- * property it exists for: a compiled forward + backward holds no S×S buffer.
+ * The fused attention primitive (forward with log-sum-exp, and its two backward routines): against
+ * the composite graph on the float64 interpreter, by finite differences, on each compiled backend
+ * (WebGPU, native) against the interpreter (causal and not, Sk > S, head sizes 4…64, long
+ * sequences), and the property it exists for: a compiled forward + backward holds no S×S buffer.
  */
 import * as mj from "../../mod.ts";
 import { compileStep } from "../../src/passes/compile.ts";
 import { assert, assertClose, checkGradFD, evalWide, randomArray, wideTensor } from "../helpers.ts";
-
-const gpu = await (async () => {
-  try {
-    mj.setBackend("webgpu");
-    return (await mj.backendInfo()) !== null;
-  } catch {
-    return false;
-  } finally {
-    mj.setBackend("cpu");
-  }
-})();
+import { backend, gpuTest } from "../webgpu/harness.ts";
 
 type Case = { lead: number[]; S: number; Sk: number; Dh: number; causal: boolean };
 
@@ -80,44 +70,45 @@ Deno.test("attention: finite differences of the fused primitive (incl. the log-s
   });
 });
 
-Deno.test({
-  name: "attention: WebGPU kernels equal the interpreter (forward and both backward routines)",
-  ignore: !gpu,
-}, async () => {
-  const cases: Case[] = [
-    ...CASES,
-    { lead: [2, 2], S: 33, Sk: 33, Dh: 16, causal: true },
-    { lead: [1, 2], S: 130, Sk: 130, Dh: 64, causal: true },
-    { lead: [1], S: 17, Sk: 40, Dh: 32, causal: false },
-    { lead: [1, 1], S: 1500, Sk: 1500, Dh: 8, causal: true },
-  ];
-  for (const c of cases) {
-    mj.setBackend("cpu");
-    const ref = attentionAndGrads(c, true, 31);
-    const want = [
-      await ref.out.data(),
-      await ref.value.data(),
-      ...(await Promise.all(ref.grads.map((g) => g.data()))),
-    ];
-    mj.setBackend("webgpu");
-    const dev = attentionAndGrads(c, true, 31);
-    const got = [
-      await dev.out.data(),
-      await dev.value.data(),
-      ...(await Promise.all(dev.grads.map((g) => g.data()))),
-    ];
-    const what = JSON.stringify(c);
-    // Sums of up to 1500 exponentials: relative f32 error of a few 1e-6, scaled by the terms.
-    got.forEach((g, i) =>
-      assertClose(g, want[i], {
-        rtol: 1e-4,
-        atol: 2e-4 * Math.sqrt(c.Sk),
-        msg: `${what}: ${["out", "value", "dq", "dk", "dv"][i]}`,
-      })
+/** Output, value and the three gradients on backend `b`, in one step. */
+async function attentionValues(c: Case, b: mj.BackendName) {
+  mj.setBackend(b);
+  try {
+    const r = attentionAndGrads(c, true, 31);
+    return await Promise.all(
+      (await mj.realize([r.out, r.value, ...r.grads])).map((t) => t.data()),
     );
+  } finally {
+    mj.setBackend("cpu");
   }
-  mj.setBackend("cpu");
-});
+}
+
+gpuTest(
+  "attention: the kernels equal the interpreter (forward and both backward routines)",
+  async () => {
+    const cases: Case[] = [
+      ...CASES,
+      { lead: [2, 2], S: 33, Sk: 33, Dh: 16, causal: true },
+      { lead: [1, 2], S: 130, Sk: 130, Dh: 64, causal: true },
+      { lead: [1], S: 17, Sk: 40, Dh: 32, causal: false },
+      { lead: [1, 1], S: 1500, Sk: 1500, Dh: 8, causal: true },
+    ];
+    for (const c of cases) {
+      const want = await attentionValues(c, "cpu");
+      const got = await attentionValues(c, backend());
+      const what = JSON.stringify(c);
+      // Sums of up to 1500 exponentials: relative f32 error of a few 1e-6, scaled by the terms.
+      got.forEach((g, i) =>
+        assertClose(g, want[i], {
+          rtol: 1e-4,
+          atol: 2e-4 * Math.sqrt(c.Sk),
+          msg: `${what}: ${["out", "value", "dq", "dk", "dv"][i]}`,
+        })
+      );
+    }
+    mj.setBackend("cpu");
+  },
+);
 
 Deno.test("attention: a compiled forward + backward never allocates an S×S buffer (the composite does)", () => {
   const lead = [2, 4], S = 96, Dh = 8;

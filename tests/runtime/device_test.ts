@@ -2,7 +2,10 @@
  * Device selection and diagnostics, in subprocesses (the environment decides the adapter and the
  * compiler): the automatic choice (native on a software adapter or none when a compiler works,
  * else WebGPU, else the interpreter) said in one line, a clear error when WebGPU is demanded,
- * adapter info, and MOEJIT_DEBUG's schedule and WGSL dump.
+ * adapter info, and MOEJIT_DEBUG's schedule and WGSL dump. The tests past the backend choice are
+ * about the WebGPU device itself (adapter limits, device loss, uncaptured errors, GPU buffers
+ * kept alive across garbage collection, the WGSL dump) and have no native analogue: they stay
+ * WebGPU-only.
  */
 import * as mj from "../../mod.ts";
 import { assert } from "../helpers.ts";

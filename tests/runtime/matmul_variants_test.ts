@@ -1,13 +1,12 @@
 /**
  * The matmul template's layouts (NN, TN, NT and the strided scalar kernel for the rest) against
- * the interpreter: transposed operands are read in place, batches broadcast with a zero stride,
- * and fused epilogues apply per element.
+ * the interpreter on each compiled backend (on native, the same layouts as BLAS calls):
+ * transposed operands are read in place, batches broadcast with a zero stride, and fused
+ * epilogues apply per element.
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, randomArray } from "../helpers.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
-
-const ignore = (await acquireGpu()) === null;
+import { backend, gpuTest } from "../webgpu/harness.ts";
 
 function operand(shape: number[], seed: number, transposed: boolean): mj.Tensor {
   const stored = transposed
@@ -18,7 +17,7 @@ function operand(shape: number[], seed: number, transposed: boolean): mj.Tensor 
 }
 
 async function both(f: () => mj.Tensor): Promise<[Float32Array, Float32Array]> {
-  mj.setBackend("webgpu");
+  mj.setBackend(backend());
   const g = (await f().data()) as Float32Array;
   mj.setBackend("cpu");
   const c = (await f().data()) as Float32Array;
@@ -36,18 +35,18 @@ const cases: { name: string; a: number[]; b: number[] }[] = [
 
 for (const c of cases) {
   for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
-    Deno.test({
-      name: `matmul ${c.name} ${ta ? "T" : "N"}${tb ? "T" : "N"} matches the interpreter`,
-      ignore,
-    }, async () => {
-      const seedA = c.a.length * 7 + (ta ? 1 : 0), seedB = c.b.length * 11 + (tb ? 1 : 0);
-      const [g, r] = await both(() => {
-        const A = operand(c.a, seedA, ta), B = operand(c.b, seedB, tb);
-        const bias = mj.tensor(randomArray(c.b[c.b.length - 1], 5), [c.b[c.b.length - 1]]);
-        return A.matmul(B).add(bias).gelu();
-      });
-      assertClose(g, r, { rtol: 1e-4, atol: 1e-5 });
-    });
+    gpuTest(
+      `matmul ${c.name} ${ta ? "T" : "N"}${tb ? "T" : "N"} matches the interpreter`,
+      async () => {
+        const seedA = c.a.length * 7 + (ta ? 1 : 0), seedB = c.b.length * 11 + (tb ? 1 : 0);
+        const [g, r] = await both(() => {
+          const A = operand(c.a, seedA, ta), B = operand(c.b, seedB, tb);
+          const bias = mj.tensor(randomArray(c.b[c.b.length - 1], 5), [c.b[c.b.length - 1]]);
+          return A.matmul(B).add(bias).gelu();
+        });
+        assertClose(g, r, { rtol: 1e-4, atol: 1e-5 });
+      },
+    );
   }
 }
 

@@ -1,18 +1,22 @@
 /**
- * WebGPU runtime acceptance: kernel counts, compiled-step reuse, host round trips, llvmpipe's
- * loop cap, shader error reports, fused vs unfused agreement.
+ * Runtime acceptance on each compiled backend (WebGPU, native: the same compiled step programs):
+ * kernel counts, compiled-step reuse, host round trips, long reductions (llvmpipe's loop cap on
+ * WebGPU), fused vs unfused agreement; and, WebGPU only, shader error reports (WGSL).
  */
 import * as mj from "../../mod.ts";
 import { assert, assertClose, randomArray } from "../helpers.ts";
 import { compileStep } from "../../src/passes/compile.ts";
 import { acquireGpu } from "../../src/runtime/device.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import { BufferPool } from "../../src/runtime/buffers.ts";
 import { runStep } from "../../src/runtime/executor.ts";
 import { IndexErrorLog } from "../../src/runtime/index_errors.ts";
 import { ShaderError } from "../../src/runtime/pipelines.ts";
 
 const gpu = await acquireGpu();
-const ignore = gpu === null;
+
+/** Host readbacks of reading one value: one on WebGPU, none on native (values are host arrays). */
+const readbackOf = () => (backend() === "webgpu" ? 1 : 0);
 
 function delta(before: mj.Stats): mj.Stats {
   const now = mj.stats();
@@ -25,8 +29,8 @@ async function value(shape: number[], seed: number) {
   return await mj.realize(mj.tensor(randomArray(shape.reduce((a, b) => a * b, 1), seed), shape));
 }
 
-Deno.test({ name: "runtime: x.mul(2).add(1).exp().sum() is one kernel", ignore }, async () => {
-  mj.setBackend("webgpu");
+gpuTest("runtime: x.mul(2).add(1).exp().sum() is one kernel", async () => {
+  mj.setBackend(backend());
   const x = await value([37, 53], 1);
   const s = mj.stats();
   const v = await x.mul(2).add(1).exp().sum().item();
@@ -36,8 +40,8 @@ Deno.test({ name: "runtime: x.mul(2).add(1).exp().sum() is one kernel", ignore }
   assertClose([v], [expected], { rtol: 1e-5 });
 });
 
-Deno.test({ name: "runtime: softmax(x @ w + b) is at most two kernels", ignore }, async () => {
-  mj.setBackend("webgpu");
+gpuTest("runtime: softmax(x @ w + b) is at most two kernels", async () => {
+  mj.setBackend(backend());
   const x = await value([64, 32], 2);
   const w = await value([32, 24], 3);
   const b = await value([24], 4);
@@ -48,26 +52,30 @@ Deno.test({ name: "runtime: softmax(x @ w + b) is at most two kernels", ignore }
   assertClose(y, await x.matmul(w).add(b).softmax(-1).data(), { rtol: 1e-5, atol: 1e-7 });
 });
 
-Deno.test({
-  name: "runtime: elementwise producers of matmul operands fuse into its reads (one kernel)",
-  ignore,
-}, async () => {
-  const x = await value([40, 24], 5), w = await value([24, 16], 6);
-  const s = await value([24], 7), b = await value([24], 8);
-  const cases: Record<string, () => mj.Tensor> = {
-    "x.exp() @ w.tanh()": () => x.exp().matmul(w.tanh()),
-    // s and b are broadcast rows (a normalization's gain and bias).
-    "(x·s + b) @ w": () => x.mul(s).add(b).matmul(w),
-  };
-  for (const [name, f] of Object.entries(cases)) {
-    mj.setBackend("webgpu");
-    const st = mj.stats();
-    const y = await f().data();
-    assert.equal(delta(st).kernelsDispatched, 1, name);
-    mj.setBackend("cpu");
-    assertClose(y, await f().data(), { rtol: 1e-5, atol: 1e-5, msg: name });
-  }
-});
+// A WebGPU target feature: the WGSL matmul templates apply an operand's elementwise producer to
+// each element they read (a prologue). The C target hands operands to BLAS as they are stored
+// (codegen/c/target.ts, prologues: false), so there the producers are kernels of their own.
+gpuTest(
+  "runtime: elementwise producers of matmul operands fuse into its reads (one kernel)",
+  async () => {
+    const x = await value([40, 24], 5), w = await value([24, 16], 6);
+    const s = await value([24], 7), b = await value([24], 8);
+    const cases: Record<string, () => mj.Tensor> = {
+      "x.exp() @ w.tanh()": () => x.exp().matmul(w.tanh()),
+      // s and b are broadcast rows (a normalization's gain and bias).
+      "(x·s + b) @ w": () => x.mul(s).add(b).matmul(w),
+    };
+    for (const [name, f] of Object.entries(cases)) {
+      mj.setBackend(backend());
+      const st = mj.stats();
+      const y = await f().data();
+      assert.equal(delta(st).kernelsDispatched, 1, name);
+      mj.setBackend("cpu");
+      assertClose(y, await f().data(), { rtol: 1e-5, atol: 1e-5, msg: name });
+    }
+  },
+  { only: "webgpu" },
+);
 
 type Mlp = { w1: mj.Tensor; b1: mj.Tensor; w2: mj.Tensor; b2: mj.Tensor };
 const mlpLoss = (p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
@@ -91,11 +99,8 @@ async function mlpParams(): Promise<Mlp> {
  */
 export const MLP_FWD_BWD_KERNELS = 10;
 
-Deno.test({
-  name: "runtime: a whole MLP forward+backward is a small, stated number of kernels",
-  ignore,
-}, async () => {
-  mj.setBackend("webgpu");
+gpuTest("runtime: a whole MLP forward+backward is a small, stated number of kernels", async () => {
+  mj.setBackend(backend());
   const p = await mlpParams();
   const x = await value([64, 32], 15), y = await value([64, 8], 16);
   const fwdBwd = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor) =>
@@ -116,50 +121,50 @@ Deno.test({
   }
 });
 
-Deno.test({
-  name: "runtime: a jitted step compiles nothing the second time, also with a new learning rate",
-  ignore,
-}, async () => {
-  mj.setBackend("webgpu");
-  const step = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor, lr: number) => {
-    const [loss, [g]] = mj.valueAndGrad(mlpLoss)(p, x, y);
-    const upd = (k: keyof Mlp) => p[k].sub(g[k].mul(lr));
-    return { loss, p: { w1: upd("w1"), b1: upd("b1"), w2: upd("w2"), b2: upd("b2") } };
-  });
-  let p = await mlpParams();
-  const x = await value([64, 32], 17), y = await value([64, 8], 18);
-  let r = await step(p, x, y, 0.1);
-  p = r.p;
-  for (const lr of [0.1, 0.05, 0.01]) {
-    const s = mj.stats();
-    r = await step(p, x, y, lr);
+gpuTest(
+  "runtime: a jitted step compiles nothing the second time, also with a new learning rate",
+  async () => {
+    mj.setBackend(backend());
+    const step = mj.jit((p: Mlp, x: mj.Tensor, y: mj.Tensor, lr: number) => {
+      const [loss, [g]] = mj.valueAndGrad(mlpLoss)(p, x, y);
+      const upd = (k: keyof Mlp) => p[k].sub(g[k].mul(lr));
+      return { loss, p: { w1: upd("w1"), b1: upd("b1"), w2: upd("w2"), b2: upd("b2") } };
+    });
+    let p = await mlpParams();
+    const x = await value([64, 32], 17), y = await value([64, 8], 18);
+    let r = await step(p, x, y, 0.1);
     p = r.p;
-    const d = delta(s);
-    assert.equal(d.pipelinesCompiled, 0, `lr ${lr}: pipelines compiled`);
-    assert.equal(d.stepsCompiled, 0, `lr ${lr}: steps compiled`);
-    assert.equal(d.submits, 1, `lr ${lr}: submits`);
-    assert.equal(d.readbacks, 0, `lr ${lr}: readbacks`);
-  }
-  const s = mj.stats();
-  await r.loss.item();
-  assert.equal(delta(s).readbacks, 1, "reading the loss is one host round trip");
-});
+    for (const lr of [0.1, 0.05, 0.01]) {
+      const s = mj.stats();
+      r = await step(p, x, y, lr);
+      p = r.p;
+      const d = delta(s);
+      assert.equal(d.pipelinesCompiled, 0, `lr ${lr}: pipelines compiled`);
+      assert.equal(d.stepsCompiled, 0, `lr ${lr}: steps compiled`);
+      assert.equal(d.submits, 1, `lr ${lr}: submits`);
+      assert.equal(d.readbacks, 0, `lr ${lr}: readbacks`);
+    }
+    const s = mj.stats();
+    await r.loss.item();
+    assert.equal(delta(s).readbacks, readbackOf(), "reading the loss is one host round trip");
+  },
+);
 
-Deno.test({
-  name: "runtime: a 1,000,000-element sum is right despite llvmpipe's 65,535-iteration loop cap",
-  ignore,
-}, async () => {
-  mj.setBackend("webgpu");
-  assert.equal(await mj.ones([1_000_000]).sum().item(), 1_000_000);
-  const data = randomArray(1_000_000, 21, 0, 1);
-  const x = mj.tensor(data);
-  const expected = data.reduce((a, b) => a + b, 0);
-  assertClose([await x.sum().item()], [expected], { rtol: 1e-5 });
-  assert.equal(await mj.arange(1_000_000).max().item(), 999_999);
-});
+gpuTest(
+  "runtime: a 1,000,000-element sum is right despite llvmpipe's 65,535-iteration loop cap",
+  async () => {
+    mj.setBackend(backend());
+    assert.equal(await mj.ones([1_000_000]).sum().item(), 1_000_000);
+    const data = randomArray(1_000_000, 21, 0, 1);
+    const x = mj.tensor(data);
+    const expected = data.reduce((a, b) => a + b, 0);
+    assertClose([await x.sum().item()], [expected], { rtol: 1e-5 });
+    assert.equal(await mj.arange(1_000_000).max().item(), 999_999);
+  },
+);
 
-Deno.test({ name: "runtime: a matmul with K = 100,000 is right (split-K)", ignore }, async () => {
-  mj.setBackend("webgpu");
+gpuTest("runtime: a matmul with K = 100,000 is right (split-K)", async () => {
+  mj.setBackend(backend());
   const M = 8, K = 100_000, N = 12;
   const a = randomArray(M * K, 22), b = randomArray(K * N, 23);
   const c = await mj.tensor(a, [M, K]).matmul(mj.tensor(b, [K, N])).data();
@@ -174,10 +179,8 @@ Deno.test({ name: "runtime: a matmul with K = 100,000 is right (split-K)", ignor
   assertClose(c, ref, { rtol: 1e-4, atol: 2e-3 });
 });
 
-Deno.test({
-  name: "runtime: an invalid generated shader raises an error that shows the WGSL",
-  ignore,
-}, async () => {
+// WGSL and the WebGPU executor: a WebGPU runtime detail.
+gpuTest("runtime: an invalid generated shader raises an error that shows the WGSL", async () => {
   const { device } = gpu!;
   const x = await mj.realize(mj.tensor([1, 2, 3]));
   const prog = compileStep([x.add(1).node], (n) => n.op === "buffer", {
@@ -201,12 +204,12 @@ Deno.test({
       return true;
     },
   );
-});
+}, { only: "webgpu" });
 
-Deno.test(
-  { name: "runtime: fused and unfused execution agree on a model step", ignore },
+gpuTest(
+  "runtime: fused and unfused execution agree on a model step",
   async () => {
-    mj.setBackend("webgpu");
+    mj.setBackend(backend());
     const run = async () => {
       // Fresh inputs each run: equal graphs over the same values would hit the residency cache.
       const p = await mlpParams();
@@ -229,65 +232,64 @@ Deno.test(
   },
 );
 
-Deno.test({ name: "runtime: eager data() costs one submit and one readback", ignore }, async () => {
-  mj.setBackend("webgpu");
+gpuTest("runtime: eager data() costs one submit and one readback (none on native)", async () => {
+  mj.setBackend(backend());
   const x = await value([100], 41);
   const s = mj.stats();
   await x.exp().add(x.sin()).sum().data();
   const d = delta(s);
   assert.equal(d.submits, 1);
-  assert.equal(d.readbacks, 1);
+  assert.equal(d.readbacks, readbackOf());
 });
 
-Deno.test({
-  name: "runtime: a kernel shared by two different steps is generated once (kernel cache)",
-  ignore,
-}, async () => {
-  mj.setBackend("webgpu");
-  const x = await value([33, 7], 51), y = await value([19], 52);
-  await x.exp().mul(3).data();
-  const s = mj.stats();
-  // A new step (two outputs) whose first kernel has the signature of the step above.
-  const [a, b] = await mj.realize([x.exp().mul(3), y.sin().add(2)]);
-  const d = delta(s);
-  assert.equal(d.stepsCompiled, 1);
-  assert.equal(d.kernelsGenerated, 1, "only the sin kernel is new");
-  assertClose(await a.data(), Array.from(await x.data(), (v) => 3 * Math.exp(v)), { rtol: 1e-5 });
-  assertClose(await b.data(), Array.from(await y.data(), (v) => Math.sin(v) + 2), {
-    rtol: 1e-5,
-    atol: 1e-6,
-  });
-});
+gpuTest(
+  "runtime: a kernel shared by two different steps is generated once (kernel cache)",
+  async () => {
+    mj.setBackend(backend());
+    const x = await value([33, 7], 51), y = await value([19], 52);
+    await x.exp().mul(3).data();
+    const s = mj.stats();
+    // A new step (two outputs) whose first kernel has the signature of the step above.
+    const [a, b] = await mj.realize([x.exp().mul(3), y.sin().add(2)]);
+    const d = delta(s);
+    assert.equal(d.stepsCompiled, 1);
+    assert.equal(d.kernelsGenerated, 1, "only the sin kernel is new");
+    assertClose(await a.data(), Array.from(await x.data(), (v) => 3 * Math.exp(v)), { rtol: 1e-5 });
+    assertClose(await b.data(), Array.from(await y.data(), (v) => Math.sin(v) + 2), {
+      rtol: 1e-5,
+      atol: 1e-6,
+    });
+  },
+);
 
-Deno.test({
-  name:
-    "runtime: a random key passed into a jitted step gives fresh, reproducible noise without recompiling",
-  ignore,
-}, async () => {
-  const draw = mj.jit((key: mj.Tensor) => ({
-    u: mj.rand([5], { key }),
-    n: mj.randn([3], { key }),
-  }));
-  const key = (step: number) => mj.tensor([7, step], undefined, { dtype: "u32" });
-  const run = async (backend: mj.BackendName) => {
-    mj.setBackend(backend);
-    const out: number[][] = [];
-    for (const step of [1, 2, 1]) {
-      const r = await draw(key(step));
-      out.push([...(await r.u.data()), ...(await r.n.data())]);
-    }
-    return out;
-  };
-  const cpu = await run("cpu");
-  const s = mj.stats();
-  const gpu = await run("webgpu");
-  assert.equal(delta(s).stepsCompiled, 1, "one compiled step for every key");
-  assert.deepEqual(
-    gpu.map((r) => r.slice(0, 5)),
-    cpu.map((r) => r.slice(0, 5)),
-    "uniforms are bit-identical",
-  );
-  gpu.forEach((r, i) => assertClose(r.slice(5), cpu[i].slice(5), { rtol: 1e-5, atol: 1e-6 }));
-  assert.deepEqual(cpu[0], cpu[2], "the same key repeats");
-  assert.notDeepEqual(cpu[0], cpu[1], "another key differs");
-});
+gpuTest(
+  "runtime: a random key passed into a jitted step gives fresh, reproducible noise without recompiling",
+  async () => {
+    const draw = mj.jit((key: mj.Tensor) => ({
+      u: mj.rand([5], { key }),
+      n: mj.randn([3], { key }),
+    }));
+    const key = (step: number) => mj.tensor([7, step], undefined, { dtype: "u32" });
+    const run = async (backend: mj.BackendName) => {
+      mj.setBackend(backend);
+      const out: number[][] = [];
+      for (const step of [1, 2, 1]) {
+        const r = await draw(key(step));
+        out.push([...(await r.u.data()), ...(await r.n.data())]);
+      }
+      return out;
+    };
+    const cpu = await run("cpu");
+    const s = mj.stats();
+    const gpu = await run(backend());
+    assert.equal(delta(s).stepsCompiled, 1, "one compiled step for every key");
+    assert.deepEqual(
+      gpu.map((r) => r.slice(0, 5)),
+      cpu.map((r) => r.slice(0, 5)),
+      "uniforms are bit-identical",
+    );
+    gpu.forEach((r, i) => assertClose(r.slice(5), cpu[i].slice(5), { rtol: 1e-5, atol: 1e-6 }));
+    assert.deepEqual(cpu[0], cpu[2], "the same key repeats");
+    assert.notDeepEqual(cpu[0], cpu[1], "another key differs");
+  },
+);

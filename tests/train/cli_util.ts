@@ -17,7 +17,7 @@ export async function cliDir(prefix: string): Promise<{ dir: string; corpus: str
 }
 
 /** Flags of a tiny, fast run on `corpus` (no evaluation until the end, no samples). */
-export function tinyFlags(corpus: string, backend: "cpu" | "webgpu"): string[] {
+export function tinyFlags(corpus: string, backend: "cpu" | "webgpu" | "native"): string[] {
   return [
     "--data",
     corpus,

@@ -3,14 +3,14 @@
  * steps give exactly the N+M-step run (every logged metric, the final parameters, optimizer
  * moments and MoE state byte for byte) with a warmup + cosine schedule; two command-line runs
  * write the same metrics.jsonl (but for the wall-clock fields tokens_per_sec and elapsed_s) and
- * the same checkpoint. On the interpreter and on WebGPU.
+ * the same checkpoint. On the interpreter and on each compiled backend (WebGPU, native); the
+ * command-line pair runs in the slow tier on WebGPU (a compile of several seconds per process),
+ * in the fast one on native (the second process loads the first one's compiled steps from disk).
  */
 import * as mj from "../../mod.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
-import { assert, SLOW } from "../helpers.ts";
+import { assert } from "../helpers.ts";
+import { backend, everyBackendTest, gpuTest } from "../webgpu/harness.ts";
 import { cli, cliDir, tinyFlags } from "./cli_util.ts";
-
-const gpu = (await acquireGpu()) !== null;
 const { dir, corpus } = await cliDir("moejit-determinism-");
 
 /** Every MoE state kind: SparseMixer noise (keyed by step), Default MoE EMAs, loss-free, BIP. */
@@ -70,11 +70,9 @@ async function run(out: string, o: Partial<mj.train.TrainOptions> & { stopAfter?
   return { r, logs };
 }
 
-for (const backend of ["cpu", "webgpu"] as const) {
-  Deno.test({
-    name: `determinism (${backend}): N steps + resume + M steps is the N+M-step run bit for bit`,
-    ignore: backend === "webgpu" && !gpu,
-  }, async () => {
+everyBackendTest(
+  "determinism: N steps + resume + M steps is the N+M-step run bit for bit",
+  async (backend) => {
     mj.setBackend(backend);
     try {
       const straight = await run(`${dir}/straight-${backend}`, {});
@@ -95,37 +93,40 @@ for (const backend of ["cpu", "webgpu"] as const) {
     } finally {
       mj.setBackend("cpu");
     }
-  });
+  },
+);
 
-  Deno.test({
-    name:
-      `determinism (${backend}): two command-line runs write the same metrics.jsonl and checkpoint`,
-    ignore: backend === "webgpu" && !(gpu && SLOW),
-  }, async () => {
-    const runs: string[] = [];
-    for (const k of [0, 1]) {
-      const out = `${dir}/cli-${backend}-${k}`;
-      const r = await cli([
-        ...tinyFlags(corpus, backend),
-        "--steps",
-        "6",
-        "--log-every",
-        "1",
-        "--eval-every",
-        "3",
-        "--checkpoint-every",
-        "2",
-        "--out",
-        out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      runs.push(out);
-    }
-    const [a, b] = await Promise.all(runs.map((o) => mj.io.readMetrics(`${o}/metrics.jsonl`)));
-    assert.equal(a.length, b.length);
-    assert.ok(a.some((r) => typeof r.val_loss === "number"), "an evaluation is logged");
-    assert.deepEqual(a.map(computed), b.map(computed));
-    const [ca, cb] = await Promise.all(runs.map((o) => checkpointBytes(`${o}/checkpoint`)));
-    FILES.forEach((f, i) => assert.deepEqual(ca[i], cb[i], `${f} differs`));
-  });
+/** Two command-line runs on `backend` write the same metrics.jsonl and checkpoint. */
+async function twoCliRuns(backend: mj.BackendName) {
+  const runs: string[] = [];
+  for (const k of [0, 1]) {
+    const out = `${dir}/cli-${backend}-${k}`;
+    const r = await cli([
+      ...tinyFlags(corpus, backend),
+      "--steps",
+      "6",
+      "--log-every",
+      "1",
+      "--eval-every",
+      "3",
+      "--checkpoint-every",
+      "2",
+      "--out",
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    runs.push(out);
+  }
+  const [a, b] = await Promise.all(runs.map((o) => mj.io.readMetrics(`${o}/metrics.jsonl`)));
+  assert.equal(a.length, b.length);
+  assert.ok(a.some((r) => typeof r.val_loss === "number"), "an evaluation is logged");
+  assert.deepEqual(a.map(computed), b.map(computed));
+  const [ca, cb] = await Promise.all(runs.map((o) => checkpointBytes(`${o}/checkpoint`)));
+  FILES.forEach((f, i) => assert.deepEqual(ca[i], cb[i], `${f} differs`));
 }
+
+const CLI_RUNS = "determinism: two command-line runs write the same metrics.jsonl and checkpoint";
+Deno.test(`cpu: ${CLI_RUNS}`, () => twoCliRuns("cpu"));
+// Each WebGPU process compiles its pipelines anew (several seconds): slow tier.
+gpuTest(CLI_RUNS, () => twoCliRuns(backend()), { only: "webgpu", slow: true });
+gpuTest(CLI_RUNS, () => twoCliRuns(backend()), { only: "native" });

@@ -1,19 +1,16 @@
 /**
  * A diverging run stops: the compiled step tests its loss and global gradient norm for NaN/Inf
- * on their bits (on both backends, where WGSL may assume finite math), the trainer stops at the
+ * on their bits (on every backend; WGSL may assume finite math), the trainer stops at the
  * first non-finite step naming the step and the quantity, keeps the last good checkpoint and
  * never writes a non-finite one, and the CLI exits non-zero (`--lr 1e30`).
  */
 import * as mj from "../../mod.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
 import { nonFiniteBits, unpackMetrics } from "../../src/train/step.ts";
 import { initParams } from "../../src/nn/model.ts";
 import { flatten } from "../../src/autodiff/tree.ts";
-import { assert, SLOW } from "../helpers.ts";
+import { assert } from "../helpers.ts";
+import { backend as compiled, everyBackendTest, gpuTest } from "../webgpu/harness.ts";
 import { cli, cliDir, errorLines, tinyFlags } from "./cli_util.ts";
-
-const gpu = (await acquireGpu()) !== null;
-const backends = gpu ? (["cpu", "webgpu"] as const) : (["cpu"] as const);
 const { dir, corpus } = await cliDir("moejit-diverge-");
 
 const TINY: Partial<mj.nn.ModelConfig> = {
@@ -38,8 +35,9 @@ const quiet = {
   handleInterrupt: false,
 };
 
-for (const backend of backends) {
-  Deno.test(`divergence (${backend}): the bit test finds NaN and ±Inf made inside a graph`, async () => {
+everyBackendTest(
+  "divergence: the bit test finds NaN and ±Inf made inside a graph",
+  async (backend) => {
     mj.setBackend(backend);
     try {
       const flag = async (t: mj.Tensor) => await nonFiniteBits(t).item();
@@ -60,9 +58,12 @@ for (const backend of backends) {
     } finally {
       mj.setBackend("cpu");
     }
-  });
+  },
+);
 
-  Deno.test(`divergence (${backend}): the compiled step flags a non-finite loss and gradient norm`, async () => {
+everyBackendTest(
+  "divergence: the compiled step flags a non-finite loss and gradient norm",
+  async (backend) => {
     mj.setBackend(backend);
     try {
       const config = mj.nn.modelConfig({ ...TINY, vocabSize: 32, maxSeqLen: 8 });
@@ -100,9 +101,12 @@ for (const backend of backends) {
     } finally {
       mj.setBackend("cpu");
     }
-  });
+  },
+);
 
-  Deno.test(`divergence (${backend}): the run stops at the first non-finite step and keeps the last good checkpoint`, async () => {
+everyBackendTest(
+  "divergence: the run stops at the first non-finite step and keeps the last good checkpoint",
+  async (backend) => {
     mj.setBackend(backend);
     try {
       const out = `${dir}/lib-${backend}`;
@@ -144,8 +148,8 @@ for (const backend of backends) {
     } finally {
       mj.setBackend("cpu");
     }
-  });
-}
+  },
+);
 
 Deno.test("divergence: parameters that overflow while the loss stays finite are not checkpointed", async () => {
   mj.setBackend("cpu");
@@ -207,33 +211,35 @@ Deno.test("divergence: saveCheckpoint refuses NaN/Inf parameters and state, and 
   assert.deepEqual(await Deno.readFile(`${ck}/model.safetensors`), before);
 });
 
-for (const backend of backends) {
-  Deno.test({
-    name:
-      `divergence (${backend}): --lr 1e30 exits 1 naming the step and the quantity, and writes no checkpoint`,
-    // The WebGPU run adds a compile of several seconds: slow tier.
-    ignore: backend === "webgpu" && !SLOW,
-  }, async () => {
-    const out = `${dir}/cli-${backend}`;
-    const r = await cli([
-      ...tinyFlags(corpus, backend),
-      "--steps",
-      "6",
-      "--lr",
-      "1e30",
-      "--out",
-      out,
-    ]);
-    assert.equal(r.code, 1, r.stderr);
-    const last = errorLines(r.stderr).at(-1)!;
-    assert.match(
-      last,
-      /^error: train: diverged at step \d: the (loss|global gradient norm) is (NaN|-?Infinity).*stopped, no checkpoint was written\. Try a lower learning rate \(lr 1e\+30\)/,
-    );
-    assert.ok(!/^\s+at /m.test(r.stderr), "no stack trace");
-    assert.equal(await Deno.stat(`${out}/checkpoint`).then(() => true, () => false), false);
-    // No metrics line holds a non-finite value (JSON would write it as null).
-    const rows = await mj.io.readMetrics(`${out}/metrics.jsonl`).catch(() => []);
-    assert.ok(rows.every((row) => row.loss !== null && row.grad_norm !== null));
-  });
+/** `--lr 1e30` on `backend`: exit status 1, the step and the quantity named, no checkpoint. */
+async function cliDiverges(backend: mj.BackendName) {
+  const out = `${dir}/cli-${backend}`;
+  const r = await cli([
+    ...tinyFlags(corpus, backend),
+    "--steps",
+    "6",
+    "--lr",
+    "1e30",
+    "--out",
+    out,
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  const last = errorLines(r.stderr).at(-1)!;
+  assert.match(
+    last,
+    /^error: train: diverged at step \d: the (loss|global gradient norm) is (NaN|-?Infinity).*stopped, no checkpoint was written\. Try a lower learning rate \(lr 1e\+30\)/,
+  );
+  assert.ok(!/^\s+at /m.test(r.stderr), "no stack trace");
+  assert.equal(await Deno.stat(`${out}/checkpoint`).then(() => true, () => false), false);
+  // No metrics line holds a non-finite value (JSON would write it as null).
+  const rows = await mj.io.readMetrics(`${out}/metrics.jsonl`).catch(() => []);
+  assert.ok(rows.every((row) => row.loss !== null && row.grad_norm !== null));
 }
+
+const CLI_DIVERGES =
+  "divergence: --lr 1e30 exits 1 naming the step and the quantity, and writes no checkpoint";
+Deno.test(`cpu: ${CLI_DIVERGES}`, () => cliDiverges("cpu"));
+// The WebGPU run adds a compile of several seconds: slow tier. The native run's compiled steps
+// are cached on disk, shared with the other command-line tests of the tiny model.
+gpuTest(CLI_DIVERGES, () => cliDiverges(compiled()), { only: "webgpu", slow: true });
+gpuTest(CLI_DIVERGES, () => cliDiverges(compiled()), { only: "native" });

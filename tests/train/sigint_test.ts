@@ -4,15 +4,14 @@
  * written; each time the run ends within seconds with status 130, says where it stopped, leaves
  * a checkpoint that loads at the step it names (or, before the first step, nothing), and prints
  * no stack trace. The fast tier sends it while training and while checkpointing on the
- * interpreter (where a loop that never yields to the event loop once ignored it); the slow tier
- * (MOEJIT_SLOW=1) covers every phase on both backends.
+ * interpreter (where a loop that never yields to the event loop once ignored it) and on the native
+ * backend (whose steps run on a native thread); the slow tier (MOEJIT_SLOW=1) covers every phase
+ * on every backend.
  */
 import * as mj from "../../mod.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
 import { assert, SLOW } from "../helpers.ts";
+import { backend, gpuTest } from "../webgpu/harness.ts";
 import { cliDir, errorLines, GRIN, tinyFlags } from "./cli_util.ts";
-
-const gpu = (await acquireGpu()) !== null;
 const { dir, corpus } = await cliDir("moejit-sigint-");
 // A corpus large enough that loading it takes a noticeable time (tens of MB).
 const big = `${dir}/big.txt`;
@@ -86,7 +85,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Runs the CLI, sends SIGINT when `phase.when` says, and returns what the run left. */
-async function interrupt(phase: Phase, backend: "cpu" | "webgpu", out: string) {
+async function interrupt(phase: Phase, backend: mj.BackendName, out: string) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", GRIN, ...tinyFlags(corpus, backend), ...phase.flags(out), "--out", out],
     stdout: "piped",
@@ -139,7 +138,7 @@ async function interrupt(phase: Phase, backend: "cpu" | "webgpu", out: string) {
   };
 }
 
-async function checkPhase(phase: Phase, backend: "cpu" | "webgpu") {
+async function checkPhase(phase: Phase, backend: mj.BackendName) {
   const out = `${dir}/${backend}-${phase.name.replace(/\W+/g, "-")}`;
   const r = await interrupt(phase, backend, out);
   const lines = errorLines(r.stderr).join("\n");
@@ -164,12 +163,11 @@ async function checkPhase(phase: Phase, backend: "cpu" | "webgpu") {
 
 const FAST = ["while training", "while a checkpoint is written"];
 
-for (const backend of ["cpu", "webgpu"] as const) {
-  for (const phase of PHASES) {
-    const fast = backend === "cpu" && FAST.includes(phase.name);
-    Deno.test({
-      name: `SIGINT (${backend}) ${phase.name}: the run stops promptly, says where, status 130`,
-      ignore: (backend === "webgpu" && !gpu) || !(fast || SLOW),
-    }, () => checkPhase(phase, backend));
-  }
+for (const phase of PHASES) {
+  const name = `SIGINT ${phase.name}: the run stops promptly, says where, status 130`;
+  const fast = FAST.includes(phase.name);
+  Deno.test({ name: `cpu: ${name}`, ignore: !(fast || SLOW) }, () => checkPhase(phase, "cpu"));
+  // A WebGPU process compiles its pipelines for several seconds: slow tier.
+  gpuTest(name, () => checkPhase(phase, backend()), { only: "webgpu", slow: true });
+  gpuTest(name, () => checkPhase(phase, backend()), { only: "native", slow: !fast });
 }

@@ -1,13 +1,12 @@
 /**
- * The training loop end to end on a tiny model and a small corpus file: the loss falls, WebGPU
- * and the interpreter agree step by step, a resumed run reproduces an uninterrupted one, an
- * interrupted run checkpoints, outputs land where they should, and bad input is named.
+ * The training loop end to end on a tiny model and a small corpus file: the loss falls, each
+ * compiled backend (WebGPU, native) and the interpreter agree step by step, a resumed run
+ * reproduces an uninterrupted one, an interrupted run checkpoints, outputs land where they should,
+ * and bad input is named.
  */
 import * as mj from "../../mod.ts";
-import { acquireGpu } from "../../src/runtime/device.ts";
 import { assert, assertClose } from "../helpers.ts";
-
-const gpu = (await acquireGpu()) !== null;
+import { backend, gpuTest } from "../webgpu/harness.ts";
 
 const TEXT = [
   "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.",
@@ -64,40 +63,44 @@ async function run(o: Partial<mj.train.TrainOptions> & { out: string; stopAfter?
   return { r, logs, losses: logs.map((l) => l.loss) };
 }
 
-Deno.test({
-  name:
-    "train: the loss falls, and WebGPU (fused and unfused) agrees with the interpreter step by step",
-  ignore: !gpu,
-}, async () => {
-  mj.setBackend("cpu");
-  const cpu = await run({ out: `${dir}/cpu` });
-  mj.setBackend("webgpu");
-  const dev = await run({ out: `${dir}/webgpu` });
-  // Fusion changes which kernels run, not the math: four unfused steps match four fused ones.
-  const fused = await run({ out: `${dir}/webgpu-fused`, steps: 4 });
-  mj.setFusion(false);
-  let unfused: Awaited<ReturnType<typeof run>>;
-  try {
-    unfused = await run({ out: `${dir}/webgpu-unfused`, steps: 4 });
-  } finally {
-    mj.setFusion(true);
-  }
-  mj.setBackend("cpu");
-  assertClose(unfused.losses, fused.losses, { rtol: 1e-4, atol: 1e-4, msg: "unfused" });
-  assert.equal(cpu.losses.length, 24);
-  const head = cpu.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
-  const tail = cpu.losses.slice(-3).reduce((a, b) => a + b) / 3;
-  assert.ok(tail < head - 0.5, `loss ${head.toFixed(3)} → ${tail.toFixed(3)}`);
-  assert.ok(cpu.r.valPpl > 1 && cpu.r.valPpl < 256, `val ppl ${cpu.r.valPpl}`);
-  // Same batches, same noise, same init: the two backends differ only by f32 summation order.
-  assertClose(dev.losses, cpu.losses, { rtol: 2e-3, atol: 2e-3, msg: "loss per step" });
-  assertClose(dev.logs.map((l) => l.grad_norm), cpu.logs.map((l) => l.grad_norm), {
-    rtol: 2e-2,
-    atol: 1e-3,
-    msg: "grad norm per step",
-  });
-  assertClose([dev.r.valLoss], [cpu.r.valLoss], { rtol: 2e-3 });
-});
+/** The interpreter's run, shared by the compiled backends' tests. */
+let cpuRun: ReturnType<typeof run> | null = null;
+
+gpuTest(
+  "train: the loss falls, and the compiled run (fused and unfused) agrees with the interpreter step by step",
+  async () => {
+    mj.setBackend("cpu");
+    cpuRun ??= run({ out: `${dir}/cpu` });
+    const cpu = await cpuRun;
+    const b = backend();
+    mj.setBackend(b);
+    const dev = await run({ out: `${dir}/${b}` });
+    // Fusion changes which kernels run, not the math: four unfused steps match four fused ones.
+    const fused = await run({ out: `${dir}/${b}-fused`, steps: 4 });
+    mj.setFusion(false);
+    let unfused: Awaited<ReturnType<typeof run>>;
+    try {
+      unfused = await run({ out: `${dir}/${b}-unfused`, steps: 4 });
+    } finally {
+      mj.setFusion(true);
+    }
+    mj.setBackend("cpu");
+    assertClose(unfused.losses, fused.losses, { rtol: 1e-4, atol: 1e-4, msg: "unfused" });
+    assert.equal(cpu.losses.length, 24);
+    const head = cpu.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
+    const tail = cpu.losses.slice(-3).reduce((a, b) => a + b) / 3;
+    assert.ok(tail < head - 0.5, `loss ${head.toFixed(3)} → ${tail.toFixed(3)}`);
+    assert.ok(cpu.r.valPpl > 1 && cpu.r.valPpl < 256, `val ppl ${cpu.r.valPpl}`);
+    // Same batches, same noise, same init: the two backends differ only by f32 summation order.
+    assertClose(dev.losses, cpu.losses, { rtol: 2e-3, atol: 2e-3, msg: "loss per step" });
+    assertClose(dev.logs.map((l) => l.grad_norm), cpu.logs.map((l) => l.grad_norm), {
+      rtol: 2e-2,
+      atol: 1e-3,
+      msg: "grad norm per step",
+    });
+    assertClose([dev.r.valLoss], [cpu.r.valLoss], { rtol: 2e-3 });
+  },
+);
 
 Deno.test("train: resuming after N steps for M more reproduces the N+M-step run", async () => {
   mj.setBackend("cpu");

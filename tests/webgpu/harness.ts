@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import * as mj from "../../mod.ts";
 import type { DType, TypedArray } from "../../src/dtype.ts";
-import { prng } from "../helpers.ts";
+import { prng, SLOW } from "../helpers.ts";
 
 export { assert, mj };
 
@@ -242,7 +242,7 @@ export const COMPILED: { name: "webgpu" | "native"; skip: string | null }[] = [
       ? "not in MOEJIT_TEST_BACKENDS"
       : HAS_GPU
       ? null
-      : "no WebGPU adapter; see README, Machines without a GPU",
+      : "no WebGPU adapter; see README, Backends",
   },
   {
     name: "native",
@@ -250,7 +250,7 @@ export const COMPILED: { name: "webgpu" | "native"; skip: string | null }[] = [
       ? "not in MOEJIT_TEST_BACKENDS"
       : HAS_NATIVE
       ? null
-      : "no C compiler; see README, The native backend",
+      : "no C compiler; see README, Backends",
   },
 ];
 
@@ -266,16 +266,17 @@ export function backend(): "webgpu" | "native" {
  * each run with `backend()` naming it. An unavailable backend's test is ignored with the reason
  * in its name; `knownBug` does the same for a test that documents a bug outside this tier's files
  * (say where, so that the test is re-enabled with the fix); `only` limits a test to the backends
- * it is about (a WebGPU runtime detail, say).
+ * it is about (a WebGPU runtime detail, say); `slow` puts it in the slow tier (MOEJIT_SLOW=1).
  */
 export function gpuTest(
   name: string,
   fn: (t: Deno.TestContext) => Promise<void> | void,
-  opts: { knownBug?: string; only?: "webgpu" | "native" } = {},
+  opts: { knownBug?: string; only?: "webgpu" | "native"; slow?: boolean } = {},
 ): void {
   for (const b of COMPILED) {
     if (opts.only && opts.only !== b.name) continue;
-    const skip = b.skip ?? (opts.knownBug ? `known bug: ${opts.knownBug}` : null);
+    const skip = b.skip ?? (opts.knownBug ? `known bug: ${opts.knownBug}` : null) ??
+      (opts.slow && !SLOW ? "slow tier, MOEJIT_SLOW=1 runs it" : null);
     Deno.test({
       name: `${b.name}: ${name}${skip ? ` [skipped: ${skip}]` : ""}`,
       ignore: !!skip,
@@ -285,8 +286,28 @@ export function gpuTest(
           await fn(t);
         } finally {
           mj.setFusion(true);
+          mj.setBackend("cpu");
         }
       },
     });
   }
+}
+
+/**
+ * A test for the interpreter and for every compiled backend: `cpu: name` (it always runs) and
+ * gpuTest's `webgpu: name` and `native: name`, each calling `body` with the backend to run on.
+ */
+export function everyBackendTest(
+  name: string,
+  body: (b: mj.BackendName, t: Deno.TestContext) => Promise<void> | void,
+  opts: Parameters<typeof gpuTest>[2] = {},
+): void {
+  Deno.test(`cpu: ${name}`, async (t) => {
+    try {
+      await body("cpu", t);
+    } finally {
+      mj.setBackend("cpu");
+    }
+  });
+  gpuTest(name, (t) => body(backend(), t), opts);
 }
