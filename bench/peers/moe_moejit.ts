@@ -34,7 +34,7 @@ export async function moejitMoe(
   const probe = await mj.realize(mj.randn([s.T, s.d], { seed: 5 }));
   const carry = run.carryState ?? false;
   const loss = (x: mj.Tensor, p: mj.moe.MoeParams, state: mj.moe.LayerState) => {
-    const r = mj.moe.layer(x, p, { k: s.k, ...opts, ...(carry ? { state } : {}) });
+    const r = mj.moe.layer(x, p, { topK: s.k, ...opts, ...(carry ? { state } : {}) });
     const l = Object.values(r.losses).reduce((a, b) => a.add(b), r.y.mul(probe).sum());
     return [l, r.state] as const;
   };
