@@ -24,6 +24,7 @@ import {
   balancerOf,
   DEFAULT_CONFIG,
   estimatorOf,
+  estimatorSettings,
   type ModelConfig,
 } from "../nn/config.ts";
 import { estimatorNamed } from "../moe/estimators/index.ts";
@@ -114,6 +115,14 @@ const NO_SELECTION_BIAS: HfRequirement = {
     }: its per-expert selection bias changes which experts moejit picks at inference, and the family's router has no slot for it`,
 };
 
+/** Estimator options that change inference away from the family's routing (see `leavesHfFamily`). */
+const estimatorLeaves = (c: ModelConfig) =>
+  c.ffn === "moe" ? estimatorOf(c).leavesHfFamily?.(estimatorSettings(c)) : undefined;
+const ESTIMATOR_INFERENCE: HfRequirement = {
+  holds: (c) => estimatorLeaves(c) === undefined,
+  because: (c) => estimatorLeaves(c) ?? "",
+};
+
 /** The families' routers are bias-free linear maps. */
 const NO_ROUTER_BIAS = equal(
   "routerBias",
@@ -164,6 +173,7 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
         true,
         "Mixtral renormalises the top-k softmax weights to sum to 1, this model uses them as they are (set normalizeTopK: true, or --normalize-top-k true)",
       ),
+      ESTIMATOR_INFERENCE,
       NO_SELECTION_BIAS,
       NO_ROUTER_BIAS,
     ],
@@ -190,6 +200,7 @@ export const HF_FAMILIES: readonly HfFamilySpec[] = [
           }: PhiMoE routes with SparseMixer-v2 at inference (ε-mask, argmax, masked-softmax weight)`,
       },
       equal("topK", 2, "PhiMoE always routes exactly 2 experts per token"),
+      ESTIMATOR_INFERENCE,
       NO_SELECTION_BIAS,
       NO_ROUTER_BIAS,
     ],

@@ -174,6 +174,11 @@ export interface Estimator<O extends object = Record<string, unknown>> {
    * can carry that family's label): "mixtral" (softmax → top-k), "phimoe" (SparseMixer-v2).
    */
   readonly hfFamily?: "mixtral" | "phimoe";
+  /**
+   * Why these options make inference differ from `hfFamily`'s routing (undefined: they do not),
+   * e.g. Default MoE with `evalDefaults`, which adds default outputs at inference too.
+   */
+  leavesHfFamily?(options: O): string | undefined;
   /** How it routes at inference, in words (for the reasons a family does not match). */
   readonly inference?: string;
   /** What Megatron-Core makes of it: a note when Megatron trains the same way, else what is missing. */

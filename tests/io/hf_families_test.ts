@@ -55,6 +55,11 @@ Deno.test("hf families: every other configuration is moejit's own, with the reas
     ["default_moe.ts's old default", { ...mixtral, estimator: "default", normalizeTopK: false }, [
       /mixtral: normalizeTopK false/,
     ]],
+    [
+      "Default MoE evaluated with its defaults",
+      { ...mixtral, estimator: "default", estimatorOptions: { evalDefaults: true } },
+      [/mixtral: estimatorOptions\.evalDefaults true: moejit adds the unselected experts' EMA default/],
+    ],
     ["SparseMixer-v1", { ...small, estimator: "sparsemixer-v1", topK: 1 }, [
       /mixtral: estimator "sparsemixer-v1"/,
       /phimoe: estimator "sparsemixer-v1"/,

@@ -169,6 +169,10 @@ export const defaultEstimator: Estimator<DefaultConfig> = {
   },
   hfFamily: "mixtral",
   inference: "softmax → top-k",
+  leavesHfFamily: (o) =>
+    o.evalDefaults
+      ? "estimatorOptions.evalDefaults true: moejit adds the unselected experts' EMA default outputs at inference too, which the family's MoE block does not compute"
+      : undefined,
   megatron: () => ({
     missing: "Default MoE",
     detail:
