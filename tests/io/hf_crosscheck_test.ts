@@ -130,6 +130,8 @@ const CASES = VOCABS.flatMap((vocab) =>
 for (const backend of ["cpu", "webgpu", "native"] as const) {
   for (const tier of ["fast", "slow"] as const) {
     const cases = CASES.filter((c) => c.backend === backend && c.fast === (tier === "fast"));
+    // A tier with no cases on this backend registers nothing (a test with nothing to check).
+    if (cases.length === 0) continue;
     Deno.test({
       name: `${backend}: hf cross-check${tier === "slow" ? " (slow)" : ""}: mj.train.train ` +
         `checkpoints (${cases.map((c) => `${c.family}/${c.vocab}`).join(", ")}) give the ` +
