@@ -107,13 +107,13 @@ const int = (k: string, fallback: number): number => {
 const quick = values.quick === true;
 const pick = (k: keyof typeof QUICK, full: number) => (quick ? QUICK[k] : full);
 if (values.backend) {
-  if (!["native", "webgpu", "cpu"].includes(String(values.backend))) {
-    console.error(
-      `error: --backend expects native, webgpu or cpu, got ${JSON.stringify(values.backend)}`,
-    );
+  // setBackend names the backends this build has when the name is not one of them.
+  try {
+    mj.setBackend(values.backend as mj.BackendName);
+  } catch (e) {
+    console.error(`error: --backend: ${(e as Error).message.split("\n")[0]}`);
     Deno.exit(2);
   }
-  mj.setBackend(values.backend as mj.BackendName);
 }
 const lr = values.lr === undefined ? D.lr : Number(values.lr);
 if (!(lr > 0)) {

@@ -321,6 +321,12 @@ export class NativeBackend implements Backend {
 }
 
 /** The native backend's compiler, flags and matrix library. */
+/** The threads OpenMP starts: OMP_NUM_THREADS's first entry when set, else every core. */
+function ompThreads(): number {
+  const n = Number.parseInt(envVar("OMP_NUM_THREADS")?.split(",")[0] ?? "", 10);
+  return Number.isFinite(n) && n > 0 ? n : (navigator.hardwareConcurrency ?? 1);
+}
+
 export interface NativeInfo {
   compiler: string;
   flags: string[];
@@ -341,12 +347,6 @@ export interface NativeInfo {
  * console.log(await mj.nativeInfo()); // { compiler: "cc (Debian 12.2.0-14) 12.2.0", … }
  * ```
  */
-/** The threads OpenMP starts: OMP_NUM_THREADS's first entry when set, else every core. */
-function ompThreads(): number {
-  const n = Number.parseInt(envVar("OMP_NUM_THREADS")?.split(",")[0] ?? "", 10);
-  return Number.isFinite(n) && n > 0 ? n : (navigator.hardwareConcurrency ?? 1);
-}
-
 export async function nativeInfo(): Promise<NativeInfo | null> {
   const tc = await toolchain();
   if ("error" in tc) return null;
