@@ -304,6 +304,10 @@ function simplifyInt(op: ExpOp, a: Exp, b: Exp): Exp | undefined {
     case "div":
       if (bc === 1) return a;
       if (bc !== undefined && bc > 0 && a.lo >= 0 && a.hi < bc) return cst(0, a.type);
+      if (bc !== undefined && bc > 0 && a.type === "i32") {
+        const r = divModAffine(a, bc, "div");
+        if (r) return r;
+      }
       // (x * c) / c → x when x*c cannot wrap
       if (
         bc !== undefined && bc > 0 && a.op === "mul" && a.args[1].isConst &&
@@ -321,6 +325,10 @@ function simplifyInt(op: ExpOp, a: Exp, b: Exp): Exp | undefined {
     case "mod":
       if (bc === 1) return cst(0, a.type);
       if (bc !== undefined && bc > 0 && a.lo >= 0 && a.hi < bc) return a;
+      if (bc !== undefined && bc > 0 && a.type === "i32") {
+        const r = divModAffine(a, bc, "mod");
+        if (r) return r;
+      }
       // (x * c1) % c2 → 0 when c2 divides c1
       if (
         bc !== undefined && bc > 0 && a.op === "mul" && a.args[1].isConst &&
@@ -344,6 +352,73 @@ function simplifyInt(op: ExpOp, a: Exp, b: Exp): Exp | undefined {
       if (a.hi <= b.lo) return a;
       if (b.hi <= a.lo) return b;
       break;
+  }
+  return undefined;
+}
+
+/** An i32 sum as terms (expression, positive coefficient) and a constant, or null. */
+function affineTerms(e: Exp): { terms: [Exp, number][]; c: number } | null {
+  const terms: [Exp, number][] = [];
+  let c = 0;
+  const visit = (x: Exp, k: number): boolean => {
+    if (x.isConst) c += k * x.value;
+    else if (x.op === "add") return visit(x.args[0], k) && visit(x.args[1], k);
+    else if (x.op === "mul" && x.args[1].isConst && x.args[1].value > 0) {
+      return visit(x.args[0], k * x.args[1].value);
+    } else terms.push([x, k]);
+    return true;
+  };
+  return visit(e, 1) ? { terms, c } : null;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * x / d and x % d for a non-negative sum x = Σ cᵢ·xᵢ + c (every xᵢ ≥ 0, no wrap) whose terms
+ * split into "big" ones, all multiples of some g, and "small" ones (the constant's remainder
+ * included) that stay within [0, g): with d a multiple of g, x / d = B / (d/g) and
+ * x % d = (B % (d/g))·g + small, where B = Σ_big (cᵢ/g)·xᵢ + c div g; with g a multiple of d,
+ * any non-negative small works: x / d = B·(g/d) + small / d, x % d = small % d. This is what
+ * splitting a loop into outer·L + inner needs: (o·L + i) / L = o, (o·L + i) % L = i,
+ * (o·L + i) / (L·m) = o / m.
+ */
+function divModAffine(x: Exp, d: number, op: "div" | "mod"): Exp | undefined {
+  if (x.lo < 0 || x.hi > 2147483647 || (x.op !== "add" && x.op !== "mul")) return undefined;
+  const parts = affineTerms(x);
+  if (!parts || parts.c < 0 || parts.terms.some(([t]) => t.lo < 0 || !(t.hi < Infinity))) {
+    return undefined;
+  }
+  // Try each coefficient (largest first) as the boundary between big and small terms.
+  const coefs = [...new Set(parts.terms.map(([, k]) => k))].sort((a, b) => b - a);
+  for (let j = 1; j <= coefs.length; j++) {
+    const bigCoefs = coefs.slice(0, j);
+    const g = bigCoefs.reduce(gcd);
+    if (d % g !== 0 && g % d !== 0) continue;
+    const step = Math.min(g, d);
+    if (step === 1) continue; // nothing to take out (and B / d would be x / d again)
+    const big = parts.terms.filter(([, k]) => k % step === 0 && bigCoefs.includes(k));
+    const small = parts.terms.filter((t) => !big.includes(t));
+    let smallHi = parts.c % step;
+    for (const [t, k] of small) smallHi += k * t.hi;
+    if (big.length === 0 || (step < d && smallHi >= step)) continue;
+    let b = cst(Math.floor(parts.c / step), "i32");
+    for (const [t, k] of big) b = bin("add", b, bin("mul", t, cst(k / step, "i32")));
+    let rest = cst(parts.c % step, "i32");
+    for (const [t, k] of small) rest = bin("add", rest, bin("mul", t, cst(k, "i32")));
+    // step = d (g a multiple of d): x / d = B + small / d, x % d = small % d, for any
+    // non-negative small; step = g < d needs small < g: x / d = B / (d/g).
+    if (step === d) {
+      return op === "div"
+        ? bin("add", b, bin("div", rest, cst(d, "i32")))
+        : bin("mod", rest, cst(d, "i32"));
+    }
+    const q = d / step;
+    return op === "div"
+      ? bin("div", b, cst(q, "i32"))
+      : bin("add", bin("mul", bin("mod", b, cst(q, "i32")), cst(step, "i32")), rest);
   }
   return undefined;
 }

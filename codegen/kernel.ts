@@ -65,6 +65,11 @@ export interface ElementwiseKernel {
   out: { slot: number; type: ScalarType };
   /** The output element at `gidx`. */
   value: Exp;
+  /**
+   * Set (C target only) when the value is indexed by `gidx_o` and `gidx_i` instead, the element
+   * being gidx_o · inner + gidx_i (LowerOptions.splitLastAxis).
+   */
+  inner?: number;
 }
 
 export interface RowReduction {
@@ -87,6 +92,11 @@ export interface RowKernel {
   /** perRow: value over `row` and the accumulators, stored at `index` (default `row`).
    *  perElement: a final loop over `r` stores `value` at `index`. */
   output: { perElement: boolean; value: Exp; index: Exp };
+  /**
+   * Set (C target only) when rows are indexed by `row_o` and `row_i` instead of `row`, the row
+   * being row_o · innerRows + row_i (LowerOptions.splitLastAxis).
+   */
+  innerRows?: number;
 }
 
 /** Folds a 1-D count of workgroups into a 2-D grid within the per-dimension limit. */
@@ -152,6 +162,7 @@ export function invocationIndex(grid: [number, number, number]): string {
 }
 
 export function elementwiseShader(k: ElementwiseKernel): KernelProgram {
+  if (k.inner) throw new Error("internal: WGSL kernels index elements by gidx alone");
   const bindings = collectBindings([k.value], k.out);
   const grid = foldGrid(Math.ceil(k.n / WORKGROUP));
   const em = new Emitter((s) => `buf${s}`);
@@ -193,6 +204,7 @@ function combine(kind: ReduceKind, type: ScalarType, acc: string, v: string): st
 }
 
 export function rowShader(k: RowKernel): KernelProgram {
+  if (k.innerRows) throw new Error("internal: WGSL kernels index rows by row alone");
   const roots = [...k.reductions.map((r) => r.value), k.output.value, k.output.index];
   const bindings = collectBindings(roots, k.out);
   const grid = foldGrid(Math.ceil(k.rows / WORKGROUP));

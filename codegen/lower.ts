@@ -317,6 +317,34 @@ export function groupReductions(root: Node, isRealized: (n: Node) => boolean): N
   return out;
 }
 
+/** How a target wants kernels lowered. */
+export interface LowerOptions {
+  /**
+   * Index an elementwise kernel's elements (a row kernel's rows) by two variables, `<name>_o`
+   * over the outer elements and `<name>_i` along the last axis, so that a C loop nest over them
+   * reads each row through affine, vectorizable indices (the C target).
+   */
+  splitLastAxis?: boolean;
+}
+
+/** Rows shorter than this, or fewer of them, stay one flat loop. */
+const MIN_SPLIT_LENGTH = 4;
+const MIN_SPLIT_ROWS = 16;
+
+/** The length of the last axis when indexing by (outer, last axis) pays; 0 otherwise. */
+function splitLength(shape: readonly number[]): number {
+  const size = shape.reduce((p, d) => p * d, 1);
+  const last = shape[shape.length - 1] ?? 1;
+  return last >= MIN_SPLIT_LENGTH && size / last >= MIN_SPLIT_ROWS ? last : 0;
+}
+
+/** The flat index `name_o · inner + name_i` of a split loop over `n` elements. */
+function splitIndex(name: string, n: number, inner: number): Exp {
+  const o = variable(`${name}_o`, "i32", 0, n / inner - 1);
+  const i = variable(`${name}_i`, "i32", 0, inner - 1);
+  return bin("add", bin("mul", o, i32(inner)), i);
+}
+
 /**
  * Lowers a kernel root: elementwise when it contains no reduction, otherwise a row kernel whose
  * reductions all share one source shape and axes.
@@ -328,11 +356,18 @@ export function lowerGroup(
   outSlot: number,
   label: string,
   checks: KernelChecks = new KernelChecks(),
+  opts: LowerOptions = {},
 ): ElementwiseKernel | RowKernel {
   const reds = groupReductions(root, isRealized);
   const out = { slot: outSlot, type: scalarType(root.dtype) };
   if (reds.length === 0) {
     const lw = new Lowerer(slotOf, new Map(), root, undefined, checks);
+    const inner = opts.splitLastAxis ? splitLength(root.shape) : 0;
+    if (inner) {
+      const lin = splitIndex("gidx", root.size, inner);
+      const value = lw.lower(root, unravel(lin, root.shape));
+      return { kind: "elementwise", label, n: root.size, out, value, inner };
+    }
     const gidx = variable("gidx", "i32", 0, root.size - 1);
     const value = lw.lower(root, unravel(gidx, root.shape));
     return { kind: "elementwise", label, n: root.size, out, value };
@@ -363,7 +398,10 @@ export function lowerGroup(
       `${reds.length} reductions of ${R} would loop past the per-invocation cap`,
     );
   }
-  const row = variable("row", "i32", 0, Math.max(0, rows - 1));
+  const innerRows = opts.splitLastAxis ? splitLength(keptShape) : 0;
+  const row = innerRows
+    ? splitIndex("row", rows, innerRows)
+    : variable("row", "i32", 0, Math.max(0, rows - 1));
   const r = variable("r", "i32", 0, Math.max(0, R - 1));
   const kept = unravel(row, keptShape);
   const rc = unravel(r, redShape);
@@ -392,6 +430,7 @@ export function lowerGroup(
       reductions,
       out,
       output: { perElement: false, value, index: row },
+      ...(innerRows ? { innerRows } : {}),
     };
   }
   if (root.shape.join() === srcShape.join()) {
@@ -404,6 +443,7 @@ export function lowerGroup(
       reductions,
       out,
       output: { perElement: true, value, index: linearize(merged, srcShape) },
+      ...(innerRows ? { innerRows } : {}),
     };
   }
   throw new LoweringConflict(

@@ -47,6 +47,11 @@ export interface Target {
   /** Scheduling choices for this target (see ScheduleOptions). */
   readonly prologues: boolean;
   readonly transposeCopies: boolean;
+  readonly groupedTransposes: boolean;
+  /** Grouped kernels read gathered rows through their row index (ScheduleOptions). */
+  readonly gatherInPlace: boolean;
+  /** Lower fused kernels over (outer, last axis) index pairs (LowerOptions.splitLastAxis). */
+  readonly splitLastAxis: boolean;
 
   elementwise(k: ElementwiseKernel): KernelProgram;
   row(k: RowKernel): KernelProgram;
@@ -100,6 +105,10 @@ export const WGSL_TARGET: Target = {
   itemBytes: () => 4,
   prologues: true,
   transposeCopies: true,
+  // NT reads run at half speed on llvmpipe: a transposing copy first is cheaper.
+  groupedTransposes: false,
+  gatherInPlace: true,
+  splitLastAxis: false,
   elementwise: elementwiseShader,
   row: rowShader,
   matmul: matmulShader,

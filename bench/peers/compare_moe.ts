@@ -1,11 +1,13 @@
 /**
- * Side-by-side MoE layer benchmark, alternating systems round by round in one process: moejit
- * on WebGPU and on the native backend, the same layer written with TensorFlow.js's WebGPU backend
- * the way a user would (bench/peers/moe_tfjs.ts), and PyTorch on the CPU
+ * Side-by-side MoE layer benchmark, alternating systems round by round: moejit on WebGPU and on
+ * the native backend, the same layer written with TensorFlow.js's WebGPU backend the way a user
+ * would (bench/peers/moe_tfjs.ts), all in this process, and PyTorch on the CPU
  * (bench/peers/moe_torch.py, Debian's python3-torch with OpenBLAS, as many threads as moejit's
- * native backend). Prints tokens/s and ratios.
+ * native backend) in a python3 process that runs one pass per round when asked, so a burst of
+ * load from elsewhere falls on every system alike. Prints tokens/s (median of the rounds) and
+ * ratios.
  *
- *   deno run -A bench/peers/compare_moe.ts [--rounds 3] [--shape 4096,256,8,512,2]
+ *   deno run -A bench/peers/compare_moe.ts [--rounds 9] [--shape 4096,256,8,512,2]
  */
 import { parseArgs } from "node:util";
 import * as mj from "../../mod.ts";
@@ -15,11 +17,12 @@ import { moejitMoe } from "./moe_moejit.ts";
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "9" },
     shape: { type: "string", multiple: true },
     "no-tfjs": { type: "boolean", default: false },
     "no-webgpu": { type: "boolean", default: false },
     "no-native": { type: "boolean", default: false },
+    "no-torch": { type: "boolean", default: false },
   },
 });
 const rounds = Number(values.rounds);
@@ -36,20 +39,69 @@ console.log(
   }; ${rounds} alternating rounds; GELU experts`,
 );
 
-function torch(s: MoeShape): { fwd: number; fwdBwd: number } | null {
+/**
+ * PyTorch's layer in a python3 process that runs one timed pass per request (moe_torch.py with
+ * rounds = 0), so that its rounds alternate with moejit's; null without python3-torch.
+ */
+async function torchPeer(
+  s: MoeShape,
+): Promise<
+  { fwd: () => Promise<number>; fwdBwd: () => Promise<number>; close: () => Promise<void> } | null
+> {
+  let child: Deno.ChildProcess;
   try {
-    const out = new Deno.Command("/usr/bin/python3", {
+    child = new Deno.Command("/usr/bin/python3", {
       args: [
         new URL("./moe_torch.py", import.meta.url).pathname,
-        ...[s.T, s.d, s.E, s.f, s.k, 5].map(String),
+        ...[s.T, s.d, s.E, s.f, s.k, 0].map(String),
       ],
+      stdin: "piped",
       stdout: "piped",
-      stderr: "piped",
-    }).outputSync();
-    return out.success ? JSON.parse(new TextDecoder().decode(out.stdout)) : null;
+      stderr: "null",
+    }).spawn();
   } catch {
     return null;
   }
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
+    .getReader();
+  const writer = child.stdin.getWriter();
+  const next = async () => {
+    const r = await lines.read();
+    if (r.done) throw new Error("moe_torch.py stopped");
+    return r.value;
+  };
+  try {
+    if (!(await next()).startsWith("ready")) return null;
+  } catch {
+    return null;
+  }
+  const run = async (pass: string) => {
+    await writer.write(new TextEncoder().encode(pass + "\n"));
+    return Number(await next());
+  };
+  return {
+    fwd: () => run("fwd"),
+    fwdBwd: () => run("fwdBwd"),
+    close: async () => {
+      await writer.close();
+      await child.status;
+    },
+  };
+}
+
+/** Splits a text stream into lines. */
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, out) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      parts.forEach((p) => out.enqueue(p));
+    },
+    flush(out) {
+      if (rest) out.enqueue(rest);
+    },
+  });
 }
 
 const rows: string[][] = [];
@@ -57,6 +109,7 @@ for (const s of shapes) {
   const webgpu = values["no-webgpu"] ? null : await moejitMoe(s, {}, { backend: "webgpu" });
   const native = values["no-native"] ? null : await moejitMoe(s, {}, { backend: "native" });
   const theirs = values["no-tfjs"] ? null : await tfMoe(s);
+  const pytorch = values["no-torch"] ? null : await torchPeer(s);
   const systems = { webgpu, native, tfjs: theirs };
   for (const sys of Object.values(systems)) {
     if (!sys) continue;
@@ -76,16 +129,22 @@ for (const s of shapes) {
       await time(sys.fwd, times[name].fwd);
       await time(sys.fwdBwd, times[name].fwdBwd);
     }
+    if (pytorch) {
+      // Its own clock: the pass alone, without the pipe's round trip.
+      times.torch ??= { fwd: [], fwdBwd: [] };
+      times.torch.fwd.push(await pytorch.fwd());
+      times.torch.fwdBwd.push(await pytorch.fwdBwd());
+    }
   }
+  await pytorch?.close();
   const tps = (ms?: number[]) => (ms?.length ? s.T / (median(ms) / 1000) : NaN);
-  const pt = torch(s);
   const fmt = (v: number) => (Number.isNaN(v) ? "n/a" : Math.round(v).toLocaleString("en-US"));
   const ratio = (a: number, b: number) =>
     Number.isNaN(a) || Number.isNaN(b) ? "n/a" : (a / b).toFixed(2) + "x";
   const name = `T=${s.T} d=${s.d} E=${s.E} f=${s.f} k=${s.k}`;
   for (const pass of ["fwd", "fwdBwd"] as const) {
     const w = tps(times.webgpu?.[pass]), n = tps(times.native?.[pass]);
-    const tf = tps(times.tfjs?.[pass]), py = pt?.[pass] ?? NaN;
+    const tf = tps(times.tfjs?.[pass]), py = tps(times.torch?.[pass]);
     rows.push([
       name,
       pass === "fwd" ? "fwd" : "fwd+bwd",

@@ -3,6 +3,10 @@ router softmax, top-k, per-expert index_select -> Linear -> GELU -> Linear * gat
 Prints tokens/s for forward and forward+backward (median of rounds) as JSON.
 
     python3 bench/peers/moe_torch.py T d E f k rounds
+
+With rounds = 0 it serves timings one call at a time, so that a benchmark can alternate it with
+other systems round by round: after warming up it prints "ready", then for each line "fwd" or
+"fwdBwd" on stdin runs that pass once and prints its milliseconds.
 """
 import json, sys, time
 import torch
@@ -48,4 +52,13 @@ def fwd_bwd():
     loss.backward()
     loss.item()
 
-print(json.dumps({"fwd": T / timed(fwd), "fwdBwd": T / timed(fwd_bwd), "threads": torch.get_num_threads()}))
+if rounds == 0:
+    passes = {"fwd": fwd, "fwdBwd": fwd_bwd}
+    fwd(); fwd_bwd()
+    print("ready", torch.get_num_threads(), flush=True)
+    for line in sys.stdin:
+        fn = passes[line.strip()]
+        t0 = time.perf_counter(); fn(); ms = (time.perf_counter() - t0) * 1000
+        print(ms, flush=True)
+else:
+    print(json.dumps({"fwd": T / timed(fwd), "fwdBwd": T / timed(fwd_bwd), "threads": torch.get_num_threads()}))

@@ -22,8 +22,8 @@
  *    target's register width; plain C without them (or with -DMJ_ATTN_SCALAR).
  *  - Score tiles are laid out [other side][task's rows], so the softmax's maximum, exp and row
  *    sums run across the task's rows: vectorised, with no horizontal reductions.
- *  - exp is a branch-free polynomial (mj_attn_exp, about 1 ulp) that vectorises; libm's expf
- *    does not without -ffast-math, and would cost more than all the multiply-adds at Dh 32.
+ *  - exp is MATH_C's branch-free mj_expf (about 1 ulp), which vectorises; libm's expf does not
+ *    without -ffast-math, and would cost more than all the multiply-adds at Dh 32.
  *  - Keys past a row's causal limit are never multiplied in (each row's sum has its own range),
  *    so a NaN or inf in a key a query does not see cannot reach it through 0 · inf.
  *  - Deterministic whatever the thread count: a task owns its output rows, and every sum is one
@@ -43,6 +43,8 @@
  * }`;
  * ```
  */
+
+import { MATH_C } from "./math.ts";
 
 /** C source of the three attention kernels (static functions; include once per file). */
 export const ATTENTION_C: string = String.raw`
@@ -74,37 +76,7 @@ export const ATTENTION_C: string = String.raw`
 #define MJ_ATTN_API static
 #endif
 
-/* exp(x) in f32 for the softmax: 2^n · P(r) with x = n ln2 + r, |r| ≤ ln2/2 (Cephes' expf
-   polynomial, about 1 ulp). Branch-free so that loops over it vectorise; exp(x) = 0 below
-   −87.34 (where expf is subnormal), +inf above 88.38, NaN stays NaN. */
-static inline float mj_attn_exp(float x) {
-  const float lo = -87.336544f, hi = 88.376259f;
-  float xc = x > lo ? x : lo; /* NaN → lo: keeps the integer part defined */
-  xc = xc < hi ? xc : hi;
-  /* Round x·log2(e) to an integer by adding 1.5·2^23: t's low mantissa bits hold n. */
-  const float shifter = 12582912.0f;
-  const float t = xc * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  float r = xc - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  const float r2 = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r2 + r + 1.0f;
-  int32_t tb, pb;
-  memcpy(&tb, &t, 4);
-  pb = (tb - 0x4B400000 + 127) << 23;
-  float p2;
-  memcpy(&p2, &pb, 4);
-  float e = y * p2;
-  e = x < lo ? 0.0f : e;
-  e = x > hi ? INFINITY : e;
-  return x != x ? x : e;
-}
+${MATH_C}
 
 static inline int mj_attn_min(int a, int b) { return a < b ? a : b; }
 static inline int mj_attn_max(int a, int b) { return a > b ? a : b; }
@@ -394,7 +366,7 @@ MJ_ATTN_API void mj_attention_fwd(int batch, int S, int Sk, int Dh, int causal, 
       for (int j = 0; j < bk; j++) {
         float* restrict row = st + j * MJ_ATTN_ROWS;
         for (int r = 0; r < MJ_ATTN_ROWS; r++) {
-          row[r] = mj_attn_exp(row[r] - m[r]);
+          row[r] = mj_expf(row[r] - m[r]);
           l[r] += row[r];
         }
       }
@@ -460,7 +432,7 @@ MJ_ATTN_API void mj_attention_bwd_q(int batch, int S, int Sk, int Dh, int causal
         float* restrict row = st + j * MJ_ATTN_ROWS;
         const float* restrict dpr = dpt + j * MJ_ATTN_ROWS;
         for (int r = 0; r < MJ_ATTN_ROWS; r++) {
-          row[r] = mj_attn_exp(row[r] * scale - L[r]) * (dpr[r] - D[r]);
+          row[r] = mj_expf(row[r] * scale - L[r]) * (dpr[r] - D[r]);
         }
       }
       for (int r = 0; r < nr; r++) n[r] = mj_attn_clamp(lim[r] - j0, 0, bk);
@@ -512,7 +484,7 @@ MJ_ATTN_API void mj_attention_bwd_kv(int batch, int S, int Sk, int Dh, int causa
         float* restrict dpr = dpt + i * MJ_ATTN_ROWS;
         const float Li = lb[i0 + i], Di = db[i0 + i];
         for (int r = 0; r < MJ_ATTN_ROWS; r++) {
-          const float p = mj_attn_exp(row[r] * scale - Li);
+          const float p = mj_expf(row[r] * scale - Li);
           row[r] = p;
           dpr[r] = p * (dpr[r] - Di);
         }

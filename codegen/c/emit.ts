@@ -42,15 +42,34 @@ export function cLiteral(v: number, t: ScalarType): string {
   }
 }
 
+/**
+ * Whether `e` is index arithmetic computed in 64 bits: an i32 sum, difference or product whose
+ * range is known (so it cannot wrap: the exact value is the i32 value), or the quotient or
+ * remainder of a non-negative one by a positive constant. The kernels are compiled with -fwrapv
+ * (i32 arithmetic wraps, as in the interpreter), and GCC cannot prove that wrapping int32 index
+ * arithmetic stays affine, so loads through it kept loops scalar; in int64_t the same values
+ * vectorize.
+ */
+function wide(e: Exp): boolean {
+  if (e.type !== "i32" || !(e.lo > -Infinity && e.hi < Infinity)) return false;
+  if (e.op === "add" || e.op === "sub" || e.op === "mul") return true;
+  const [a, b] = e.args;
+  return (e.op === "div" || e.op === "mod") && a.lo >= 0 && b.isConst && b.value > 0;
+}
+
 export class CEmitter extends ExpEmitter {
   protected declare(name: string, e: Exp, text: string): string {
-    return `const ${cValueType(e.type)} ${name} = ${text};`;
+    return `const ${wide(e) ? "int64_t" : cValueType(e.type)} ${name} = ${text};`;
   }
 
   protected text(e: Exp, r: (x: Exp) => string): string {
     const [a, b, c] = e.args;
     const f = a?.type === "f32";
     const int = a?.type === "i32";
+    if (wide(e)) {
+      const op = { add: "+", sub: "-", mul: "*", div: "/", mod: "%" }[e.op as string];
+      return `((int64_t)${r(a)} ${op} ${r(b)})`;
+    }
     switch (e.op) {
       case "const":
         return cLiteral(e.value, e.type);
@@ -84,12 +103,13 @@ export class CEmitter extends ExpEmitter {
           ? `((int32_t)(0u - (uint32_t)${r(a)}))`
           : `(-${r(a)})`;
       case "exp":
+      case "erf":
+        return `mj_${e.op}f(${r(a)})`;
       case "log":
       case "sqrt":
       case "sin":
       case "cos":
       case "tanh":
-      case "erf":
       case "floor":
         return `${e.op}f(${r(a)})`;
       case "abs":
@@ -113,7 +133,11 @@ export class CEmitter extends ExpEmitter {
       case "xor":
         return a.type === "bool" ? `(${r(a)} != ${r(b)})` : `(${r(a)} ^ ${r(b)})`;
       case "select":
-        return `(${r(a)} ? ${r(b)} : ${r(c)})`;
+        // Through a function, so both arms are evaluated whatever the condition (every load the
+        // lowering emits is in range, as WGSL's select needs too): a conditional load in a
+        // vectorized loop becomes a masked load, which GCC 12.2 miscompiles in loops of 2–16
+        // iterations (tests/native/select_c_test.ts keeps the reproducer).
+        return `mj_sel_${e.type}(${r(a)}, ${r(b)}, ${r(c)})`;
       case "isnan":
         return `mj_isnan(${r(a)})`;
       case "cast":

@@ -67,6 +67,7 @@ function costOf(exps: readonly Exp[]): number {
 
 export function elementwiseC(k: ElementwiseKernel): KernelProgram {
   const bindings = collectBindings([k.value], k.out);
+  if (k.inner) return elementwiseNestC(k, k.inner, bindings);
   const em = new CEmitter((s) => `buf${s}`);
   const top = em.segment(false, ["gidx"]);
   em.count([k.value]);
@@ -76,6 +77,30 @@ export function elementwiseC(k: ElementwiseKernel): KernelProgram {
   }  for (int32_t gidx = 0; gidx < ${k.n}; gidx++) {
 ${indent(em.lines(top), "    ")}
     buf${k.out.slot}[gidx] = ${store(k.out.type, v)};
+  }
+`;
+  return { label: k.label, code: cFunction(bindings, body), bindings, grid: [1, 1, 1] };
+}
+
+/**
+ * An elementwise kernel indexed by (gidx_o, gidx_i): a loop over the outer elements (parallel),
+ * whose values that do not depend on gidx_i are computed once per row, around a loop along the
+ * last axis.
+ */
+function elementwiseNestC(k: ElementwiseKernel, inner: number, bindings: Binding[]): KernelProgram {
+  const em = new CEmitter((s) => `buf${s}`);
+  const outer = em.segment(false, ["gidx_o"]);
+  const row = em.segment(false, ["gidx_i"]);
+  em.count([k.value]);
+  const v = em.render(k.value, row);
+  const body = `${parallelFor(k.n, costOf([k.value]))}  for (int32_t gidx_o = 0; gidx_o < ${
+    k.n / inner
+  }; gidx_o++) {
+${indent(em.lines(outer), "    ")}
+    for (int32_t gidx_i = 0; gidx_i < ${inner}; gidx_i++) {
+${indent(em.lines(row), "      ")}
+      buf${k.out.slot}[(int64_t)gidx_o * ${inner} + gidx_i] = ${store(k.out.type, v)};
+    }
   }
 `;
   return { label: k.label, code: cFunction(bindings, body), bindings, grid: [1, 1, 1] };
@@ -141,7 +166,9 @@ function readsAlongRows(k: RowKernel): boolean {
   let along = 0, across = 0;
   walk(k.reductions.map((r) => r.value), (e) => {
     if (e.op !== "load") return;
-    const at = (row: number, r: number) => evalIndex(e.args[0], { row, r });
+    const L = k.innerRows ?? 1;
+    const at = (row: number, r: number) =>
+      evalIndex(e.args[0], { row, r, row_o: Math.floor(row / L), row_i: row % L });
     const base = at(1, 1), dRow = at(2, 1), dR = at(1, 2);
     if (base === undefined || dRow === undefined || dR === undefined) return;
     if (Math.abs(dRow - base) === 1 && Math.abs(dR - base) > 1) along++;
@@ -149,6 +176,10 @@ function readsAlongRows(k: RowKernel): boolean {
   });
   return along > 0 && across === 0;
 }
+
+/** The split row variables (RowKernel.innerRows) from `row`. */
+const splitRow = (L: number) =>
+  `const int32_t row_o = row / ${L}, row_i = row % ${L}; (void)row_o; (void)row_i;`;
 
 /** Rows reduced together in the blocked order. */
 const ROW_BLOCK = 64;
@@ -171,6 +202,7 @@ function rowBlockedC(k: RowKernel, bindings: Binding[]): KernelProgram {
     lines.push(`for (int32_t r = 0; r < ${k.R}; r++) {`);
     lines.push(`  for (int b = 0; b < nb; b++) {`);
     lines.push(`    const int32_t row = row0 + b;`);
+    if (k.innerRows) lines.push(`    ${splitRow(k.innerRows)}`);
     for (const l of loadAccs()) lines.push(`    ${l}`);
     for (const l of em.lines(seg)) lines.push(`    ${l}`);
     lines.push(`    ${red.acc}_b[b] = ${combine(red.kind, red.type, `${red.acc}_b[b]`, v)};`);
@@ -183,6 +215,7 @@ function rowBlockedC(k: RowKernel, bindings: Binding[]): KernelProgram {
   const store1 = `buf${k.out.slot}[${idx}] = ${store(k.out.type, v)};`;
   const inner = [
     `const int32_t row = row0 + b;`,
+    ...(k.innerRows ? [splitRow(k.innerRows)] : []),
     ...loadAccs(),
     ...em.lines(seg),
     store1,
@@ -210,7 +243,10 @@ export function rowC(k: RowKernel): KernelProgram {
   if (readsAlongRows(k)) return rowBlockedC(k, bindings);
   const em = new CEmitter((s) => `buf${s}`);
   em.count(roots);
-  const top = em.segment(false, ["row"]);
+  const L = k.innerRows ?? 0;
+  // Split rows: values of row_o alone are computed once per outer row, the rest per row_i.
+  const outer = L ? em.segment(false, ["row_o"]) : -1;
+  const top = em.segment(false, L ? ["row_i"] : ["row"]);
   const parts: { seg: number; pre: string[]; post: string[] }[] = [];
   for (const red of k.reductions) {
     const body = em.segment(true, ["r"]);
@@ -249,9 +285,16 @@ export function rowC(k: RowKernel): KernelProgram {
   }
   const perRow = Math.max(1, k.R) *
     Math.max(1, k.reductions.length + (k.output.perElement ? 1 : 0));
-  const body = `${
-    parallelFor(k.rows, perRow * costOf(roots) / Math.max(1, roots.length))
-  }  for (int32_t row = 0; row < ${k.rows}; row++) {
+  const pragma = parallelFor(k.rows, perRow * costOf(roots) / Math.max(1, roots.length));
+  const body = L
+    ? `${pragma}  for (int32_t row_o = 0; row_o < ${k.rows / L}; row_o++) {
+${indent(em.lines(outer), "    ")}
+    for (int32_t row_i = 0; row_i < ${L}; row_i++) {
+${indent(lines, "      ")}
+    }
+  }
+`
+    : `${pragma}  for (int32_t row = 0; row < ${k.rows}; row++) {
 ${indent(lines, "    ")}
   }
 `;

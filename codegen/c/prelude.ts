@@ -5,6 +5,8 @@
  * max/min and pow, and the sign of zero. The file is compiled without -ffast-math, so NaN and
  * infinities behave as IEEE says (unlike WGSL, C compilers may not assume finite math).
  */
+import { MATH_C } from "./math.ts";
+
 export const PRELUDE_C = `#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@ static inline float mj_as_f32(uint32_t b) { float f; memcpy(&f, &b, 4); return f
 static inline uint32_t mj_as_u32(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 static inline int mj_isnan(float x) { return (mj_as_u32(x) & 0x7fffffffu) > 0x7f800000u; }
 
+${MATH_C}
 /* NaN propagates; equal operands differ at most in the sign of zero: +0 is the larger. */
 static inline float mj_fmax(float a, float b) {
   if (mj_isnan(a) || mj_isnan(b)) return a + b;
@@ -40,6 +43,11 @@ static inline float mj_rmin(float acc, float v) {
   if (mj_isnan(acc) || mj_isnan(v)) return acc + v;
   return v < acc ? v : acc;
 }
+/* select(c, a, b) with both arms evaluated (see the C emitter's select). */
+static inline float mj_sel_f32(int c, float a, float b) { return c ? a : b; }
+static inline int32_t mj_sel_i32(int c, int32_t a, int32_t b) { return c ? a : b; }
+static inline uint32_t mj_sel_u32(int c, uint32_t a, uint32_t b) { return c ? a : b; }
+static inline int mj_sel_bool(int c, int a, int b) { return c ? a : b; }
 static inline int32_t mj_imax(int32_t a, int32_t b) { return a > b ? a : b; }
 static inline int32_t mj_imin(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline uint32_t mj_umax(uint32_t a, uint32_t b) { return a > b ? a : b; }

@@ -27,6 +27,10 @@ export const C_TARGET: Target = {
   // BLAS takes operands as they are stored, in any layout, and no read hooks.
   prologues: false,
   transposeCopies: false,
+  groupedTransposes: true,
+  gatherInPlace: false,
+  // Loop nests over rows whose indices GCC sees as affine: the inner loops vectorize.
+  splitLastAxis: true,
   elementwise: elementwiseC,
   row: rowC,
   matmul: matmulC,

@@ -36,16 +36,18 @@ function hookReads(e: Exp | null | undefined): Binding[] {
 }
 
 /**
- * A loop applying the epilogue `e` (over mm_v and the int variables `vars`) in place to every
- * element of `buf<out>` from `first` for `count` elements; `coords` sets the variables from the
- * element index `i`.
+ * Loops applying the epilogue `e` (over mm_v and the variables `vars`) in place to `rows` rows of
+ * `cols` elements of `buf<out>`; `rowCoords` sets the row variables from the row number `row`,
+ * and mm_n is the column. Coordinates are `long` and the columns an inner loop of their own: with
+ * -fwrapv, GCC cannot prove that int32 index arithmetic (or a flat index split by / and %) does
+ * not wrap, and then leaves the loop scalar.
  */
 function epilogueLoop(
   e: Exp,
   out: number,
-  first: string,
-  count: string,
-  coords: string,
+  rows: number,
+  cols: number,
+  rowCoords: string,
   vars: readonly string[],
   perElement: number,
 ): string {
@@ -53,15 +55,17 @@ function epilogueLoop(
   const seg = em.segment(false, ["mm_v", ...vars]);
   em.count([e]);
   const v = em.render(e, seg);
-  const body = em.lines(seg).map((l) => `      ${l}`).join("\n");
+  const body = em.lines(seg).map((l) => `        ${l}`).join("\n");
   return `  {
-    const long mm_first = ${first}, mm_count = ${count};
-    #pragma omp parallel for schedule(static) if (mm_count * ${perElement} >= MJ_PAR_MIN)
-    for (long i = mm_first; i < mm_first + mm_count; i++) {
-      ${coords}
-      const float mm_v = buf${out}[i];
+    #pragma omp parallel for schedule(static) if (${rows * cols * perElement}L >= MJ_PAR_MIN)
+    for (long row = 0; row < ${rows}L; row++) {
+      ${rowCoords}
+      float* restrict mm_row = buf${out} + row * ${cols}L;
+      for (long mm_n = 0; mm_n < ${cols}L; mm_n++) {
+        const float mm_v = mm_row[mm_n];
 ${body}
-      buf${out}[i] = ${v};
+        mm_row[mm_n] = ${v};
+      }
     }
   }
 `;
@@ -94,9 +98,9 @@ export function matmulC(s: MatmulSpec): KernelProgram {
     body += epilogueLoop(
       s.epilogue,
       s.out,
-      "0",
-      `${s.batch * MN}L`,
-      `const int32_t mm_b = (int32_t)(i / ${MN}), mm_m = (int32_t)((i / ${s.N}) % ${s.M}), mm_n = (int32_t)(i % ${s.N}); (void)mm_b; (void)mm_m; (void)mm_n;`,
+      s.batch * s.M,
+      s.N,
+      `const long mm_b = row / ${s.M}, mm_m = row % ${s.M}; (void)mm_b; (void)mm_m;`,
       ["mm_b", "mm_m", "mm_n"],
       4,
     );
@@ -135,9 +139,9 @@ export function groupedC(s: GroupedSpec): KernelProgram {
     const int rows = r1 - r0;
     if (rows > 0) {
       ${a}
-      mj_gemm(0, 0, rows, ${s.N}, ${s.K}, A, ${s.K}, buf${s.b} + (size_t)e * ${
+      mj_gemm(0, ${s.transB ? 1 : 0}, rows, ${s.N}, ${s.K}, A, ${s.K}, buf${s.b} + (size_t)e * ${
     s.K * s.N
-  }, ${s.N}, buf${s.out} + (size_t)r0 * ${s.N}, ${s.N}, 0);
+  }, ${s.transB ? s.K : s.N}, buf${s.out} + (size_t)r0 * ${s.N}, ${s.N}, 0);
       free(packed);
     }
   }
@@ -152,9 +156,9 @@ export function groupedC(s: GroupedSpec): KernelProgram {
     body += epilogueLoop(
       s.epilogue,
       s.out,
-      "0",
-      `${s.R * s.N}L`,
-      `const int32_t mm_m = (int32_t)(i / ${s.N}), mm_n = (int32_t)(i % ${s.N}); (void)mm_m; (void)mm_n;`,
+      s.R,
+      s.N,
+      "const long mm_m = row; (void)mm_m;",
       ["mm_m", "mm_n"],
       4,
     );
@@ -187,7 +191,11 @@ export function wgradC(s: WgradSpec): KernelProgram {
       memset(o, 0, (size_t)${s.K * s.N} * 4);
     } else {
       ${a}
-      mj_gemm(1, 0, ${s.K}, ${s.N}, rows, A, ${s.K}, buf${s.g} + (size_t)r0 * ${s.N}, ${s.N}, o, ${s.N}, 0);
+      ${
+    s.transOut
+      ? `mj_gemm(1, 0, ${s.N}, ${s.K}, rows, buf${s.g} + (size_t)r0 * ${s.N}, ${s.N}, A, ${s.K}, o, ${s.K}, 0);`
+      : `mj_gemm(1, 0, ${s.K}, ${s.N}, rows, A, ${s.K}, buf${s.g} + (size_t)r0 * ${s.N}, ${s.N}, o, ${s.N}, 0);`
+  }
       free(packed);
     }
   }

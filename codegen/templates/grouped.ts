@@ -34,6 +34,8 @@ export interface GroupedSpec {
   out: number;
   /** When set, A row r is X[rowIndex[r]] and `a` is X ([T, K]). */
   rowIndex?: number;
+  /** B is stored [E, N, K] (each expert's matrix transposed); C target only. */
+  transB?: boolean;
   /** f32 epilogue over mm_v, mm_b (expert), mm_m (row), mm_n (column). */
   epilogue: Exp | null;
 }
@@ -50,6 +52,8 @@ export interface WgradSpec {
   offsets: number;
   out: number;
   rowIndex?: number;
+  /** The output is stored [E, N, K] (each expert's gradient transposed); C target only. */
+  transOut?: boolean;
 }
 
 type Config = [rows: number, colGroups: number, workgroup: number];
@@ -64,6 +68,7 @@ function grid2(total: number): { y: number; z: number } {
 }
 
 export function groupedMatmulShader(s: GroupedSpec): KernelProgram {
+  if (s.transB) throw new Error("internal: the WGSL grouped matmul reads B as [E, K, N] only");
   const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
   const extra = new Map<number, Binding>();
   const epi = epilogueFn(s.epilogue, extra);
@@ -209,6 +214,7 @@ ${
 }
 
 export function groupedWgradShader(s: WgradSpec): KernelProgram {
+  if (s.transOut) throw new Error("internal: the WGSL weight gradient writes [E, K, N] only");
   const vec = s.N % 4 === 0 && s.K % 4 === 0 && s.N > 0;
   const bindings: Binding[] = uniqueBindings([
     { slot: s.a, type: "f32", write: false, vec4: vec },

@@ -40,6 +40,8 @@ export function compileStep(
       realizeConstants: opts.checkNumerics,
       prologues: target.prologues,
       transposeCopies: target.transposeCopies,
+      groupedTransposes: target.groupedTransposes,
+      gatherInPlace: target.gatherInPlace,
       forced,
     });
     try {

@@ -33,6 +33,18 @@ export interface ScheduleOptions {
    * speed on llvmpipe; BLAS takes either layout at full speed.
    */
   transposeCopies?: boolean;
+  /**
+   * Grouped matmuls read a transposed expert weight in place and per-expert weight gradients
+   * are written transposed when that is what their one consumer wants (default false): the C
+   * target hands either layout to BLAS at full speed, so the transposing copies are pure cost.
+   */
+  groupedTransposes?: boolean;
+  /**
+   * Grouped kernels read a dispatch gather's rows in place through the row index (default
+   * true). The C target copies gathered rows into a contiguous block for BLAS anyway; a gather
+   * kernel of its own does that copy in parallel, once for every kernel that reads those rows.
+   */
+  gatherInPlace?: boolean;
   /** Nodes that must be realized (from earlier lowering conflicts). */
   forced?: ReadonlySet<Node>;
 }
@@ -122,8 +134,27 @@ export interface SimpleKernel {
 export type PlannedKernel =
   | { kind: "fused"; root: Node }
   | { kind: "matmul"; root: Node; mm: Node; a: MatmulOperand; b: MatmulOperand }
-  | { kind: "grouped"; root: Node; mm: Node; a: RowOperand; b: Node; offsets: Node }
-  | { kind: "wgrad"; root: Node; a: RowOperand; g: Node; offsets: Node }
+  | {
+    kind: "grouped";
+    root: Node;
+    mm: Node;
+    a: RowOperand;
+    b: Node;
+    /** `b` holds each expert's matrix transposed ([E, N, K]). */
+    bTransposed: boolean;
+    offsets: Node;
+  }
+  | {
+    kind: "wgrad";
+    /** The groupedWgrad node, or the transpose of it that the kernel writes directly. */
+    root: Node;
+    wgrad: Node;
+    a: RowOperand;
+    g: Node;
+    offsets: Node;
+    /** The kernel writes each expert's gradient transposed ([E, N, K]): root is that view. */
+    transposed: boolean;
+  }
   | SimpleKernel;
 
 /** The planned kernel of a given kind. */
@@ -239,6 +270,11 @@ export function schedule(
 
   const matmulOperands = new Map<Node, [MatmulOperand, MatmulOperand]>();
   const rowOperands = new Map<Node, RowOperand>();
+  /** Grouped matmuls whose B is read transposed in place: the stored matrix. */
+  const transposedB = new Map<Node, Node>();
+  /** Transposes of a weight gradient that its kernel writes directly: the groupedWgrad node. */
+  const transposedWgrad = new Map<Node, Node>();
+  const transposes = opts.fuse && opts.groupedTransposes === true;
   for (const n of order) {
     if (isInput(n)) continue;
     if (!opts.fuse && (!isLeafConst(n) || opts.realizeConstants)) realize(n);
@@ -246,16 +282,30 @@ export function schedule(
     // depending on the index (a gather from a constant does not), so it always reports.
     if (n.op === "checkIndex") realize(n);
     if (isRoutine(n.op)) {
-      if (!isMatmul(n.op)) realize(n);
       const kind = OPS[n.op].kernel;
+      const only = users.get(n) ?? [];
+      if (
+        kind === "wgrad" && transposes && only.length === 1 && swapsLastTwo(only[0]) &&
+        !roots.includes(n)
+      ) {
+        // The weight is stored [E, N, K] (x·Wᵀ): write its gradient that way, not [E, K, N]
+        // and then a transposing copy.
+        transposedWgrad.set(only[0], n);
+        realize(only[0]);
+      } else if (!isMatmul(n.op)) realize(n);
       if (kind === "grouped" || kind === "wgrad") {
-        const g = opts.fuse ? gatheredRows(n.src[0]) : null;
+        const g = opts.fuse && opts.gatherInPlace !== false ? gatheredRows(n.src[0]) : null;
         const a: RowOperand = g ?? { node: throughIdentity(n.src[0]) };
         realize(a.node);
         if (a.rowIndex) realize(throughIdentity(a.rowIndex));
         if (a.rowIndex) a.rowIndex = throughIdentity(a.rowIndex);
         rowOperands.set(n, a);
-        n.src.slice(1).forEach((s) => realize(throughIdentity(s)));
+        const b = throughIdentity(n.src[1]);
+        if (kind === "grouped" && transposes && swapsLastTwo(b)) {
+          transposedB.set(n, throughIdentity(b.src[0]));
+          realize(throughIdentity(b.src[0]));
+        } else realize(b);
+        n.src.slice(2).forEach((s) => realize(throughIdentity(s)));
       } else if (kind === "matmul") {
         const ops = n.src.map((s, i): MatmulOperand => {
           const o = matmulOperand(s);
@@ -342,13 +392,16 @@ export function schedule(
       kernels.push({ kind, root: n });
       continue;
     }
-    if (kind === "wgrad") {
+    const wgrad = kind === "wgrad" ? n : transposedWgrad.get(n);
+    if (wgrad) {
       kernels.push({
         kind: "wgrad",
         root: n,
-        a: rowOperands.get(n)!,
-        g: n.src[1],
-        offsets: n.src[2],
+        wgrad,
+        a: rowOperands.get(wgrad)!,
+        g: wgrad.src[1],
+        offsets: wgrad.src[2],
+        transposed: wgrad !== n,
       });
       continue;
     }
@@ -359,7 +412,8 @@ export function schedule(
         root: n,
         mm,
         a: rowOperands.get(mm)!,
-        b: mm.src[1],
+        b: transposedB.get(mm) ?? mm.src[1],
+        bTransposed: transposedB.has(mm),
         offsets: mm.src[2],
       });
       continue;

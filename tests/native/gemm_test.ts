@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { GEMM_C } from "../../codegen/c/gemm.ts";
 
-const FLAGS = ["-O3", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno"];
+const FLAGS = ["-O3", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno", "-fno-trapping-math"];
 
 /** Exported wrappers around the static entry point, appended to GEMM_C. */
 const DRIVER = String.raw`

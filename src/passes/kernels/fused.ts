@@ -17,6 +17,7 @@ export function lowerFused(
     -1,
     ctx.label,
     local.checks,
+    { splitLastAxis: target.splitLastAxis },
   );
   kernel.out.slot = registerOut(local, k.root);
   const program = kernel.kind === "elementwise" ? target.elementwise(kernel) : target.row(kernel);

@@ -52,6 +52,7 @@ export function lowerGrouped(
     offsets,
     out,
     rowIndex,
+    transB: k.bTransposed,
     epilogue,
   });
   return [launch(ctx, program, mm.size, root)];
@@ -73,12 +74,13 @@ export function lowerWgrad(
     K,
     N: k.g.shape[1],
     E: k.offsets.shape[0] - 1,
-    rows: (root.arg as OpArgs["groupedWgrad"]).rows,
+    rows: (k.wgrad.arg as OpArgs["groupedWgrad"]).rows,
     a,
     g,
     offsets,
     out,
     rowIndex,
+    transOut: k.transposed,
   });
   return [launch(ctx, program, root.size, root)];
 }

@@ -24,6 +24,7 @@ import { fusionEnabled } from "../../backend.ts";
 import { compileShared, toolchain } from "./compiler.ts";
 import { stepSource } from "./step_source.ts";
 import { WORKER_THREAD_C } from "./worker_thread.ts";
+import { debugDump } from "../debug_dump.ts";
 
 /**
  * `mj_step` hands the step to the process's one native worker thread and waits for it
@@ -130,6 +131,9 @@ export function nativeBlasLoaded(): boolean | undefined {
   return loadedBlas.get(blasLibrary());
 }
 
+/** What an empty input's pointer points at (16 zero bytes; never written). */
+const EMPTY_INPUT = new Uint8Array(16);
+
 function cString(s: string): Uint8Array {
   return new TextEncoder().encode(s + "\0");
 }
@@ -179,7 +183,9 @@ export class NativeBackend implements Backend {
       checkNumerics: checked,
     });
     stats.stepsCompiled++;
-    const path = await compileShared(stepSource(prog, profile));
+    const source = stepSource(prog, profile);
+    if (envVar("MOEJIT_DEBUG")) debugDump(prog, stats.stepsCompiled, { ext: "c", source });
+    const path = await compileShared(source);
     const lib: StepLibrary = Deno.dlopen(path, profile ? PROFILE_SYMBOLS : SYMBOLS);
     const blas = blasLibrary();
     const init = lib.symbols.mj_init(cString(blas), cString(await workerThread()));
@@ -213,7 +219,9 @@ export class NativeBackend implements Backend {
         }
       });
       const table = new BigUint64Array(Math.max(1, arrays.length));
-      arrays.forEach((a, i) => (table[i] = pointerOf(a)));
+      // An empty input still points at readable memory: kernels evaluate both arms of a select,
+      // and a clamped index into an empty buffer reads its element 0 (discarded).
+      arrays.forEach((a, i) => (table[i] = pointerOf(a.byteLength ? a : EMPTY_INPUT)));
       if (step.times) {
         step.times.fill(0);
         await (step.lib as Deno.DynamicLibrary<typeof PROFILE_SYMBOLS>).symbols.mj_step(

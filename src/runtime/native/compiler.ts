@@ -22,7 +22,17 @@ export const NO_COMPILER_HELP =
   "no working C compiler was found (tried $CC, cc, gcc, clang). Install one for the native " +
   "backend (Debian/Ubuntu: `sudo apt-get install gcc`; macOS: `xcode-select --install`)";
 
-const BASE_FLAGS = ["-O3", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno", "-std=gnu11"];
+const BASE_FLAGS = [
+  "-O3",
+  "-fPIC",
+  "-shared",
+  "-fwrapv",
+  "-fno-math-errno",
+  // Floating-point exceptions are never read; without this GCC keeps a loop's float compares
+  // and selects as branches, and loops over them (exp, erf, clamps) do not vectorize.
+  "-fno-trapping-math",
+  "-std=gnu11",
+];
 const PROBE = `#include <math.h>
 #ifdef _OPENMP
 #include <omp.h>

@@ -34,15 +34,26 @@ static void mj_huge_pages(void* p, size_t bytes) {
 }
 `;
 
-/** Below this size an output gains nothing from huge pages (one 2 MiB page at most). */
+/** Below this size a buffer gains nothing from huge pages (one 2 MiB page at most). */
 const HUGE_PAGE_MIN_BYTES = 4 << 20;
 
+/**
+ * Advice for the large outputs (fresh every call) and, once per physical buffer, the large
+ * temporaries: those are allocated once and reused, but a step over tens of MiB of them misses
+ * the TLB less on 2 MiB pages. Advice given before a buffer's first write backs it with huge
+ * pages from the start; repeated advice is a cheap no-op.
+ */
 function hugePageAdvice(prog: StepProgram): string {
-  return prog.slots.map((s, i) =>
-    s.kind === "output" && s.bytes >= HUGE_PAGE_MIN_BYTES
-      ? `  mj_huge_pages(B[${i}], (size_t)${s.bytes}ULL);\n`
-      : ""
-  ).join("");
+  const advisedTemps = new Set<number>();
+  return prog.slots.map((s, i) => {
+    if (s.kind === "output" && s.bytes >= HUGE_PAGE_MIN_BYTES) {
+      return `  mj_huge_pages(B[${i}], (size_t)${s.bytes}ULL);\n`;
+    }
+    const bytes = prog.temps[s.index];
+    if (s.kind !== "temp" || advisedTemps.has(s.index) || bytes < HUGE_PAGE_MIN_BYTES) return "";
+    advisedTemps.add(s.index);
+    return `  mj_huge_pages(B[${i}], (size_t)${bytes}ULL);\n`;
+  }).join("");
 }
 
 /**
