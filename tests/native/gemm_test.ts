@@ -11,7 +11,19 @@
 import assert from "node:assert/strict";
 import { GEMM_C } from "../../codegen/c/gemm.ts";
 
-const FLAGS = ["-O3", "-fPIC", "-shared", "-fwrapv", "-fno-math-errno", "-fno-trapping-math"];
+/**
+ * The backend's flags, plus `-z nodelete` (as the backend links its steps): a library whose
+ * OpenMP threads outlive this test's worker must not be unmapped when Deno closes it.
+ */
+const FLAGS = [
+  "-O3",
+  "-fPIC",
+  "-shared",
+  "-fwrapv",
+  "-fno-math-errno",
+  "-fno-trapping-math",
+  "-Wl,-z,nodelete",
+];
 
 /** Exported wrappers around the static entry point, appended to GEMM_C. */
 const DRIVER = String.raw`
