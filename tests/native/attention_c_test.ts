@@ -10,6 +10,7 @@
  */
 import * as mj from "../../mod.ts";
 import { ATTENTION_C } from "../../codegen/c/attention.ts";
+import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
 import { prim } from "../../src/ops/prim.ts";
 import { assert, assertClose, randomArray } from "../helpers.ts";
 
@@ -18,17 +19,7 @@ import { assert, assertClose, randomArray } from "../helpers.ts";
  * OpenMP's workers still spin after a call has libgomp unmapped under them (Deno closes the
  * library at exit) and dies of SIGSEGV — the last test below.
  */
-const FLAGS = [
-  "-O3",
-  "-march=native",
-  "-fopenmp",
-  "-fPIC",
-  "-shared",
-  "-fwrapv",
-  "-fno-math-errno",
-  "-fno-trapping-math",
-  "-Wl,-z,nodelete",
-];
+const FLAGS = [...BASE_FLAGS, "-march=native", "-fopenmp", "-Wl,-z,nodelete"];
 
 /** Exported wrappers around the static kernels, plus a thread-count switch. */
 const DRIVER = `

@@ -10,20 +10,13 @@
  */
 import assert from "node:assert/strict";
 import { GEMM_C } from "../../codegen/c/gemm.ts";
+import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
 
 /**
  * The backend's flags, plus `-z nodelete` (as the backend links its steps): a library whose
  * OpenMP threads outlive this test's worker must not be unmapped when Deno closes it.
  */
-const FLAGS = [
-  "-O3",
-  "-fPIC",
-  "-shared",
-  "-fwrapv",
-  "-fno-math-errno",
-  "-fno-trapping-math",
-  "-Wl,-z,nodelete",
-];
+const FLAGS = [...BASE_FLAGS, "-Wl,-z,nodelete"];
 
 /** Exported wrappers around the static entry point, appended to GEMM_C. */
 const DRIVER = String.raw`

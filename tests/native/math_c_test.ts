@@ -6,17 +6,10 @@
  * vectorizes under the backend's flags (the reason they exist).
  */
 import assert from "node:assert/strict";
+import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
 import { MATH_C } from "../../codegen/c/math.ts";
 
-const FLAGS = [
-  "-O3",
-  "-march=native",
-  "-fPIC",
-  "-shared",
-  "-fwrapv",
-  "-fno-math-errno",
-  "-fno-trapping-math",
-];
+const FLAGS = [...BASE_FLAGS, "-march=native"];
 
 /**
  * Largest error in ulps of the float nearest the exact value, over every `stride`-th float

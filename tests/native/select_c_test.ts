@@ -6,18 +6,10 @@
  * and reports whether this compiler has the bug (the plain conditional form) for the record.
  */
 import assert from "node:assert/strict";
+import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
 import { PRELUDE_C } from "../../codegen/c/prelude.ts";
 
-const FLAGS = [
-  "-O3",
-  "-march=native",
-  "-fPIC",
-  "-shared",
-  "-fwrapv",
-  "-fno-math-errno",
-  "-fno-trapping-math",
-  "-std=gnu11",
-];
+const FLAGS = [...BASE_FLAGS, "-march=native"];
 
 const LENGTHS = [2, 3, 5, 6, 8, 12, 16, 17, 64];
 

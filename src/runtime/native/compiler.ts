@@ -22,7 +22,11 @@ export const NO_COMPILER_HELP =
   "no working C compiler was found (tried $CC, cc, gcc, clang). Install one for the native " +
   "backend (Debian/Ubuntu: `sudo apt-get install gcc`; macOS: `xcode-select --install`)";
 
-const BASE_FLAGS = [
+/**
+ * The flags every step is compiled with, before the probed -march=native / -fopenmp (tests that
+ * build C fragments on their own start from these too).
+ */
+export const BASE_FLAGS: readonly string[] = [
   "-O3",
   "-fPIC",
   "-shared",
@@ -33,6 +37,7 @@ const BASE_FLAGS = [
   "-fno-trapping-math",
   "-std=gnu11",
 ];
+
 const PROBE = `#include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
