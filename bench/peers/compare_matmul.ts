@@ -3,7 +3,8 @@
  * machine's speed drifts by tens of percent over minutes, so only interleaved ratios mean
  * something): moejit on WebGPU vs TensorFlow.js 4.22 (WebGPU) on the same adapter, moejit's native
  * backend with the system BLAS and with its own sgemm, and numpy / OpenBLAS on the CPU (Debian's
- * python3-numpy, as many threads as the machine has cores).
+ * python3-numpy, as many threads as the machine has cores) in a python3 process that times one
+ * product per round.
  *
  *   deno run -A bench/peers/compare_matmul.ts [--rounds 5]
  *
@@ -13,7 +14,7 @@
 import { parseArgs } from "node:util";
 import * as mj from "../../mod.ts";
 import { tfjs } from "./tfjs.ts";
-import { median, numpyMatmulGflops, table } from "./util.ts";
+import { median, numpyMatmulPeer, table } from "./util.ts";
 
 const { values } = parseArgs({
   options: {
@@ -81,6 +82,7 @@ for (const [M, K, N] of shapes) {
     };
     await systems.tfjs();
   }
+  const numpy = await numpyMatmulPeer(M, K, N);
   const times: Record<string, number[]> = {};
   for (let r = 0; r < rounds; r++) {
     for (const [name, f] of Object.entries(systems)) {
@@ -88,8 +90,11 @@ for (const [M, K, N] of shapes) {
       await f();
       (times[name] ??= []).push(performance.now() - t0);
     }
+    // numpy's own clock: the product alone, without the pipe's round trip.
+    if (numpy) (times.numpy ??= []).push(await numpy.run("matmul"));
   }
-  const np = numpyMatmulGflops(M, K, N);
+  await numpy?.close();
+  const np = times.numpy ? flop / median(times.numpy) / 1e6 : null;
   const g = (name: string) => (times[name] ? flop / median(times[name]) / 1e6 : NaN);
   const f1 = (v: number) => (Number.isNaN(v) ? "n/a" : v.toFixed(1));
   const rel = (v: number, to: number | null) =>

@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import * as mj from "../../mod.ts";
 import { type MoeShape, tfMoe } from "./moe_tfjs.ts";
-import { median, table } from "./util.ts";
+import { median, pythonPeer, table } from "./util.ts";
 import { moejitMoe } from "./moe_moejit.ts";
 
 const { values } = parseArgs({
@@ -43,65 +43,16 @@ console.log(
  * PyTorch's layer in a python3 process that runs one timed pass per request (moe_torch.py with
  * rounds = 0), so that its rounds alternate with moejit's; null without python3-torch.
  */
-async function torchPeer(
-  s: MoeShape,
-): Promise<
-  { fwd: () => Promise<number>; fwdBwd: () => Promise<number>; close: () => Promise<void> } | null
-> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("/usr/bin/python3", {
-      args: [
-        new URL("./moe_torch.py", import.meta.url).pathname,
-        ...[s.T, s.d, s.E, s.f, s.k, 0].map(String),
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-  } catch {
-    return null;
-  }
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
-    .getReader();
-  const writer = child.stdin.getWriter();
-  const next = async () => {
-    const r = await lines.read();
-    if (r.done) throw new Error("moe_torch.py stopped");
-    return r.value;
+async function torchPeer(s: MoeShape) {
+  const peer = await pythonPeer([
+    new URL("./moe_torch.py", import.meta.url).pathname,
+    ...[s.T, s.d, s.E, s.f, s.k, 0].map(String),
+  ]);
+  return peer && {
+    fwd: () => peer.run("fwd"),
+    fwdBwd: () => peer.run("fwdBwd"),
+    close: peer.close,
   };
-  try {
-    if (!(await next()).startsWith("ready")) return null;
-  } catch {
-    return null;
-  }
-  const run = async (pass: string) => {
-    await writer.write(new TextEncoder().encode(pass + "\n"));
-    return Number(await next());
-  };
-  return {
-    fwd: () => run("fwd"),
-    fwdBwd: () => run("fwdBwd"),
-    close: async () => {
-      await writer.close();
-      await child.status;
-    },
-  };
-}
-
-/** Splits a text stream into lines. */
-function lineSplitter(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, out) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      parts.forEach((p) => out.enqueue(p));
-    },
-    flush(out) {
-      if (rest) out.enqueue(rest);
-    },
-  });
 }
 
 const rows: string[][] = [];

@@ -13,29 +13,81 @@ export function table(head: string[], rows: string[][]): string {
   return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...rows.map(line)].join("\n");
 }
 
-/** numpy/OpenBLAS sgemm GFLOP/s for M×K·K×N (median of 5), or null without python3-numpy. */
-export function numpyMatmulGflops(M: number, K: number, N: number): number | null {
-  const code = `
-import time, numpy as np
-a = np.random.rand(${M}, ${K}).astype(np.float32); b = np.random.rand(${K}, ${N}).astype(np.float32)
-a @ b
-ts = []
-for _ in range(5):
-    t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
-ts.sort(); print(2 * ${M} * ${K} * ${N} / ts[2] / 1e9)
-`;
+/**
+ * A python3 process that times one call per request, so that a peer's rounds alternate with
+ * moejit's (a burst of load from elsewhere then falls on both): `args` start a script that
+ * prints "ready" after warming up, then answers each stdin line (a pass name) with that pass's
+ * milliseconds. null when python3 or the script's imports are missing.
+ */
+export async function pythonPeer(
+  args: string[],
+): Promise<{ run: (pass: string) => Promise<number>; close: () => Promise<void> } | null> {
+  let child: Deno.ChildProcess;
   try {
-    const out = new Deno.Command("/usr/bin/python3", {
-      args: ["-c", code],
+    child = new Deno.Command("/usr/bin/python3", {
+      args,
+      stdin: "piped",
       stdout: "piped",
       stderr: "null",
-    })
-      .outputSync();
-    if (!out.success) return null;
-    return Number(new TextDecoder().decode(out.stdout).trim());
+    }).spawn();
   } catch {
     return null;
   }
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
+    .getReader();
+  const writer = child.stdin.getWriter();
+  const next = async () => {
+    const r = await lines.read();
+    if (r.done) throw new Error(`${args[0]} stopped`);
+    return r.value;
+  };
+  try {
+    if (!(await next()).startsWith("ready")) return null;
+  } catch {
+    return null;
+  }
+  return {
+    run: async (pass: string) => {
+      await writer.write(new TextEncoder().encode(pass + "\n"));
+      return Number(await next());
+    },
+    close: async () => {
+      await writer.close();
+      await child.status;
+    },
+  };
+}
+
+/** Splits a text stream into lines. */
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, out) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      parts.forEach((p) => out.enqueue(p));
+    },
+    flush(out) {
+      if (rest) out.enqueue(rest);
+    },
+  });
+}
+
+/**
+ * numpy/OpenBLAS sgemm of M×K·K×N in a python3 process, one timed product per request
+ * (pythonPeer); null without python3-numpy.
+ */
+export function numpyMatmulPeer(M: number, K: number, N: number) {
+  const code = `
+import sys, time, numpy as np
+a = np.random.rand(${M}, ${K}).astype(np.float32); b = np.random.rand(${K}, ${N}).astype(np.float32)
+a @ b; a @ b
+print("ready", flush=True)
+for line in sys.stdin:
+    t = time.perf_counter(); a @ b; ms = (time.perf_counter() - t) * 1000
+    print(ms, flush=True)
+`;
+  return pythonPeer(["-c", code]);
 }
 
 /**
