@@ -11,6 +11,7 @@
 import * as mj from "../../mod.ts";
 import { ATTENTION_C } from "../../codegen/c/attention.ts";
 import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
+import { ON_WORKER_C } from "./on_worker.ts";
 import { prim } from "../../src/ops/prim.ts";
 import { assert, assertClose, randomArray } from "../helpers.ts";
 
@@ -21,32 +22,64 @@ import { assert, assertClose, randomArray } from "../helpers.ts";
  */
 const FLAGS = [...BASE_FLAGS, "-march=native", "-fopenmp", "-Wl,-z,nodelete"];
 
-/** Exported wrappers around the static kernels, plus a thread-count switch. */
-const DRIVER = `
+/**
+ * Exported wrappers around the static kernels, plus a thread-count switch; the kernels run on one
+ * long-lived native thread, as the backend runs them (tests/native/on_worker.ts).
+ */
+const DRIVER = ON_WORKER_C + `
+struct test_args {
+  int kind, batch, S, Sk, Dh, causal, threads;
+  float scale;
+  const float *q, *k, *v, *dO, *lse, *delta;
+  float* out;
+};
+static void test_body(void* p) {
+  struct test_args* a = (struct test_args*)p;
+  switch (a->kind) {
+    case 0:
+      mj_attention_fwd(a->batch, a->S, a->Sk, a->Dh, a->causal, a->scale, a->q, a->k, a->v, a->out);
+      break;
+    case 1:
+      mj_attention_bwd_q(a->batch, a->S, a->Sk, a->Dh, a->causal, a->scale, a->q, a->k, a->v,
+                         a->dO, a->lse, a->delta, a->out);
+      break;
+    case 2:
+      mj_attention_bwd_kv(a->batch, a->S, a->Sk, a->Dh, a->causal, a->scale, a->q, a->k, a->v,
+                          a->dO, a->lse, a->delta, a->out);
+      break;
+    default:
+#ifdef _OPENMP
+      omp_set_num_threads(a->threads);
+      a->threads = omp_get_max_threads();
+#else
+      a->threads = 1;
+#endif
+  }
+}
 void test_fwd(int batch, int S, int Sk, int Dh, int causal, float scale, const float* q,
               const float* k, const float* v, float* out) {
-  mj_attention_fwd(batch, S, Sk, Dh, causal, scale, q, k, v, out);
+  struct test_args a = {0, batch, S, Sk, Dh, causal, 0, scale, q, k, v, 0, 0, 0, out};
+  mj_on_worker(test_body, &a);
 }
 void test_bwd_q(int batch, int S, int Sk, int Dh, int causal, float scale, const float* q,
                 const float* k, const float* v, const float* dO, const float* lse,
                 const float* delta, float* dq) {
-  mj_attention_bwd_q(batch, S, Sk, Dh, causal, scale, q, k, v, dO, lse, delta, dq);
+  struct test_args a = {1, batch, S, Sk, Dh, causal, 0, scale, q, k, v, dO, lse, delta, dq};
+  mj_on_worker(test_body, &a);
 }
 void test_bwd_kv(int batch, int S, int Sk, int Dh, int causal, float scale, const float* q,
                  const float* k, const float* v, const float* dO, const float* lse,
                  const float* delta, float* dkv) {
-  mj_attention_bwd_kv(batch, S, Sk, Dh, causal, scale, q, k, v, dO, lse, delta, dkv);
+  struct test_args a = {2, batch, S, Sk, Dh, causal, 0, scale, q, k, v, dO, lse, delta, dkv};
+  mj_on_worker(test_body, &a);
 }
 void test_exp(const float* x, float* y, int n) {
   for (int i = 0; i < n; i++) y[i] = mj_expf(x[i]);
 }
 int test_threads(int n) {
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
+  struct test_args a = {3, 0, 0, 0, 0, 0, n, 0.0f, 0, 0, 0, 0, 0, 0, 0};
+  mj_on_worker(test_body, &a);
+  return a.threads;
 }
 `;
 

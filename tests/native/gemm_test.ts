@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { GEMM_C } from "../../codegen/c/gemm.ts";
 import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
+import { ON_WORKER_C } from "./on_worker.ts";
 
 /**
  * The backend's flags, plus `-z nodelete` (as the backend links its steps): a library whose
@@ -18,31 +19,56 @@ import { BASE_FLAGS } from "../../src/runtime/native/compiler.ts";
  */
 const FLAGS = [...BASE_FLAGS, "-Wl,-z,nodelete"];
 
-/** Exported wrappers around the static entry point, appended to GEMM_C. */
-const DRIVER = String.raw`
+/**
+ * Exported wrappers around the static entry point, appended to GEMM_C; the products run on one
+ * long-lived native thread, as the backend runs them (tests/native/on_worker.ts).
+ */
+const DRIVER = ON_WORKER_C + String.raw`
+struct mj_test_args {
+  int threads, count, transA, transB, M, N, K;
+  const float* A;
+  int lda, aStride;
+  const float* B;
+  int ldb, bStride;
+  float* C;
+  int ldc, cStride, accumulate;
+};
+
+static void mj_test_sgemm_body(void* p) {
+  const struct mj_test_args* a = (const struct mj_test_args*)p;
+#ifdef _OPENMP
+  omp_set_num_threads(a->threads);
+#endif
+  mj_sgemm(a->transA, a->transB, a->M, a->N, a->K, a->A, a->lda, a->B, a->ldb, a->C, a->ldc,
+           a->accumulate);
+}
+
 void mj_test_sgemm(int threads, int transA, int transB, int M, int N, int K, const float* A,
                    int lda, const float* B, int ldb, float* C, int ldc, int accumulate) {
-#ifdef _OPENMP
-  omp_set_num_threads(threads);
-#else
-  (void)threads;
-#endif
-  mj_sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  struct mj_test_args a = {threads, 1, transA, transB, M, N, K, A, lda, 0, B, ldb, 0, C, ldc, 0,
+                           accumulate};
+  mj_on_worker(mj_test_sgemm_body, &a);
 }
 
 /* count products (A + e*aStride) . (B + e*bStride) -> C + e*cStride, called from inside one
  * parallel region the way the backend runs experts side by side. */
+static void mj_test_sgemm_nested_body(void* p) {
+  const struct mj_test_args* a = (const struct mj_test_args*)p;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(a->threads) schedule(dynamic)
+#endif
+  for (int e = 0; e < a->count; e++)
+    mj_sgemm(a->transA, a->transB, a->M, a->N, a->K, a->A + (intptr_t)e * a->aStride, a->lda,
+             a->B + (intptr_t)e * a->bStride, a->ldb, a->C + (intptr_t)e * a->cStride, a->ldc,
+             a->accumulate);
+}
+
 void mj_test_sgemm_nested(int threads, int count, int transA, int transB, int M, int N, int K,
                           const float* A, int lda, int aStride, const float* B, int ldb,
                           int bStride, float* C, int ldc, int cStride, int accumulate) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
-#else
-  (void)threads;
-#endif
-  for (int e = 0; e < count; e++)
-    mj_sgemm(transA, transB, M, N, K, A + (intptr_t)e * aStride, lda, B + (intptr_t)e * bStride,
-             ldb, C + (intptr_t)e * cStride, ldc, accumulate);
+  struct mj_test_args a = {threads, count, transA, transB, M, N, K, A, lda, aStride, B, ldb,
+                           bStride, C, ldc, cStride, accumulate};
+  mj_on_worker(mj_test_sgemm_nested_body, &a);
 }
 
 int mj_test_config(int which) {

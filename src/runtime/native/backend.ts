@@ -131,6 +131,34 @@ export function nativeBlasLoaded(): boolean | undefined {
   return loadedBlas.get(blasLibrary());
 }
 
+/**
+ * MOEJIT_NATIVE_GUARD=1: every output and temporary gets GUARD_BYTES of a known pattern past its
+ * end, checked after each step, so that a kernel writing out of bounds is an error naming the
+ * buffer instead of silent heap corruption (a debugging switch; it costs a scan per step).
+ */
+const GUARD_BYTES = 256;
+const GUARD_BYTE = 0xa5;
+
+function guarded(): boolean {
+  return envVar("MOEJIT_NATIVE_GUARD") === "1";
+}
+
+/** A zeroed array of `n` elements of `dtype` with a guard pattern after it (see GUARD_BYTES). */
+function allocGuarded(dtype: DType, n: number): TypedArray {
+  const proto = allocHost(dtype, 0);
+  const bytes = n * proto.BYTES_PER_ELEMENT;
+  const raw = new Uint8Array(bytes + GUARD_BYTES);
+  raw.fill(GUARD_BYTE, bytes);
+  const Ctor = proto.constructor as new (b: ArrayBuffer, o: number, n: number) => TypedArray;
+  return new Ctor(raw.buffer, 0, n);
+}
+
+/** Whether the guard after `a` (allocated by allocGuarded) is intact. */
+function guardIntact(a: ArrayBufferView): boolean {
+  const tail = new Uint8Array(a.buffer, a.byteOffset + a.byteLength, GUARD_BYTES);
+  return tail.every((b) => b === GUARD_BYTE);
+}
+
 /** What an empty input's pointer points at (16 zero bytes; never written). */
 const EMPTY_INPUT = new Uint8Array(16);
 
@@ -195,7 +223,9 @@ export class NativeBackend implements Backend {
       prog,
       lib,
       times: profile ? new Float64Array(Math.max(1, prog.launches.length)) : null,
-      temps: prog.temps.map((bytes) => new Uint8Array(bytes)),
+      temps: prog.temps.map((bytes) =>
+        guarded() ? allocGuarded("bool", bytes) as Uint8Array : new Uint8Array(bytes)
+      ),
       errors: new Uint32Array(Math.max(1, prog.errorBytes / 4)),
       queue: Promise.resolve(),
     };
@@ -213,7 +243,8 @@ export class NativeBackend implements Backend {
           arrays[i] = hostLayout(inputs[s.index].host!, inputs[s.index].dtype);
         } else if (s.kind === "temp") arrays[i] = step.temps[s.index];
         else {
-          const a = allocHost(s.node.dtype, Math.max(1, s.node.size));
+          const n = Math.max(1, s.node.size);
+          const a = guarded() ? allocGuarded(s.node.dtype, n) : allocHost(s.node.dtype, n);
           outputs.set(i, a);
           arrays[i] = a;
         }
@@ -235,6 +266,19 @@ export class NativeBackend implements Backend {
           table,
           step.errors,
         );
+      }
+      if (guarded()) {
+        prog.slots.forEach((s, i) => {
+          if (s.kind !== "input" && !guardIntact(arrays[i])) {
+            const writers = prog.launches.filter((l) => l.slots.includes(i)).map((l) =>
+              l.program.label
+            );
+            throw new Error(
+              `native backend: a kernel wrote past the end of ${s.kind} slot ${i} (${s.label}, ` +
+                `${arrays[i].byteLength} bytes); kernels bound to it: ${writers.join("; ")}`,
+            );
+          }
+        });
       }
       stats.kernelsDispatched += prog.launches.length;
       stats.submits++;
