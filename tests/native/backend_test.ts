@@ -99,3 +99,29 @@ Deno.test(
     assert.deepEqual([...await mj.tensor([1, -1, 0]).gt(0).data()], [1, 0, 0]);
   },
 );
+
+Deno.test(
+  {
+    name:
+      "native: MOEJIT_NATIVE_GUARD=1 runs a MoE layer's forward and backward with every output and temporary guarded, the same bits as without",
+    ignore,
+  },
+  async () => {
+    const program = `
+      import * as mj from "${MOD}";
+      const x = mj.randn([64, 16], { seed: 1 });
+      const p = {
+        router: mj.randn([4, 16], { seed: 2 }),
+        up: mj.randn([4, 32, 16], { seed: 3 }).mul(0.2),
+        down: mj.randn([4, 16, 32], { seed: 4 }).mul(0.2),
+      };
+      const [y, [g]] = mj.valueAndGrad((p) => mj.moe.layer(x, p, { topK: 2 }).y.square().sum())(p);
+      const out = [await y.data(), await g.router.data(), await g.up.data(), await g.down.data()];
+      console.log(JSON.stringify(out.map((a) => Array.from(a))));`;
+    const plain = await runIn({}, program);
+    const guarded = await runIn({ MOEJIT_NATIVE_GUARD: "1" }, program);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(guarded.code, 0, guarded.stderr);
+    assert.equal(guarded.stdout, plain.stdout);
+  },
+);
