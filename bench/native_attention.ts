@@ -20,7 +20,7 @@ import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import * as mj from "../mod.ts";
 import { ATTENTION_C } from "../codegen/c/attention.ts";
-import { median, table } from "./peers/util.ts";
+import { lineSplitter, median, table } from "./peers/util.ts";
 
 const { values } = parseArgs({
   options: {
@@ -246,17 +246,6 @@ class Torch {
     await this.#writer.close();
     await this.#proc.status;
   }
-}
-
-function lineSplitter(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, out) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      for (const p of parts) if (p.trim()) out.enqueue(p);
-    },
-  });
 }
 
 let torch: Torch | null = null;

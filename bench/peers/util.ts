@@ -58,17 +58,17 @@ export async function pythonPeer(
   };
 }
 
-/** Splits a text stream into lines. */
-function lineSplitter(): TransformStream<string, string> {
+/** Splits a text stream into its non-blank lines. */
+export function lineSplitter(): TransformStream<string, string> {
   let rest = "";
   return new TransformStream({
     transform(chunk, out) {
       const parts = (rest + chunk).split("\n");
       rest = parts.pop()!;
-      parts.forEach((p) => out.enqueue(p));
+      for (const p of parts) if (p.trim()) out.enqueue(p);
     },
     flush(out) {
-      if (rest) out.enqueue(rest);
+      if (rest.trim()) out.enqueue(rest);
     },
   });
 }

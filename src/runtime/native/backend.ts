@@ -78,6 +78,8 @@ interface NativeStep {
   errors: Uint32Array;
   /** Runs of one step are serialized (they share temporaries). */
   queue: Promise<unknown>;
+  /** Buffers carry checked guards (MOEJIT_NATIVE_GUARD=1 when the step was built). */
+  guard: boolean;
 }
 
 interface NativePrepared extends Prepared {
@@ -219,15 +221,17 @@ export class NativeBackend implements Backend {
     const init = lib.symbols.mj_init(cString(blas), cString(await workerThread()));
     loadedBlas.set(blas, (init & 1) === 1);
     if (!(init & 2)) throw new Error("internal: the native worker thread did not load");
+    const guard = guarded();
     return {
       prog,
       lib,
       times: profile ? new Float64Array(Math.max(1, prog.launches.length)) : null,
       temps: prog.temps.map((bytes) =>
-        guarded() ? allocGuarded("bool", bytes) as Uint8Array : new Uint8Array(bytes)
+        guard ? allocGuarded("bool", bytes) as Uint8Array : new Uint8Array(bytes)
       ),
       errors: new Uint32Array(Math.max(1, prog.errorBytes / 4)),
       queue: Promise.resolve(),
+      guard,
     };
   }
 
@@ -244,7 +248,7 @@ export class NativeBackend implements Backend {
         } else if (s.kind === "temp") arrays[i] = step.temps[s.index];
         else {
           const n = Math.max(1, s.node.size);
-          const a = guarded() ? allocGuarded(s.node.dtype, n) : allocHost(s.node.dtype, n);
+          const a = step.guard ? allocGuarded(s.node.dtype, n) : allocHost(s.node.dtype, n);
           outputs.set(i, a);
           arrays[i] = a;
         }
@@ -267,7 +271,7 @@ export class NativeBackend implements Backend {
           step.errors,
         );
       }
-      if (guarded()) {
+      if (step.guard) {
         prog.slots.forEach((s, i) => {
           if (s.kind !== "input" && !guardIntact(arrays[i])) {
             const writers = prog.launches.filter((l) => l.slots.includes(i)).map((l) =>
