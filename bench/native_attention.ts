@@ -20,7 +20,7 @@ import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import * as mj from "../mod.ts";
 import { ATTENTION_C } from "../codegen/c/attention.ts";
-import { lineSplitter, median, table } from "./peers/util.ts";
+import { median, pythonPeer, table } from "./peers/util.ts";
 
 const { values } = parseArgs({
   options: {
@@ -180,8 +180,7 @@ const TORCH = `
 import json, math, sys, time, torch
 torch.set_num_threads(${threads})
 blas = sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower()})
-print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas}),
-      flush=True)
+info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas}
 shapes = json.loads(sys.argv[1])
 state = []
 for s in shapes:
@@ -209,55 +208,26 @@ def times(f, n):
     for _ in range(n):
         t = time.perf_counter(); f(); ts.append((time.perf_counter() - t) * 1e3)
     return ts, (time.process_time() - c) * 1e3 / n
+print("ready", json.dumps(info), flush=True)
 for line in sys.stdin:
     f, b, n = state[int(line)]
     (fw, fc), (bw, bc) = times(f, n), times(b, n)
     print(json.dumps({"fwd": fw, "fwdBwd": bw, "fwdCpu": fc, "fwdBwdCpu": bc}), flush=True)
 `;
 
-class Torch {
-  #proc: Deno.ChildProcess;
-  #lines: AsyncIterator<string>;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  constructor() {
-    const env = { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
-    this.#proc = new Deno.Command("/usr/bin/python3", {
-      args: ["-c", TORCH, JSON.stringify(SHAPES)],
-      env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.#lines = this.#proc.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-      lineSplitter(),
-    )[Symbol.asyncIterator]();
-    this.#writer = this.#proc.stdin.getWriter();
-  }
-  async next(): Promise<Record<string, unknown>> {
-    const r = await this.#lines.next();
-    if (r.done) throw new Error("PyTorch exited");
-    return JSON.parse(r.value);
-  }
-  async run(i: number): Promise<Timing> {
-    await this.#writer.write(new TextEncoder().encode(`${i}\n`));
-    return await this.next() as unknown as Timing;
-  }
-  async close() {
-    await this.#writer.close();
-    await this.#proc.status;
-  }
+/** PyTorch's attention, one JSON line of timings per request (the shape's index). */
+async function torchPeer() {
+  const env = { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+  const peer = await pythonPeer(["-c", TORCH, JSON.stringify(SHAPES)], env);
+  return peer && {
+    info: peer.info,
+    run: async (i: number) => JSON.parse(await peer.request(String(i))) as Timing,
+    close: peer.close,
+  };
 }
 
-let torch: Torch | null = null;
-if (!values["no-torch"]) {
-  try {
-    torch = new Torch();
-    console.log(`PyTorch: ${JSON.stringify(await torch.next())}`);
-  } catch (e) {
-    console.log(`PyTorch: not available (${(e as Error).message})`);
-    torch = null;
-  }
-}
+const torch = values["no-torch"] ? null : await torchPeer();
+console.log(`PyTorch: ${torch ? torch.info : "not available"}`);
 
 // ---- moejit on WebGPU --------------------------------------------------------------------------
 

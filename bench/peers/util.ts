@@ -13,22 +13,42 @@ export function table(head: string[], rows: string[][]): string {
   return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...rows.map(line)].join("\n");
 }
 
+/** A long-lived python3 peer process (pythonPeer). */
+export interface PythonPeer {
+  /** What followed "ready" on the script's first line (e.g. its versions as JSON), trimmed. */
+  readonly info: string;
+  /** Sends one request line and resolves to the script's one-line answer. */
+  request(line: string): Promise<string>;
+  /** `request` for scripts that answer with a number of milliseconds. */
+  run(pass: string): Promise<number>;
+  close(): Promise<void>;
+}
+
 /**
  * A python3 process that times one call per request, so that a peer's rounds alternate with
  * moejit's (a burst of load from elsewhere then falls on both): `args` start a script that
- * prints "ready" after warming up, then answers each stdin line (a pass name) with that pass's
- * milliseconds. null when python3 or the script's imports are missing.
+ * prints "ready" (optionally followed by what it is, e.g. versions as JSON) after warming up,
+ * then answers each stdin line with one line (`run`: that pass's milliseconds). null when
+ * python3 or the script's imports are missing; the script's stderr goes to ours.
+ *
+ * @example
+ * ```ts
+ * const peer = await pythonPeer(["-c", 'import sys\nprint("ready")\nfor l in sys.stdin: print(1.5, flush=True)']);
+ * if (peer) console.log(await peer.run("fwd"), await peer.close());
+ * ```
  */
 export async function pythonPeer(
   args: string[],
-): Promise<{ run: (pass: string) => Promise<number>; close: () => Promise<void> } | null> {
+  env: Record<string, string> = {},
+): Promise<PythonPeer | null> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command("/usr/bin/python3", {
       args,
+      env,
       stdin: "piped",
       stdout: "piped",
-      stderr: "null",
+      stderr: "inherit",
     }).spawn();
   } catch {
     return null;
@@ -41,16 +61,26 @@ export async function pythonPeer(
     if (r.done) throw new Error(`${args[0]} stopped`);
     return r.value;
   };
+  let first: string;
   try {
-    if (!(await next()).startsWith("ready")) return null;
+    first = await next();
   } catch {
+    await child.status;
     return null;
   }
+  if (!first.startsWith("ready")) {
+    child.kill();
+    await child.status;
+    return null;
+  }
+  const request = async (line: string) => {
+    await writer.write(new TextEncoder().encode(line + "\n"));
+    return await next();
+  };
   return {
-    run: async (pass: string) => {
-      await writer.write(new TextEncoder().encode(pass + "\n"));
-      return Number(await next());
-    },
+    info: first.slice("ready".length).trim(),
+    request,
+    run: async (pass: string) => Number(await request(pass)),
     close: async () => {
       await writer.close();
       await child.status;
