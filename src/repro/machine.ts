@@ -1,6 +1,6 @@
 /**
  * The machine a report was made on — CPU model, logical cores, memory, OS, Deno — and the
- * repository's commit, so that figures can be read against where they came from.
+ * commit of moejit's checkout, so that figures can be read against where they came from.
  */
 
 export interface Machine {
@@ -10,7 +10,7 @@ export interface Machine {
   memoryGiB: number;
   os: string;
   deno: string;
-  /** The git commit of the working tree ("unknown" outside a repository). */
+  /** The git commit of moejit's checkout ("unknown" outside a git checkout). */
   commit: string;
   /** True when tracked files differ from that commit. */
   dirty: boolean;
@@ -25,9 +25,18 @@ async function cpuModel(): Promise<string> {
   return `unknown ${Deno.build.arch} CPU`;
 }
 
+/** The directory of moejit's own checkout (the code that runs), or null when not from files. */
+function sourceDir(): string | null {
+  const url = new URL("../..", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : null;
+}
+
 async function git(args: string[]): Promise<string | null> {
+  const cwd = sourceDir();
+  if (cwd === null) return null;
   try {
-    const r = await new Deno.Command("git", { args, stdout: "piped", stderr: "null" }).output();
+    const r = await new Deno.Command("git", { args, cwd, stdout: "piped", stderr: "null" })
+      .output();
     return r.success ? new TextDecoder().decode(r.stdout).trim() : null;
   } catch {
     return null;
@@ -35,7 +44,23 @@ async function git(args: string[]): Promise<string | null> {
 }
 
 /**
- * Describes this machine and the repository's state.
+ * The git commit of the moejit checkout this code runs from, with "+changes" appended when
+ * tracked files differ from it; null outside a git checkout (e.g. imported from a URL).
+ *
+ * @example
+ * ```ts
+ * const c = await sourceCommit(); // "1a2b3c4d…" or "1a2b3c4d…+changes"
+ * ```
+ */
+export async function sourceCommit(): Promise<string | null> {
+  const commit = await git(["rev-parse", "HEAD"]);
+  if (!commit) return null;
+  const status = await git(["status", "--porcelain", "--untracked-files=no"]);
+  return status ? `${commit}+changes` : commit;
+}
+
+/**
+ * Describes this machine and the state of the moejit checkout it runs from.
  *
  * @example
  * ```ts
@@ -43,8 +68,7 @@ async function git(args: string[]): Promise<string | null> {
  * ```
  */
 export async function describeMachine(): Promise<Machine> {
-  const commit = await git(["rev-parse", "HEAD"]);
-  const status = commit ? await git(["status", "--porcelain", "--untracked-files=no"]) : null;
+  const commit = await sourceCommit();
   let memoryGiB = NaN;
   try {
     memoryGiB = Deno.systemMemoryInfo().total / 2 ** 30;
@@ -55,7 +79,7 @@ export async function describeMachine(): Promise<Machine> {
     memoryGiB: Math.round(memoryGiB * 10) / 10,
     os: `${Deno.build.os} ${Deno.osRelease()} (${Deno.build.arch})`,
     deno: Deno.version.deno,
-    commit: commit ?? "unknown",
-    dirty: !!status,
+    commit: commit?.replace("+changes", "") ?? "unknown",
+    dirty: !!commit?.endsWith("+changes"),
   };
 }

@@ -224,6 +224,24 @@ export interface ReportFiles {
   svgs: string[];
 }
 
+/** The report's commit and, where they differ from it, the commits the runs were made at. */
+function commitLine(m: Machine, results: readonly RunResult[]): string {
+  const short = (c: string) =>
+    `\`${c.replace("+changes", "").slice(0, 12)}\`${
+      c.endsWith("+changes") ? " with uncommitted changes" : ""
+    }`;
+  const here = m.commit + (m.dirty ? "+changes" : "");
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.commit ?? "", (counts.get(r.commit ?? "") ?? 0) + 1);
+  let line = `report written at ${short(here)}`;
+  if (counts.size === 1 && counts.has(here)) return `${short(here)} (the report and every run)`;
+  const made = [...counts].filter(([c]) => c).map(([c, n]) => `${short(c)} (${n})`);
+  const unknown = counts.get("") ?? 0;
+  if (made.length) line += `; runs made at ${made.join(", ")}`;
+  if (unknown) line += `; ${unknown} run${unknown === 1 ? "" : "s"} did not record theirs`;
+  return line;
+}
+
 /**
  * Writes `README.md`, `results.json` and the charts into `dir`.
  *
@@ -253,7 +271,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
     "",
     `- **Machine**: ${m.cpu}, ${m.cores} logical cores, ${m.memoryGiB} GiB; ${m.os}; Deno ${m.deno}.`,
     `- **Backend**: ${backends.join(", ") || "–"}.`,
-    `- **Commit**: \`${m.commit.slice(0, 12)}\`${m.dirty ? " with uncommitted changes" : ""}.`,
+    `- **Commit**: ${commitLine(m, results)}.`,
     `- **Runs**: ${results.length} finished${
       input.failed.length ? `, ${input.failed.length} failed` : ""
     }; seeds ${

@@ -21,6 +21,7 @@ import { TrainInterrupted } from "../train/interrupt.ts";
 import { trainingFlopsPerToken } from "./compute.ts";
 import { checkpointDir, readWall, runDir, trainDir, writeResult, writeWall } from "./layout.ts";
 import { acquireLock, releaseLock } from "./lock.ts";
+import { sourceCommit } from "./machine.ts";
 import { RunInterrupted } from "./interrupted.ts";
 import type { CurveRecord, RunResult, RunSpec, StepRecord } from "./suite.ts";
 
@@ -262,6 +263,8 @@ async function runLocked(spec: RunSpec, o: RunOneOptions): Promise<RunResult> {
     adapter: o.adapter ?? null,
     load: [load0, Deno.loadavg()[0]],
   };
+  const commit = await sourceCommit();
+  if (commit) result.commit = commit;
   await writeResult(o.suiteDir, result);
   return result;
 }

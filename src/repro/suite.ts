@@ -127,6 +127,11 @@ export interface RunResult {
   adapter: string | null;
   /** The 1-minute load average when the run's last session started and ended. */
   load: [number, number];
+  /**
+   * The moejit commit the run's last session ran ("…+changes" with uncommitted changes); absent
+   * in results written before it was recorded, or outside a git checkout.
+   */
+  commit?: string;
 }
 
 /** An arm of a comparison. */

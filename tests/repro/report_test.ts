@@ -180,6 +180,37 @@ Deno.test("writeReport: a seed only one arm finished is left out of the pairing"
   assert.match(md, /\| -1\.00 \| -1\.00 \| one seed, no interval: the direction held \|/);
 });
 
+Deno.test("writeReport: the commit line names the commits the runs were made at", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
+  const commitLine = async (commits: (string | undefined)[]) => {
+    const results = commits.map((commit, s) => ({
+      ...fakeResult(fakeSpec("g", "a", s), 10),
+      ...(commit ? { commit } : {}),
+    }));
+    const files = await writeReport(dir, {
+      suite: tiny,
+      scale: tiny.scale,
+      seeds: commits.map((_, s) => s),
+      quick: false,
+      results,
+      failed: [],
+      machine,
+      command: "x",
+    });
+    return (await Deno.readTextFile(files.markdown)).match(/\*\*Commit\*\*: (.*)\n/)![1];
+  };
+  const here = machine.commit;
+  assert.equal(await commitLine([here, here]), "`0123456789ab` (the report and every run).");
+  assert.equal(
+    await commitLine([here, "fedcba9876543210+changes", undefined]),
+    "report written at `0123456789ab`; runs made at `0123456789ab` (1), `fedcba987654` with uncommitted changes (1); 1 run did not record theirs.",
+  );
+  assert.equal(
+    await commitLine([undefined, undefined]),
+    "report written at `0123456789ab`; 2 runs did not record theirs.",
+  );
+});
+
 Deno.test("chartSeries: mean and band over seeds, or each seed's difference from the baseline's run", () => {
   const a = [10, 11, 12], b = [9.7, 10.5, 11.6];
   const results: RunResult[] = [0, 1, 2].flatMap((s) => [

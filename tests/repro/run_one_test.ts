@@ -8,6 +8,7 @@ import * as mj from "../../mod.ts";
 import { assert } from "../helpers.ts";
 import { probeRun, runOne } from "../../src/repro/run_one.ts";
 import { RunInterrupted } from "../../src/repro/interrupted.ts";
+import { sourceCommit } from "../../src/repro/machine.ts";
 import { checkpointDir, readResult, readWall, writeSpec } from "../../src/repro/layout.ts";
 import type { RunSpec, TrainSpec } from "../../src/repro/suite.ts";
 
@@ -58,6 +59,7 @@ Deno.test("runOne: a run stopped at step 3 resumes to the uninterrupted run's re
   assert.ok(a.maxVioGlobal! >= 0 && a.maxVioGlobalByLayer!.length === 1);
   assert.deepEqual([a.tokens, a.sessions, a.backend, a.adapter], [192, 1, "cpu", null]);
   assert.ok(a.stepSeconds > 0 && a.flopsPerToken > 0 && a.params.total > a.params.active);
+  assert.equal(a.commit, (await sourceCommit()) ?? undefined, "the commit the run was made at");
   assert.deepEqual(await readResult(whole, s.id), a);
 
   const split = await Deno.makeTempDir({ prefix: "moejit-run-one-" });
