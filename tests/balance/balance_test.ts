@@ -317,6 +317,7 @@ async function checkBip(
   iters: number,
   score: "softmax" | "sigmoid",
   cap: mj.balance.BipOptions["cap"],
+  start: mj.balance.BipOptions["start"] = undefined,
 ) {
   const N = 6, k = 2, steps = 3;
   const s = setup(T, N, 3, 40 + iters);
@@ -329,11 +330,18 @@ async function checkBip(
   let q = new Array(N).fill(0);
   const ref: ReturnType<typeof bipRef>[] = [];
   for (let st = 0; st < steps; st++) {
-    const r = bipRef(sc, q, k, iters, capN);
+    // "zero": every step from q = 0, whatever the last step left.
+    const r = bipRef(sc, start === "zero" ? q.map(() => 0) : q, k, iters, capN);
     ref.push(r);
     q = r.q;
   }
-  const balance = [mj.balance.bip({ iters, ...(cap !== undefined ? { cap } : {}) })];
+  const balance = [
+    mj.balance.bip({
+      iters,
+      ...(cap !== undefined ? { cap } : {}),
+      ...(start !== undefined ? { start } : {}),
+    }),
+  ];
   // Float64 interpreter: the formulas exactly (ties broken the same way).
   if (b === "cpu") {
     const { x, params } = layerFor(s, true);
@@ -373,7 +381,13 @@ async function checkBip(
  * The native backend runs a representative subset of the BIP variants (iteration counts and caps
  * are constants of the graph, so each variant compiles its own C): two of each table.
  */
-const NATIVE_BIP = ["T=4 softmax", "T=20 sigmoid", "cap=3 softmax", "cap=floor sigmoid"];
+const NATIVE_BIP = [
+  "T=4 softmax",
+  "T=20 sigmoid",
+  "cap=3 softmax",
+  "cap=floor sigmoid",
+  "start=zero",
+];
 const bipOn = (
   variant: string,
 ) => (NATIVE_BIP.includes(variant) ? {} : { only: "webgpu" as const });
@@ -402,6 +416,18 @@ for (const cap of [3, 12, "floor", "ceil"] as const) {
       bipOn(`cap=${cap} ${score}`),
     );
   }
+}
+
+// The same router every step: from zero, each step's prices are the first step's; carried, they
+// keep moving (T = 1, so one step is far from converged).
+for (const start of ["zero", "previous"] as const) {
+  everyBackendTest(
+    `bip start=${start} T=1 softmax: prices and routing over several steps match §4.3`,
+    async (b) => {
+      await checkBip(b, 24, 1, "softmax", undefined, start);
+    },
+    bipOn(`start=${start}`),
+  );
 }
 
 // ---- the skewed-router scenario ------------------------------------------------------------------

@@ -79,6 +79,29 @@ Deno.test("balancers: objects, specs and strings are the same balancers", () => 
     mj.balance.specOf(mj.balance.balancerFromSpec({ kind: "zLoss", beta: 0.5 })),
     { kind: "zLoss", beta: 0.5 },
   );
+  // BIP's start: the default stays out of specs (older specs name the same balancer).
+  assert.deepEqual(mj.balance.parseBalance("bip:8:start=zero"), [
+    { kind: "bip", iters: 8, start: "zero" },
+  ]);
+  assert.deepEqual(mj.balance.specOf(mj.balance.bip({ iters: 8, start: "zero" })), {
+    kind: "bip",
+    iters: 8,
+    cap: "ceil",
+    start: "zero",
+  });
+  assert.deepEqual(mj.balance.specOf(mj.balance.bip({ start: "previous" })), {
+    kind: "bip",
+    iters: 4,
+    cap: "ceil",
+  });
+  assert.equal(
+    mj.balance.formatBalance([{ kind: "bip", iters: 8, start: "zero" }]),
+    "bip:8:start=zero",
+  );
+  assert.throws(
+    () => mj.balance.parseBalance("bip:4:start=cold"),
+    /"bip:4:start=cold": start must be "previous" or "zero", got "cold"/,
+  );
   assert.throws(
     () => mj.moe.layer(x, params, { topK: 2, balance: "aux;bip" }),
     /moe\.layer: balance gives one list per layer/,
