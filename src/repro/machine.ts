@@ -45,7 +45,7 @@ async function git(args: string[]): Promise<string | null> {
 
 /**
  * The git commit of the moejit checkout this code runs from, with "+changes" appended when
- * tracked files differ from it; null outside a git checkout (e.g. imported from a URL).
+ * tracked files other than documentation and reports (docs/, reports/, Markdown) differ from it; null outside a git checkout (e.g. imported from a URL).
  *
  * @example
  * ```ts
@@ -55,7 +55,17 @@ async function git(args: string[]): Promise<string | null> {
 export async function sourceCommit(): Promise<string | null> {
   const commit = await git(["rev-parse", "HEAD"]);
   if (!commit) return null;
-  const status = await git(["status", "--porcelain", "--untracked-files=no"]);
+  // Changes to documentation and reports (a report being rewritten) do not change the code.
+  const status = await git([
+    "status",
+    "--porcelain",
+    "--untracked-files=no",
+    "--",
+    ".",
+    ":(exclude)docs",
+    ":(exclude)reports",
+    ":(exclude)*.md",
+  ]);
   return status ? `${commit}+changes` : commit;
 }
 
