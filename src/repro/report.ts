@@ -224,6 +224,16 @@ export interface ReportFiles {
   svgs: string[];
 }
 
+/** A run's backend as the report names it: the adapter, or the native threads and BLAS. */
+function backendOf(r: RunResult): string {
+  if (r.adapter) return `${r.backend} (${r.adapter})`;
+  if (!r.native) return r.backend;
+  const { threads, blas } = r.native;
+  return `${r.backend} (${threads} thread${threads === 1 ? "" : "s"}, ${
+    blas ? `BLAS ${blas}` : "moejit's own sgemm"
+  })`;
+}
+
 /** The report's commit and, where they differ from it, the commits the runs were made at. */
 function commitLine(m: Machine, results: readonly RunResult[]): string {
   const short = (c: string) =>
@@ -257,9 +267,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
   const outcomes = claims.map((c) => claimOutcome(c, results));
   const arms = armSummaries(groups, suite.columns, results);
   const date = input.date ?? new Date();
-  const backends = [
-    ...new Set(results.map((r) => `${r.backend}${r.adapter ? ` (${r.adapter})` : ""}`)),
-  ];
+  const backends = [...new Set(results.map(backendOf))];
   const computeSeconds = results.reduce((a, r) => a + r.wallSeconds, 0);
   const loads = results.map((r) => r.load[0]);
   const m = input.machine;

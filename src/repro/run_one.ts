@@ -22,6 +22,7 @@ import { trainingFlopsPerToken } from "./compute.ts";
 import { checkpointDir, readWall, runDir, trainDir, writeResult, writeWall } from "./layout.ts";
 import { acquireLock, releaseLock } from "./lock.ts";
 import { sourceCommit } from "./machine.ts";
+import { nativeInfo } from "../runtime/native/backend.ts";
 import { RunInterrupted } from "./interrupted.ts";
 import type { CurveRecord, RunResult, RunSpec, StepRecord } from "./suite.ts";
 
@@ -263,6 +264,10 @@ async function runLocked(spec: RunSpec, o: RunOneOptions): Promise<RunResult> {
     adapter: o.adapter ?? null,
     load: [load0, Deno.loadavg()[0]],
   };
+  if (r.backend === "native") {
+    const info = await nativeInfo();
+    if (info) result.native = { threads: info.threads, blas: info.blas };
+  }
   const commit = await sourceCommit();
   if (commit) result.commit = commit;
   await writeResult(o.suiteDir, result);

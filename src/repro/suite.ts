@@ -128,6 +128,12 @@ export interface RunResult {
   /** The 1-minute load average when the run's last session started and ended. */
   load: [number, number];
   /**
+   * The native backend's threads and BLAS library (null: moejit's own sgemm) in the run's last
+   * session: a run repeats bit for bit only with the same ones. Absent on other backends and in
+   * results written before it was recorded.
+   */
+  native?: { threads: number; blas: string | null };
+  /**
    * The moejit commit the run's last session ran ("…+changes" with uncommitted changes); absent
    * in results written before it was recorded, or outside a git checkout.
    */

@@ -211,6 +211,39 @@ Deno.test("writeReport: the commit line names the commits the runs were made at"
   );
 });
 
+Deno.test("writeReport: the backend line names the native threads and BLAS of the runs", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
+  const results: RunResult[] = [
+    {
+      ...fakeResult(fakeSpec("g", "a", 0), 10),
+      backend: "native",
+      native: { threads: 1, blas: "/lib/libopenblas.so.0" },
+    },
+    {
+      ...fakeResult(fakeSpec("g", "b", 0), 9),
+      backend: "native",
+      native: { threads: 2, blas: null },
+    },
+    { ...fakeResult(fakeSpec("g", "a", 1), 10), backend: "native" },
+    { ...fakeResult(fakeSpec("g", "b", 1), 9), backend: "webgpu", adapter: "llvmpipe" },
+  ];
+  const files = await writeReport(dir, {
+    suite: tiny,
+    scale: tiny.scale,
+    seeds: [0, 1],
+    quick: false,
+    results,
+    failed: [],
+    machine,
+    command: "x",
+  });
+  const md = await Deno.readTextFile(files.markdown);
+  assert.match(
+    md,
+    /\*\*Backend\*\*: native \(1 thread, BLAS \/lib\/libopenblas\.so\.0\), native \(2 threads, moejit's own sgemm\), native, webgpu \(llvmpipe\)\./,
+  );
+});
+
 Deno.test("chartSeries: mean and band over seeds, or each seed's difference from the baseline's run", () => {
   const a = [10, 11, 12], b = [9.7, 10.5, 11.6];
   const results: RunResult[] = [0, 1, 2].flatMap((s) => [

@@ -6,6 +6,7 @@
  */
 import { assert, SLOW } from "../helpers.ts";
 import { SUITES } from "../../src/repro/suites/index.ts";
+import type { RunResult } from "../../src/repro/suite.ts";
 
 const script = new URL("../../examples/reproduce.ts", import.meta.url).pathname;
 
@@ -35,6 +36,11 @@ for (const suite of SUITES) {
       const planned = suite.runs(suite.quick, [0, 1]);
       assert.deepEqual(json.runs.map((r: { id: string }) => r.id), planned.map((s) => s.id));
       assert.deepEqual(json.failed, []);
+      for (const r of json.runs as RunResult[]) {
+        // Each run says what it needs to repeat bit for bit: native threads and BLAS.
+        assert.equal(r.native !== undefined, r.backend === "native", `${r.id}: ${r.backend}`);
+        if (r.native) assert.ok(r.native.threads >= 1, `${r.id}: ${JSON.stringify(r.native)}`);
+      }
       assert.equal(json.claims.length, suite.claims(suite.quick).length);
       for (const c of suite.charts(suite.quick)) await Deno.stat(`${dir}/${c.file}`);
       const again = await reproduce(["--suite", suite.name, "--quick", "--out", out]);

@@ -60,6 +60,7 @@ Deno.test("runOne: a run stopped at step 3 resumes to the uninterrupted run's re
   assert.deepEqual([a.tokens, a.sessions, a.backend, a.adapter], [192, 1, "cpu", null]);
   assert.ok(a.stepSeconds > 0 && a.flopsPerToken > 0 && a.params.total > a.params.active);
   assert.equal(a.commit, (await sourceCommit()) ?? undefined, "the commit the run was made at");
+  assert.equal(a.native, undefined, "native settings only for native runs");
   assert.deepEqual(await readResult(whole, s.id), a);
 
   const split = await Deno.makeTempDir({ prefix: "moejit-run-one-" });
