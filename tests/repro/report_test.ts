@@ -73,6 +73,22 @@ const tiny: Suite = {
   notes: () => ["A note."],
 };
 
+/** The tiny suite's report from `results` (seeds 0 … n−1, no failures), as Markdown. */
+async function tinyReport(results: RunResult[], seeds: number, quick = false): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
+  const files = await writeReport(dir, {
+    suite: tiny,
+    scale: tiny.scale,
+    seeds: Array.from({ length: seeds }, (_, s) => s),
+    quick,
+    results,
+    failed: [],
+    machine,
+    command: "x",
+  });
+  return await Deno.readTextFile(files.markdown);
+}
+
 Deno.test("writeReport: claims with per-seed values, interval and verdict; arms with mean ± sd", async () => {
   const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
   // B is better than A by 0.3, 0.5, 0.4 on seeds 0–2.
@@ -159,45 +175,23 @@ Deno.test("claimOutcome: a claim with a threshold is judged against it, reported
 });
 
 Deno.test("writeReport: a seed only one arm finished is left out of the pairing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
   const results = [
     fakeResult(fakeSpec("g", "a", 0), 10),
     fakeResult(fakeSpec("g", "b", 0), 9),
     fakeResult(fakeSpec("g", "a", 1), 10),
   ];
-  const files = await writeReport(dir, {
-    suite: tiny,
-    scale: tiny.scale,
-    seeds: [0, 1],
-    quick: true,
-    results,
-    failed: [],
-    machine,
-    command: "x",
-  });
-  const md = await Deno.readTextFile(files.markdown);
+  const md = await tinyReport(results, 2, true);
   assert.match(md, /quick harness check \(not science\)/);
   assert.match(md, /\| -1\.00 \| -1\.00 \| one seed, no interval: the direction held \|/);
 });
 
 Deno.test("writeReport: the commit line names the commits the runs were made at", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
   const commitLine = async (commits: (string | undefined)[]) => {
     const results = commits.map((commit, s) => ({
       ...fakeResult(fakeSpec("g", "a", s), 10),
       ...(commit ? { commit } : {}),
     }));
-    const files = await writeReport(dir, {
-      suite: tiny,
-      scale: tiny.scale,
-      seeds: commits.map((_, s) => s),
-      quick: false,
-      results,
-      failed: [],
-      machine,
-      command: "x",
-    });
-    return (await Deno.readTextFile(files.markdown)).match(/\*\*Commit\*\*: (.*)\n/)![1];
+    return (await tinyReport(results, commits.length)).match(/\*\*Commit\*\*: (.*)\n/)![1];
   };
   const here = machine.commit;
   assert.equal(await commitLine([here, here]), "`0123456789ab` (the report and every run).");
@@ -212,7 +206,6 @@ Deno.test("writeReport: the commit line names the commits the runs were made at"
 });
 
 Deno.test("writeReport: the backend line names the native threads and BLAS of the runs", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "moejit-report-" });
   const results: RunResult[] = [
     {
       ...fakeResult(fakeSpec("g", "a", 0), 10),
@@ -227,17 +220,7 @@ Deno.test("writeReport: the backend line names the native threads and BLAS of th
     { ...fakeResult(fakeSpec("g", "a", 1), 10), backend: "native" },
     { ...fakeResult(fakeSpec("g", "b", 1), 9), backend: "webgpu", adapter: "llvmpipe" },
   ];
-  const files = await writeReport(dir, {
-    suite: tiny,
-    scale: tiny.scale,
-    seeds: [0, 1],
-    quick: false,
-    results,
-    failed: [],
-    machine,
-    command: "x",
-  });
-  const md = await Deno.readTextFile(files.markdown);
+  const md = await tinyReport(results, 2);
   assert.match(
     md,
     /\*\*Backend\*\*: native \(1 thread, BLAS \/lib\/libopenblas\.so\.0\), native \(2 threads, moejit's own sgemm\), native, webgpu \(llvmpipe\)\./,
