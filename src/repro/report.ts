@@ -243,8 +243,8 @@ function commitLine(m: Machine, results: readonly RunResult[]): string {
   const here = m.commit + (m.dirty ? "+changes" : "");
   const counts = new Map<string, number>();
   for (const r of results) counts.set(r.commit ?? "", (counts.get(r.commit ?? "") ?? 0) + 1);
-  let line = `report written at ${short(here)}`;
   if (counts.size === 1 && counts.has(here)) return `${short(here)} (the report and every run)`;
+  let line = `report written at ${short(here)}`;
   const made = [...counts].filter(([c]) => c).map(([c, n]) => `${short(c)} (${n})`);
   const unknown = counts.get("") ?? 0;
   if (made.length) line += `; runs made at ${made.join(", ")}`;
